@@ -1,0 +1,69 @@
+# movierec: two commands for a newcomer, `make up` and `make test`.
+# Everything lands in .venv/ (Python) and $MOVIEREC_HOME (state, default ./var).
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down status kafka kafka-stop test lint format bench clean
+
+help:
+	@echo "make up      install, start Kafka (and, as they land, the whole loop), report status"
+	@echo "make test    install and run the test suite (starts and stops its own Kafka)"
+	@echo "make down    stop everything 'make up' started"
+	@echo "make status  what is running"
+	@echo "make lint    ruff check + format check"
+	@echo "make bench   run the benchmarks in bench/ (on demand, slow)"
+
+$(INSTALLED): requirements.txt constraints.txt pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17 is required (Spark and the Kafka broker run on it)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is required (it fetches the Kafka broker from Maven Central)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+		|| { echo "Python 3.11 is required (found $(PYTHON))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(INSTALLED)
+
+up: install
+	$(BIN)/movierec kafka start
+	@echo
+	@echo "movierec is up:"
+	@echo "  kafka     $$($(BIN)/movierec config --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["MOVIEREC_KAFKA_BOOTSTRAP"])')  (logs: var/kafka/logs/server.log)"
+	@echo "  stop with 'make down'"
+
+down:
+	@test -x $(BIN)/movierec && $(BIN)/movierec kafka stop || echo "nothing installed, nothing to stop"
+
+status: install
+	$(BIN)/movierec kafka status
+
+kafka: install
+	$(BIN)/movierec kafka start
+
+kafka-stop: down
+
+# pytest exit code 5 means "no tests ran": that is a failure, not a pass.
+test: install
+	@$(BIN)/pytest --cov --cov-report=term --cov-report=xml --cov-report=html; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean: down
+	rm -rf var htmlcov coverage.xml .coverage .pytest_cache .ruff_cache

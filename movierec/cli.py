@@ -1,0 +1,105 @@
+"""The ``movierec`` console script: one entry point, one subcommand per job.
+
+Each subcommand is a thin adapter from arguments to a function in an
+importable module; heavy imports happen inside the handlers so that
+``movierec parse`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import BinaryIO, TextIO
+
+from movierec import settings as settings_module
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = settings_module.load()
+    rows = settings_module.describe(settings)
+    if args.json:
+        print(json.dumps({row["env"]: row["value"] for row in rows}, indent=2))
+        return 0
+    width = max(len(row["env"]) for row in rows)
+    for row in rows:
+        print(f"{row['env']:<{width}}  {row['value']}  [{row['source']}]  # {row['doc']}")
+    return 0
+
+
+def parse_stream(source: BinaryIO, sink: TextIO) -> tuple[int, int]:
+    """movielog lines in, one JSON object per line out; returns (events, malformed)."""
+    from movierec.movielog import Malformed, parse_line, to_json_dict
+
+    good = bad = 0
+    for raw in source:
+        parsed = parse_line(raw)
+        if isinstance(parsed, Malformed):
+            bad += 1
+        else:
+            good += 1
+        sink.write(json.dumps(to_json_dict(parsed), ensure_ascii=False) + "\n")
+    return good, bad
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    good, bad = parse_stream(sys.stdin.buffer, sys.stdout)
+    if args.summary:
+        print(f"{good} events, {bad} malformed", file=sys.stderr)
+    return 1 if args.strict and bad else 0
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from movierec.broker import broker
+
+    settings = settings_module.load()
+    if args.action == "start":
+        broker.start(settings)
+        broker.ensure_topics(settings)
+        print(broker.status(settings).describe())
+        return 0
+    if args.action == "stop":
+        stopped = broker.stop(settings)
+        print("kafka stopped" if stopped else "kafka was not running")
+        return 0
+    if args.action == "topics":
+        broker.ensure_topics(settings)
+    state = broker.status(settings)
+    print(state.describe())
+    return 0 if state.healthy else 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="movierec", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    config = commands.add_parser("config", help="print the effective settings")
+    config.add_argument("--json", action="store_true", help="as a JSON object")
+    config.set_defaults(handler=cmd_config)
+
+    parse = commands.add_parser("parse", help="movielog lines on stdin -> JSON lines on stdout")
+    parse.add_argument("--summary", action="store_true", help="print counts to stderr at the end")
+    parse.add_argument("--strict", action="store_true", help="exit 1 if any line was malformed")
+    parse.set_defaults(handler=cmd_parse)
+
+    kafka = commands.add_parser("kafka", help="the embedded single-node Kafka broker (KRaft)")
+    kafka.add_argument("action", choices=["start", "stop", "status", "topics"])
+    kafka.set_defaults(handler=cmd_kafka)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+    try:
+        return args.handler(args)
+    except (settings_module.SettingsError, RuntimeError) as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

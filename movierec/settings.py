@@ -1,0 +1,120 @@
+"""The one settings module: every knob of movierec, read from ``MOVIEREC_*`` variables.
+
+Nothing else in the project reads the environment for its own configuration;
+parts call ``load()`` and get a frozen ``Settings``. ``movierec config`` prints
+the effective values with where each came from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = _setting(
+        "MOVIEREC_HOME", REPO_ROOT / "var", "state folder (lake, serving files, Kafka data, logs)"
+    )
+    kafka_bootstrap: str = _setting(
+        "MOVIEREC_KAFKA_BOOTSTRAP", "127.0.0.1:9092", "Kafka bootstrap servers (host:port[,...])"
+    )
+    kafka_controller_port: int = _setting(
+        "MOVIEREC_KAFKA_CONTROLLER_PORT", 9093, "KRaft controller port of the embedded broker"
+    )
+    kafka_version: str = _setting(
+        "MOVIEREC_KAFKA_VERSION", "4.1.1", "org.apache.kafka:kafka_2.13 version of the embedded broker"
+    )
+    kafka_heap: str = _setting("MOVIEREC_KAFKA_HEAP", "1g", "JVM heap of the embedded broker")
+    kafka_cache: Path = _setting(
+        "MOVIEREC_KAFKA_CACHE",
+        Path.home() / ".cache" / "movierec" / "kafka",
+        "where the broker's jars resolved by Maven are kept (survives `make clean`)",
+    )
+    topic: str = _setting("MOVIEREC_TOPIC", "movielog1", "the site's movielog topic")
+    topic_partitions: int = _setting(
+        "MOVIEREC_TOPIC_PARTITIONS", 4, "partitions of topics the embedded broker creates"
+    )
+    topic_retention_hours: int = _setting(
+        "MOVIEREC_TOPIC_RETENTION_HOURS", 14 * 24, "retention of the movielog topic"
+    )
+    served_topic: str = _setting(
+        "MOVIEREC_SERVED_TOPIC", "movierec.served", "provenance records of every answer served"
+    )
+    spark_master: str = _setting("MOVIEREC_SPARK_MASTER", "local[*]", "Spark master URL")
+    server_host: str = _setting("MOVIEREC_SERVER_HOST", "127.0.0.1", "recommendation service bind address")
+    server_port: int = _setting("MOVIEREC_SERVER_PORT", 8082, "recommendation service port")
+    api_host: str = _setting("MOVIEREC_API_HOST", "127.0.0.1", "simulator catalog API bind address")
+    api_port: int = _setting("MOVIEREC_API_PORT", 8083, "simulator catalog API port")
+    api_url: str = _setting(
+        "MOVIEREC_API_URL", "", "catalog API base URL (default: the simulator's http://<api_host>:<api_port>)"
+    )
+    airflow_port: int = _setting("MOVIEREC_AIRFLOW_PORT", 8080, "Airflow API server / UI port")
+    prometheus_port: int = _setting("MOVIEREC_PROMETHEUS_PORT", 9090, "Prometheus port")
+    alertmanager_port: int = _setting("MOVIEREC_ALERTMANAGER_PORT", 9094, "Alertmanager port")
+    scale_users: int = _setting("MOVIEREC_SCALE_USERS", 1_000_000, "users in the simulated site")
+    scale_movies: int = _setting("MOVIEREC_SCALE_MOVIES", 27_000, "movies in the simulated site")
+    seed: int = _setting("MOVIEREC_SEED", 17645, "seed of the simulated world")
+
+    @property
+    def catalog_api_url(self) -> str:
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def kafka_home(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+
+class SettingsError(ValueError):
+    """A MOVIEREC_* variable holds a value of the wrong type."""
+
+
+def _convert(name: str, text: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        return text.lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise SettingsError(f"{name}={text!r} is not an integer") from None
+    if isinstance(default, Path):
+        return Path(text).expanduser().resolve()
+    return text
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``env`` (default: the process environment) over the defaults."""
+    env = os.environ if env is None else env
+    values = {}
+    for spec in fields(Settings):
+        name = spec.metadata["env"]
+        if name in env and env[name] != "":
+            values[spec.name] = _convert(name, env[name], spec.default)
+    return Settings(**values)
+
+
+def describe(settings: Settings, env: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """One row per knob: variable, effective value, whether it is the default, and what it does."""
+    env = os.environ if env is None else env
+    return [
+        {
+            "env": spec.metadata["env"],
+            "value": str(getattr(settings, spec.name)),
+            "source": "env" if env.get(spec.metadata["env"]) else "default",
+            "doc": spec.metadata["doc"],
+        }
+        for spec in fields(Settings)
+    ]
