@@ -1,0 +1,292 @@
+"""The movielog grammar: the one parser and formatter of the site's event lines.
+
+Every part of movierec that reads or writes movielog lines (ingest, monitoring,
+the simulator, the ``movierec parse`` command) goes through this module, so the
+format is defined in exactly one place. See DESIGN.md, "The movielog stream":
+
+    <time>,<userid>,recommendation request <server>, status <code>, result: <recs>, <ms> ms
+    <time>,<userid>,GET /data/m/<movieid>/<minute>.mpg
+    <time>,<userid>,GET /rate/<movieid>=<rating>
+
+``parse_line`` never raises on bad input: it returns a typed event or a
+``Malformed`` value carrying a ``Reason`` code, so callers can quarantine and
+count instead of crashing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+MAX_USER_ID = 2**63 - 1  # what fits a signed 64-bit column in Parquet and SQLite
+MAX_LINE_CHARS = 64 * 1024  # a longer line is not something the site writes
+MIN_RATING, MAX_RATING = 1, 5
+
+# Three timestamp forms: seconds, fractional seconds (1-6 digits), minutes.
+# Checked by regex first because datetime.fromisoformat accepts far more
+# (week dates, offsets, a space separator) than the site writes.
+_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?")
+_USER_RE = re.compile(r"[1-9][0-9]{0,18}")
+# A movie id is a slug of the title and the year: no spaces, commas, slashes or
+# '=' (those delimit the line), ending in '+<4-digit year>'.
+MOVIE_ID_PATTERN = r"[^\s,/=+][^\s,/=]*\+[0-9]{4}"
+_MOVIE_ID_RE = re.compile(MOVIE_ID_PATTERN)
+_MINUTE_RE = re.compile(r"0|[1-9][0-9]{0,8}")
+_RECO_RE = re.compile(
+    r"recommendation request (?P<server>\S+?), status (?P<status>[^,]*), "
+    r"result: (?P<result>.*), (?P<latency>[^,]*) ms",
+    re.DOTALL,
+)
+_WATCH_PREFIX = "GET /data/m/"
+_WATCH_STEM = "GET /data/m"  # a watch request with a broken path, e.g. no '/' after 'm'
+_RATE_PREFIX = "GET /rate/"
+_RECO_PREFIX = "recommendation request "
+_HTTP_STATUS_RE = re.compile(r"0|[1-9][0-9]{2}")
+_LATENCY_RE = re.compile(r"0|[1-9][0-9]{0,8}")
+
+
+class Reason(StrEnum):
+    """Why a line was rejected; stable codes stored in the quarantine table."""
+
+    EMPTY = "empty"
+    NOT_UTF8 = "not_utf8"
+    TOO_LONG = "too_long"
+    TRUNCATED = "truncated"  # fewer than the three comma-separated fields
+    BAD_TIME = "bad_time"
+    BAD_USER = "bad_user"
+    UNKNOWN_REQUEST = "unknown_request"
+    BAD_MOVIE_ID = "bad_movie_id"
+    BAD_WATCH_PATH = "bad_watch_path"
+    BAD_MINUTE = "bad_minute"
+    BAD_RATE_REQUEST = "bad_rate_request"
+    BAD_RATING = "bad_rating"
+    EXTRA_FIELDS = "extra_fields"
+    BAD_RECO_REQUEST = "bad_reco_request"
+    MISSING_STATUS = "missing_status"
+    BAD_STATUS = "bad_status"
+    BAD_LATENCY = "bad_latency"
+    BAD_RESULT = "bad_result"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One minute of a movie streamed to a user."""
+
+    time: datetime
+    user_id: int
+    movie_id: str
+    minute: int
+
+    kind = "watch"
+
+
+@dataclass(frozen=True, slots=True)
+class RateEvent:
+    """A user's 1-5 star rating of a movie."""
+
+    time: datetime
+    user_id: int
+    movie_id: str
+    rating: int
+
+    kind = "rate"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoEvent:
+    """The site's record of one call to a recommendation service.
+
+    On status 200 ``items`` holds the ids as the site parsed them and ``error``
+    is None; on any other status (0 = timeout or refused) ``items`` is empty and
+    ``error`` holds the client's text.
+    """
+
+    time: datetime
+    user_id: int
+    server: str
+    status: int
+    items: tuple[str, ...]
+    error: str | None
+    latency_ms: int
+
+    kind = "reco"
+
+
+Event = WatchEvent | RateEvent | RecoEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A line that is not in the grammar, with the reason it was rejected."""
+
+    reason: Reason
+    line: str
+    detail: str = ""
+
+
+# --- formatting -------------------------------------------------------------
+
+
+def format_time(moment: datetime) -> str:
+    """Seconds precision, with a fraction only when there is one (as the site does)."""
+    if moment.microsecond:
+        return moment.isoformat(timespec="microseconds").rstrip("0")
+    return moment.isoformat(timespec="seconds")
+
+
+def format_event(event: Event) -> str:
+    """The exact line the site writes for ``event`` (no trailing newline)."""
+    head = f"{format_time(event.time)},{event.user_id},"
+    if isinstance(event, WatchEvent):
+        return f"{head}GET /data/m/{event.movie_id}/{event.minute}.mpg"
+    if isinstance(event, RateEvent):
+        return f"{head}GET /rate/{event.movie_id}={event.rating}"
+    if isinstance(event, RecoEvent):
+        result = ", ".join(event.items) if event.status == 200 else (event.error or "")
+        return (
+            f"{head}recommendation request {event.server}, status {event.status}, "
+            f"result: {result}, {event.latency_ms} ms"
+        )
+    raise TypeError(f"not a movielog event: {event!r}")
+
+
+# --- parsing ----------------------------------------------------------------
+
+
+def parse_time(text: str) -> datetime | None:
+    """One of the three timestamp forms, or None."""
+    if not _TIME_RE.fullmatch(text):
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:  # e.g. month 13 or 25 o'clock
+        return None
+
+
+def parse_user_id(text: str) -> int | None:
+    """A positive decimal integer that fits 64 bits, written without sign or leading zeros."""
+    if not _USER_RE.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= MAX_USER_ID else None
+
+
+def is_movie_id(text: str) -> bool:
+    return _MOVIE_ID_RE.fullmatch(text) is not None
+
+
+def parse_line(raw: str | bytes) -> Event | Malformed:
+    """Parse one movielog line (a trailing newline is allowed) into an event."""
+    if isinstance(raw, bytes):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Malformed(Reason.NOT_UTF8, raw.decode("utf-8", "backslashreplace"), str(exc))
+    else:
+        line = raw
+    line = line.removesuffix("\n").removesuffix("\r")
+    if not line.strip():
+        return Malformed(Reason.EMPTY, line)
+    if len(line) > MAX_LINE_CHARS:
+        return Malformed(Reason.TOO_LONG, line, f"{len(line)} characters")
+
+    fields = line.split(",", 2)
+    if len(fields) < 3:
+        return Malformed(Reason.TRUNCATED, line, f"{len(fields)} of 3 fields")
+    time_text, user_text, request = fields
+    moment = parse_time(time_text)
+    if moment is None:
+        return Malformed(Reason.BAD_TIME, line, time_text)
+    user_id = parse_user_id(user_text)
+    if user_id is None:
+        return Malformed(Reason.BAD_USER, line, user_text)
+
+    if request.startswith(_WATCH_PREFIX):
+        return _parse_watch(line, moment, user_id, request)
+    if request.startswith(_RATE_PREFIX):
+        return _parse_rate(line, moment, user_id, request)
+    if request.startswith(_RECO_PREFIX):
+        return _parse_reco(line, moment, user_id, request)
+    if request.startswith(_WATCH_STEM):
+        return Malformed(Reason.BAD_WATCH_PATH, line, request[len(_WATCH_STEM) :][:80])
+    return Malformed(Reason.UNKNOWN_REQUEST, line, request[:80])
+
+
+def _parse_watch(line: str, moment: datetime, user_id: int, request: str) -> Event | Malformed:
+    if "," in request:
+        return Malformed(Reason.EXTRA_FIELDS, line)
+    path = request[len(_WATCH_PREFIX) :]
+    movie_id, slash, file_name = path.rpartition("/")
+    if not slash or not file_name.endswith(".mpg"):
+        return Malformed(Reason.BAD_WATCH_PATH, line, path)
+    if not is_movie_id(movie_id):
+        return Malformed(Reason.BAD_MOVIE_ID, line, movie_id)
+    minute_text = file_name[: -len(".mpg")]
+    if not _MINUTE_RE.fullmatch(minute_text):
+        return Malformed(Reason.BAD_MINUTE, line, minute_text)
+    return WatchEvent(moment, user_id, movie_id, int(minute_text))
+
+
+def _parse_rate(line: str, moment: datetime, user_id: int, request: str) -> Event | Malformed:
+    if "," in request:
+        return Malformed(Reason.EXTRA_FIELDS, line)
+    movie_id, equals, rating_text = request[len(_RATE_PREFIX) :].rpartition("=")
+    if not equals:
+        return Malformed(Reason.BAD_RATE_REQUEST, line, "no '=<rating>'")
+    if not is_movie_id(movie_id):
+        return Malformed(Reason.BAD_MOVIE_ID, line, movie_id)
+    if len(rating_text) != 1 or not MIN_RATING <= ord(rating_text) - ord("0") <= MAX_RATING:
+        return Malformed(Reason.BAD_RATING, line, rating_text)
+    return RateEvent(moment, user_id, movie_id, int(rating_text))
+
+
+def _parse_reco(line: str, moment: datetime, user_id: int, request: str) -> Event | Malformed:
+    match = _RECO_RE.fullmatch(request)
+    if match is None:
+        if ", status " not in request:
+            return Malformed(Reason.MISSING_STATUS, line)
+        if not request.endswith(" ms"):
+            return Malformed(Reason.BAD_LATENCY, line, "no '<ms> ms' at the end")
+        return Malformed(Reason.BAD_RECO_REQUEST, line)
+    status_text, latency_text = match["status"], match["latency"]
+    if not _HTTP_STATUS_RE.fullmatch(status_text):
+        return Malformed(Reason.BAD_STATUS, line, status_text)
+    if not _LATENCY_RE.fullmatch(latency_text):
+        return Malformed(Reason.BAD_LATENCY, line, latency_text)
+    status, result = int(status_text), match["result"]
+    if status != 200:
+        return RecoEvent(moment, user_id, match["server"], status, (), result, int(latency_text))
+    items = tuple(result.split(", ")) if result else ()
+    for item in items:
+        if not is_movie_id(item):
+            return Malformed(Reason.BAD_RESULT, line, item[:80])
+    return RecoEvent(moment, user_id, match["server"], status, items, None, int(latency_text))
+
+
+# --- JSON views (for `movierec parse` and logs) ---------------------------------
+
+
+def to_json_dict(parsed: Event | Malformed) -> dict[str, Any]:
+    """A JSON-ready view: the typed event, or ``{"error": <reason>, "line": ...}``."""
+    if isinstance(parsed, Malformed):
+        view: dict[str, Any] = {"error": parsed.reason.value, "line": parsed.line}
+        if parsed.detail:
+            view["detail"] = parsed.detail
+        return view
+    view = {"kind": parsed.kind, "time": parsed.time.isoformat(), "user_id": parsed.user_id}
+    if isinstance(parsed, WatchEvent):
+        view |= {"movie_id": parsed.movie_id, "minute": parsed.minute}
+    elif isinstance(parsed, RateEvent):
+        view |= {"movie_id": parsed.movie_id, "rating": parsed.rating}
+    else:
+        view |= {
+            "server": parsed.server,
+            "status": parsed.status,
+            "items": list(parsed.items),
+            "error": parsed.error,
+            "latency_ms": parsed.latency_ms,
+        }
+    return view
