@@ -71,6 +71,28 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return 0 if state.healthy else 3
 
 
+def cmd_world(args: argparse.Namespace) -> int:
+    # The simulator stands in for the site; only this command (never the product) imports it.
+    from simulator import commands
+
+    settings = settings_module.load()
+    if args.mode == "build":
+        commands.load_history(settings)
+    elif args.mode == "backfill":
+        commands.backfill(settings, args.days, sessions_per_day=args.sessions_per_day, follow=args.follow)
+    elif args.mode == "run":
+        commands.run(
+            settings,
+            service_url=args.service,
+            lines_per_second=args.lines_per_second,
+            follow=args.follow,
+            minute_seconds=args.minute_seconds,
+        )
+    elif args.mode == "api":
+        commands.api(settings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movierec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     kafka = commands.add_parser("kafka", help="the embedded single-node Kafka broker (KRaft)")
     kafka.add_argument("action", choices=["start", "stop", "status", "topics"])
     kafka.set_defaults(handler=cmd_kafka)
+
+    world = commands.add_parser("world", help="the simulated streaming site")
+    modes = world.add_subparsers(dest="mode", required=True)
+    modes.add_parser("build", help="build (or load) the catalog, users and ground truth")
+    backfill = modes.add_parser("backfill", help="write days of history to the topic, as fast as it goes")
+    backfill.add_argument("--days", type=float, required=True)
+    backfill.add_argument("--sessions-per-day", type=int, default=96_000)
+    run = modes.add_parser("run", help="live viewers calling the recommendation service")
+    run.add_argument("--service", help="service base URL (default: the configured server)")
+    run.add_argument("--lines-per-second", type=float, default=50.0)
+    run.add_argument("--minute-seconds", type=float, default=60.0, help="real seconds per watched minute")
+    for mode in (backfill, run):
+        mode.add_argument("--follow", type=float, default=0.5, help="how much viewers follow lists (0..1)")
+    modes.add_parser("api", help="the catalog API (users, movies)")
+    world.set_defaults(handler=cmd_world)
     return parser
 
 

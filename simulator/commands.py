@@ -1,0 +1,106 @@
+"""The simulator's entry points behind ``movierec world ...``: load the site, then run a mode.
+
+This is the I/O edge of the simulator (files, Kafka, HTTP, signals); the modes
+themselves (simulator.backfill, simulator.live) are functions of their inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from datetime import datetime, timedelta
+
+from movierec.settings import Settings
+from simulator.backfill import History, run_backfill
+from simulator.catalog import load_world
+from simulator.live import run_live
+from simulator.stream import TopicWriter
+from simulator.truth import load_truth
+
+log = logging.getLogger(__name__)
+
+# ~50 lines/s, the real site's average, at ~45 lines per session
+DEFAULT_SESSIONS_PER_DAY = 96_000
+
+
+def load_history(settings: Settings) -> History:
+    """The site (catalog, users, ground truth) as the viewers need it; built once, then cached."""
+    started = time.monotonic()
+    world = load_world(settings)
+    truth = load_truth(settings, world)
+    log.info(
+        "site loaded: %d users, %d movies in %.1f s",
+        world.n_users,
+        world.n_movies,
+        time.monotonic() - started,
+    )
+    return History.build(world, truth)
+
+
+def backfill(
+    settings: Settings,
+    days: float,
+    *,
+    sessions_per_day: int = DEFAULT_SESSIONS_PER_DAY,
+    follow: float = 0.5,
+    end: datetime | None = None,
+) -> int:
+    """Write ``days`` of history ending at ``end`` (default: now) to the movielog topic."""
+    history = load_history(settings)
+    end = end or datetime.now().replace(microsecond=0)
+    start = end - timedelta(days=days)
+    log.info("backfill of %.2f days (%s .. %s) into %s", days, start, end, settings.topic)
+    with TopicWriter(settings) as writer:
+        count = run_backfill(
+            history,
+            writer.write,
+            seed=settings.seed,
+            start=start,
+            days=days,
+            sessions_per_day=sessions_per_day,
+            follow=follow,
+        )
+    log.info("backfill wrote %d lines (%.0f lines/s end to end)", count, writer.rate)
+    return count
+
+
+def run(
+    settings: Settings,
+    *,
+    service_url: str | None = None,
+    lines_per_second: float = 50.0,
+    follow: float = 0.5,
+    minute_seconds: float = 60.0,
+) -> dict[str, int]:
+    """Live viewers calling the service, until SIGINT or SIGTERM."""
+    history = load_history(settings)
+    url = service_url or f"http://{settings.server_host}:{settings.server_port}"
+
+    async def main() -> dict[str, int]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("live viewers calling %s at ~%.0f lines/s; stop with Ctrl-C", url, lines_per_second)
+        with TopicWriter(settings) as writer:
+            return await run_live(
+                history,
+                writer.write,
+                url,
+                seed=settings.seed,
+                lines_per_second=lines_per_second,
+                follow=follow,
+                minute_seconds=minute_seconds,
+                stop=stop,
+            )
+
+    return asyncio.run(main())
+
+
+def api(settings: Settings) -> None:
+    """The catalog API on settings.api_host:api_port, until stopped."""
+    from simulator.api import serve
+
+    serve(settings)

@@ -1,0 +1,102 @@
+"""How a simulated viewer behaves in one session: pick a movie, watch it, maybe rate it.
+
+Pure functions of a random generator, the ground truth and the list the viewer
+was shown; no I/O. Both the live mode (simulator.live) and the backfill
+(simulator.backfill) turn these outcomes into movielog lines.
+
+The choice model is what makes online metrics meaningful: a viewer follows the
+shown list with a probability that grows with how well the list fits their true
+taste (``follow`` scales it: the feedback-loop knob), and otherwise browses,
+sampling candidates by popularity and picking among them by taste.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.truth import Truth, affinity, enjoyment
+
+BROWSE_CANDIDATES = 20  # titles a browsing viewer looks at before choosing
+CHOICE_TEMPERATURE = 0.5  # lower: viewers pick what seems best more surely
+PERCEPTION_NOISE = 0.8  # before watching, a viewer only guesses how much they will like a movie
+LIST_FIT_TOP = 5  # the top of a list is what a viewer judges it by
+RATE_PROBABILITY = 0.12
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one session did."""
+
+    movie: int  # index into the catalog
+    from_list: bool  # chosen from the recommendations shown
+    minutes: int  # minutes streamed: lines 0..minutes-1
+    rating: int | None  # 1..5 if the viewer rated
+
+
+@dataclass(frozen=True)
+class Audience:
+    """What the viewers need of the world, precomputed once."""
+
+    truth: Truth
+    runtimes: np.ndarray  # minutes, per movie index
+    popularity_cdf: np.ndarray  # browsing samples titles by popularity
+
+    @classmethod
+    def build(cls, truth: Truth, runtimes: np.ndarray, popularity: np.ndarray) -> Audience:
+        weights = np.asarray(popularity, dtype=np.float64)
+        cdf = np.cumsum(weights / weights.sum())
+        cdf[-1] = 1.0
+        return cls(truth, np.asarray(runtimes, dtype=np.int32), cdf)
+
+
+def _pick(rng: np.random.Generator, scores: np.ndarray, bias: np.ndarray | None = None) -> int:
+    """A softmax choice among noisily perceived ``scores`` (optionally with a position bias)."""
+    perceived = scores + rng.normal(0.0, PERCEPTION_NOISE, len(scores))
+    logits = (perceived - perceived.max()) / CHOICE_TEMPERATURE
+    weights = np.exp(logits)
+    if bias is not None:
+        weights = weights * bias
+    return int(rng.choice(len(scores), p=weights / weights.sum()))
+
+
+def list_fit(audience: Audience, user_id: int, shown: np.ndarray) -> float:
+    """0..1: how much the top of ``shown`` appeals to this viewer."""
+    if len(shown) == 0:
+        return 0.0
+    top = shown[:LIST_FIT_TOP]
+    return float(enjoyment(affinity(audience.truth, user_id, top)).mean())
+
+
+def choose(
+    rng: np.random.Generator, audience: Audience, user_id: int, shown: np.ndarray, follow: float
+) -> tuple[int, bool]:
+    """The movie this viewer starts, and whether it came from the shown list."""
+    if len(shown) and rng.random() < follow * list_fit(audience, user_id, shown):
+        position_bias = 1.0 / (1.0 + 0.15 * np.arange(len(shown)))
+        pick = _pick(rng, affinity(audience.truth, user_id, shown), position_bias)
+        return int(shown[pick]), True
+    candidates = np.searchsorted(audience.popularity_cdf, rng.random(BROWSE_CANDIDATES))
+    pick = _pick(rng, affinity(audience.truth, user_id, candidates))
+    return int(candidates[pick]), False
+
+
+def watch(rng: np.random.Generator, audience: Audience, user_id: int, movie: int) -> tuple[int, int | None]:
+    """Minutes watched and an optional rating, both driven by true enjoyment plus noise."""
+    joy = float(enjoyment(affinity(audience.truth, user_id, np.array([movie])))[0])
+    share = float(np.clip(joy**1.5 + rng.normal(0.0, 0.12), 0.02, 1.0))
+    minutes = max(1, round(int(audience.runtimes[movie]) * share))
+    rating = None
+    if rng.random() < RATE_PROBABILITY:
+        rating = int(np.clip(round(1 + 4 * joy + rng.normal(0.0, 0.6)), 1, 5))
+    return minutes, rating
+
+
+def session(
+    rng: np.random.Generator, audience: Audience, user_id: int, shown: np.ndarray, follow: float
+) -> Outcome:
+    """One viewing session of ``user_id`` who was shown ``shown`` (movie indices, best first)."""
+    movie, from_list = choose(rng, audience, user_id, shown, follow)
+    minutes, rating = watch(rng, audience, user_id, movie)
+    return Outcome(movie, from_list, minutes, rating)
