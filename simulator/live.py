@@ -73,7 +73,7 @@ async def run_live(
         counts["reco_ok" if answer.status == 200 else "reco_failed"] += 1
         shown = np.array([index_of[s] for s in answer.items if s in index_of], dtype=np.int64)
         outcome = session(rng, history.audience, user_id, shown, follow)
-        begin = loop.time() + float(rng.uniform(1, 10))
+        begin = loop.time() + float(rng.uniform(0.1, 1.5)) * minute_seconds  # finding the title
         for minute in range(outcome.minutes):
             sequence += 1
             heapq.heappush(

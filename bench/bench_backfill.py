@@ -1,0 +1,90 @@
+"""Backfill throughput at full scale: generating history alone vs writing it through the real broker.
+
+Side by side in one run, same seed, same simulated span:
+  1. generate only (lines discarded): the simulator's own cost;
+  2. generate + produce to a private embedded Kafka broker (acks=all, idempotent).
+The ratio shows where the time goes. Run on demand:
+
+    .venv/bin/python bench/bench_backfill.py [--days 0.5] [--users 1000000] [--movies 27000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from movierec import settings as settings_module
+from movierec.broker import broker
+from simulator.backfill import run_backfill
+from simulator.commands import DEFAULT_SESSIONS_PER_DAY, load_history
+from simulator.stream import TopicWriter
+
+START = datetime(2026, 11, 1)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=float, default=0.5)
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--movies", type=int, default=27_000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    home = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
+    settings = settings_module.load(
+        {
+            "MOVIEREC_HOME": str(home),
+            "MOVIEREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "MOVIEREC_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "MOVIEREC_SCALE_USERS": str(args.users),
+            "MOVIEREC_SCALE_MOVIES": str(args.movies),
+        }
+    )
+    began = time.perf_counter()
+    history = load_history(settings)
+    load_seconds = time.perf_counter() - began
+
+    def timed(write: object) -> tuple[int, float]:
+        started = time.perf_counter()
+        count = run_backfill(
+            history,
+            write,  # type: ignore[arg-type]
+            seed=settings.seed,
+            start=START,
+            days=args.days,
+            sessions_per_day=DEFAULT_SESSIONS_PER_DAY,
+        )
+        return count, time.perf_counter() - started
+
+    generated, generate_seconds = timed(lambda line, user: None)
+    broker.start(settings)
+    try:
+        broker.ensure_topics(settings)
+        with TopicWriter(settings) as writer:
+            produced, produce_seconds = timed(writer.write)
+    finally:
+        broker.stop(settings)
+
+    print(f"world {args.users:,} users x {args.movies:,} movies, loaded in {load_seconds:.1f} s")
+    print(f"{args.days} simulated days, {DEFAULT_SESSIONS_PER_DAY:,} sessions/day")
+    print(f"{'path':<34} {'lines':>10} {'seconds':>8} {'lines/s':>10}")
+    for name, count, seconds in [
+        ("generate only", generated, generate_seconds),
+        ("generate + Kafka (acks=all)", produced, produce_seconds),
+    ]:
+        print(f"{name:<34} {count:>10,} {seconds:>8.1f} {count / seconds:>10,.0f}")
+    print(f"Kafka share of the end-to-end time: {1 - generate_seconds / produce_seconds:.0%}")
+
+
+if __name__ == "__main__":
+    main()

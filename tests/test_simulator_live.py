@@ -1,0 +1,97 @@
+"""Live mode against a real local recommendation service, lines checked with the grammar."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from movierec.movielog import Malformed, RateEvent, RecoEvent, WatchEvent, parse_line
+from simulator.backfill import History
+from simulator.catalog import load_world
+from simulator.live import run_live
+from simulator.truth import load_truth
+from tests.conftest import free_port
+from tests.test_simulator_catalog import small_settings
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> History:
+    settings = small_settings(tmp_path_factory.mktemp("live"))
+    world = load_world(settings)
+    return History.build(world, load_truth(settings, world))
+
+
+@pytest.fixture(scope="module")
+def service(history: History) -> Iterator[str]:
+    """A stand-in service: the same 20 real movie ids for everyone."""
+    body = ",".join(str(slug) for slug in history.slugs[:20]).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def run_for(
+    history: History, url: str, seconds: float, follow: float = 1.0
+) -> tuple[list[str], dict[str, int]]:
+    lines: list[str] = []
+
+    async def main() -> dict[str, int]:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        return await run_live(
+            history,
+            lambda line, _user: lines.append(line),
+            url,
+            seed=1,
+            lines_per_second=2_000,  # a busy site, so a few seconds show every kind of line
+            follow=follow,
+            minute_seconds=0.01,  # a watched minute passes in 10 ms
+            stop=stop,
+        )
+
+    return lines, asyncio.run(main())
+
+
+def test_live_viewers_ask_the_service_then_watch(history: History, service: str) -> None:
+    lines, counts = run_for(history, service, 3.0)
+    parsed = [parse_line(line) for line in lines]
+    assert not [p for p in parsed if isinstance(p, Malformed)]
+    recos = [p for p in parsed if isinstance(p, RecoEvent)]
+    watches = [p for p in parsed if isinstance(p, WatchEvent)]
+    assert counts["sessions"] >= counts["reco_ok"] > 20
+    assert len(recos) == counts["reco_ok"] + counts["reco_failed"]
+    assert all(r.status == 200 and len(r.items) == 20 for r in recos)
+    assert recos[0].server == service.removeprefix("http://")
+    assert len(watches) > len(recos)
+    assert any(isinstance(p, RateEvent) for p in parsed) or len(recos) < 50
+    # viewers who follow lists fully (follow=1) mostly watch what they were shown
+    shown = set(recos[0].items)
+    assert sum(w.movie_id in shown for w in watches) > 0.3 * len(watches)
+    times = [p.time for p in parsed]
+    assert times == sorted(times)  # written in time order
+
+
+def test_a_down_service_is_logged_as_status_0_and_viewers_still_watch(history: History) -> None:
+    lines, counts = run_for(history, f"http://127.0.0.1:{free_port()}", 2.0)
+    parsed = [parse_line(line) for line in lines]
+    recos = [p for p in parsed if isinstance(p, RecoEvent)]
+    assert recos and all(r.status == 0 and r.error and "ConnectException" in r.error for r in recos)
+    assert counts["reco_ok"] == 0
+    assert any(isinstance(p, WatchEvent) for p in parsed)
