@@ -55,6 +55,8 @@ class Settings:
     server_port: int = _setting("MOVIEREC_SERVER_PORT", 8082, "recommendation service port")
     api_host: str = _setting("MOVIEREC_API_HOST", "127.0.0.1", "simulator catalog API bind address")
     api_port: int = _setting("MOVIEREC_API_PORT", 8083, "simulator catalog API port")
+    api_rate: float = _setting("MOVIEREC_API_RATE", 50.0, "catalog API: requests/s each client may make")
+    api_burst: int = _setting("MOVIEREC_API_BURST", 100, "catalog API: burst a client may make at once")
     api_url: str = _setting(
         "MOVIEREC_API_URL", "", "catalog API base URL (default: the simulator's http://<api_host>:<api_port>)"
     )
@@ -90,6 +92,11 @@ def _convert(name: str, text: str, default: Any) -> Any:
             return int(text)
         except ValueError:
             raise SettingsError(f"{name}={text!r} is not an integer") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise SettingsError(f"{name}={text!r} is not a number") from None
     if isinstance(default, Path):
         return Path(text).expanduser().resolve()
     return text

@@ -103,4 +103,4 @@ def api(settings: Settings) -> None:
     """The catalog API on settings.api_host:api_port, until stopped."""
     from simulator.api import serve
 
-    serve(settings)
+    serve(settings, rate=settings.api_rate, burst=settings.api_burst)

@@ -33,8 +33,10 @@ def test_environment_overrides_with_types(tmp_path: Path) -> None:
             "MOVIEREC_TOPIC": "movielog7",
             "MOVIEREC_API_URL": "http://site.example:8080",
             "MOVIEREC_SCALE_USERS": "",  # empty means "not set"
+            "MOVIEREC_API_RATE": "2.5",
         }
     )
+    assert settings.api_rate == 2.5
     assert settings.home == tmp_path / "state"
     assert settings.server_port == 18082
     assert settings.topic == "movielog7"
@@ -47,6 +49,11 @@ def test_wrong_type_is_a_clear_error() -> None:
         settings_module.SettingsError, match="MOVIEREC_SERVER_PORT='eighty' is not an integer"
     ):
         settings_module.load({"MOVIEREC_SERVER_PORT": "eighty"})
+
+
+def test_wrong_number_is_a_clear_error() -> None:
+    with pytest.raises(settings_module.SettingsError, match="is not a number"):
+        settings_module.load({"MOVIEREC_API_RATE": "fast"})
 
 
 def test_describe_names_every_variable_and_its_source() -> None:
