@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import BinaryIO, TextIO
@@ -131,11 +132,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+    # SIGTERM (a service manager, `kill`) stops a command the same clean way as Ctrl-C
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.handler(args)
     except (settings_module.SettingsError, RuntimeError) as exc:
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("movierec: interrupted", file=sys.stderr)
+        return 130
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 if __name__ == "__main__":
