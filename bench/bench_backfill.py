@@ -20,9 +20,9 @@ from pathlib import Path
 
 from movierec import settings as settings_module
 from movierec.broker import broker
+from movierec.stream import TopicWriter
 from simulator.backfill import run_backfill
 from simulator.commands import DEFAULT_SESSIONS_PER_DAY, load_history
-from simulator.stream import TopicWriter
 
 START = datetime(2026, 11, 1)
 

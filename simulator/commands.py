@@ -13,10 +13,10 @@ import time
 from datetime import datetime, timedelta
 
 from movierec.settings import Settings
+from movierec.stream import TopicWriter
 from simulator.backfill import History, run_backfill
 from simulator.catalog import load_world
 from simulator.live import run_live
-from simulator.stream import TopicWriter
 from simulator.truth import load_truth
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Where the simulated site writes its movielog lines: the Kafka topic.
+"""Writing lines to a Kafka topic in bulk: the simulated site's stream, replayed archives.
 
 One line per message, keyed by user id (so one user's lines stay in order on
 one partition), through librdkafka (confluent-kafka): kafka-python tops out near
@@ -30,7 +30,7 @@ class TopicWriter:
         self._producer = Producer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
-                "client.id": "movierec-simulator",
+                "client.id": "movierec-writer",
                 "acks": "all",
                 "enable.idempotence": True,  # a retried batch is not written twice
                 "linger.ms": 20,
@@ -46,11 +46,12 @@ class TopicWriter:
         self._last_error: KafkaError | None = None
         self._started = time.monotonic()
 
-    def write(self, line: str | bytes, user_id: int) -> None:
+    def write(self, line: str | bytes, user_id: int | bytes | None) -> None:
         value = line.encode() if isinstance(line, str) else line
+        key = str(user_id).encode() if isinstance(user_id, int) else user_id
         while True:
             try:
-                self._producer.produce(self.topic, value, str(user_id).encode(), on_delivery=self._delivered)
+                self._producer.produce(self.topic, value, key, on_delivery=self._delivered)
                 break
             except BufferError:  # local queue full: let the I/O thread drain it
                 self._producer.poll(0.05)

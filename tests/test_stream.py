@@ -1,4 +1,4 @@
-"""The simulator's topic writer against the real broker."""
+"""The bulk topic writer against the real broker."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from kafka import KafkaConsumer
 
 from movierec import settings as settings_module
 from movierec.broker import broker
-from simulator.stream import DeliveryError, TopicWriter
+from movierec.stream import DeliveryError, TopicWriter
 from tests.test_kafka_broker import consume, movielog_lines
 
 
