@@ -1,0 +1,461 @@
+"""Ingest one batch of the movielog topic into the lake: nothing lost, nothing twice.
+
+A batch is the offset range from the group's committed offsets to the
+high-water marks seen when the batch is planned. Its life, each step durable
+before the next:
+
+1. plan     the ranges go into a manifest (``state: planned``); the batch id is
+            derived from the ranges, so the same ranges always give the same id;
+2. read     exactly those ranges (the topic may grow meanwhile: not our batch);
+3. parse    with the movielog grammar into raw, watch, rate, reco, quarantine;
+4. check    data quality (Great Expectations); failing rows are quarantined,
+            too many fail the batch (nothing is committed, the task is red);
+5. write    one Parquet file per (table, partition) named after the batch,
+            then the manifest with checksums (``state: written``);
+6. commit   the end offsets to the consumer group (``state: committed``).
+
+A crash anywhere is healed by the next run: an unfinished manifest is redone
+with its own ranges (its files are replaced, never added to), unless the
+group's offsets show it was committed, in which case it is only marked so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from movierec import lake
+from movierec.movielog import Malformed, RateEvent, RecoEvent, WatchEvent, parse_line
+from movierec.schemas import EVENT_TABLES, QUARANTINE, RAW, TABLES
+from movierec.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "movierec-ingest"
+
+
+class Record(NamedTuple):
+    """One Kafka message of the movielog topic."""
+
+    partition: int
+    offset: int
+    kafka_ms: int
+    value: bytes
+
+
+@dataclass(frozen=True)
+class PartitionRange:
+    partition: int
+    start: int  # first offset of the batch
+    end: int  # one past the last offset (the high-water mark when planned)
+
+
+@dataclass
+class Manifest:
+    batch_id: str
+    topic: str
+    ranges: list[PartitionRange]
+    state: str = "planned"  # planned -> written -> committed
+    planned_at: str = ""
+    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # table -> [{path, rows, sha256}]
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def lines(self) -> int:
+        return sum(r.end - r.start for r in self.ranges)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        data["ranges"] = [PartitionRange(**r) for r in data["ranges"]]
+        return cls(**data)
+
+
+def batch_id_for(topic: str, ranges: Sequence[PartitionRange]) -> str:
+    """Deterministic in the ranges: a redone batch has the same id, so it replaces its own files."""
+    key = json.dumps(
+        [topic, [(r.partition, r.start, r.end) for r in sorted(ranges, key=lambda r: r.partition)]]
+    )
+    first = min(r.start for r in ranges)
+    return f"{first:012d}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+# --- parsing: pure ----------------------------------------------------------------
+
+
+def _partition_key(moment: datetime) -> tuple[str, str]:
+    return f"{moment:%Y-%m-%d}", f"{moment:%H}"
+
+
+def build_tables(records: Iterable[Record]) -> dict[str, pa.Table]:
+    """Records -> the lake tables of this batch (raw, watch, rate, reco, quarantine)."""
+    raw: dict[str, list[Any]] = defaultdict(list)
+    typed: dict[str, dict[str, list[Any]]] = {name: defaultdict(list) for name in EVENT_TABLES}
+    bad: dict[str, list[Any]] = defaultdict(list)
+    for record in records:
+        parsed = parse_line(record.value)
+        try:
+            text = record.value.decode("utf-8")
+            original = None
+        except UnicodeDecodeError:
+            text = record.value.decode("utf-8", "backslashreplace")
+            original = record.value
+        raw["partition"].append(record.partition)
+        raw["offset"].append(record.offset)
+        raw["kafka_time"].append(record.kafka_ms)
+        raw["line"].append(text)
+        raw["raw_bytes"].append(original)
+        if isinstance(parsed, Malformed):
+            for column, value in (
+                ("partition", record.partition),
+                ("offset", record.offset),
+                ("kafka_time", record.kafka_ms),
+                ("line", text),
+                ("stage", "parse"),
+                ("reason", parsed.reason.value),
+                ("detail", parsed.detail or None),
+            ):
+                bad[column].append(value)
+            continue
+        columns = typed[parsed.kind]
+        columns["time"].append(parsed.time)
+        columns["user_id"].append(parsed.user_id)
+        if isinstance(parsed, WatchEvent):
+            columns["movie_id"].append(parsed.movie_id)
+            columns["minute"].append(parsed.minute)
+        elif isinstance(parsed, RateEvent):
+            columns["movie_id"].append(parsed.movie_id)
+            columns["rating"].append(parsed.rating)
+        elif isinstance(parsed, RecoEvent):
+            columns["server"].append(parsed.server)
+            columns["status"].append(parsed.status)
+            columns["items"].append(list(parsed.items))
+            columns["error"].append(parsed.error)
+            columns["latency_ms"].append(parsed.latency_ms)
+        columns["partition"].append(record.partition)
+        columns["offset"].append(record.offset)
+    tables = {"raw": _table(raw, RAW), "quarantine": _table(bad, QUARANTINE)}
+    for name, schema in EVENT_TABLES.items():
+        tables[name] = _table(typed[name], schema)
+    return tables
+
+
+def _table(columns: dict[str, list[Any]], schema: pa.Schema) -> pa.Table:
+    if not columns:
+        return schema.empty_table()
+    return pa.Table.from_pydict({name: columns[name] for name in schema.names}, schema=schema)
+
+
+def quarantine_rows(
+    table: pa.Table, mask: Sequence[bool], reasons: Sequence[str | None], raw: pa.Table
+) -> pa.Table:
+    """Rows of a typed table that failed quality, as quarantine rows (their raw line looked up by offset)."""
+    picked = table.filter(pa.array(mask, pa.bool_()))
+    if picked.num_rows == 0:
+        return QUARANTINE.empty_table()
+    raw_keys = zip(raw["partition"].to_pylist(), raw["offset"].to_pylist(), strict=True)
+    raw_index = {key: i for i, key in enumerate(raw_keys)}
+    picked_keys = zip(picked["partition"].to_pylist(), picked["offset"].to_pylist(), strict=True)
+    rows = [raw_index[key] for key in picked_keys]
+    source = raw.take(pa.array(rows, pa.int64()))
+    why = [reason for reason, bad in zip(reasons, mask, strict=True) if bad]
+    return pa.table(
+        {
+            "partition": source["partition"],
+            "offset": source["offset"],
+            "kafka_time": source["kafka_time"],
+            "line": source["line"],
+            "stage": pa.array(["quality"] * picked.num_rows, pa.string()),
+            "reason": pa.array([r or "quality" for r in why], pa.string()),
+            "detail": pa.nulls(picked.num_rows, pa.string()),
+        },
+        schema=QUARANTINE,
+    )
+
+
+def split_by_hour(table: pa.Table, time_column: str) -> dict[tuple[str, str], pa.Table]:
+    """The rows of ``table`` grouped by the (date, hour) of ``time_column``."""
+    if table.num_rows == 0:
+        return {}
+    times = table[time_column]
+    keys = pc.strftime(times, format="%Y-%m-%d %H")
+    out = {}
+    for key in pc.unique(keys).to_pylist():
+        date, hour = key.split(" ")
+        out[(date, hour)] = table.filter(pc.equal(keys, key))
+    return out
+
+
+PARTITION_TIME = {
+    "raw": "kafka_time",
+    "quarantine": "kafka_time",
+    "watch": "time",
+    "rate": "time",
+    "reco": "time",
+}
+
+
+# --- Kafka edges --------------------------------------------------------------------
+
+
+def _consumer(settings: Settings):  # type: ignore[no-untyped-def]
+    from confluent_kafka import Consumer
+
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": GROUP_ID,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        },
+        logger=log,
+    )
+
+
+def plan_ranges(settings: Settings, consumer: Any) -> list[PartitionRange]:
+    """From the group's committed offsets (or the log start) to the high-water marks, now."""
+    from confluent_kafka import TopicPartition
+
+    metadata = consumer.list_topics(settings.topic, timeout=15)
+    topic = metadata.topics.get(settings.topic)
+    if topic is None or topic.error is not None:
+        raise RuntimeError(f"topic {settings.topic} is not available: {topic.error if topic else 'missing'}")
+    partitions = sorted(topic.partitions)
+    committed = consumer.committed([TopicPartition(settings.topic, p) for p in partitions], timeout=15)
+    ranges = []
+    for tp in committed:
+        low, high = consumer.get_watermark_offsets(TopicPartition(settings.topic, tp.partition), timeout=15)
+        start = tp.offset if tp.offset >= 0 else low
+        start = max(start, low)  # retention may have deleted what was never ingested: counted in the log
+        if tp.offset >= 0 and tp.offset < low:
+            log.error("partition %d: offsets %d..%d expired before ingest", tp.partition, tp.offset, low)
+        if high > start:
+            ranges.append(PartitionRange(tp.partition, start, high))
+    return ranges
+
+
+def read_ranges(settings: Settings, consumer: Any, ranges: Sequence[PartitionRange]) -> list[Record]:
+    """Exactly the messages in ``ranges`` (none before, none after)."""
+    from confluent_kafka import TopicPartition
+
+    if not ranges:
+        return []
+    end_of = {r.partition: r.end for r in ranges}
+    consumer.assign([TopicPartition(settings.topic, r.partition, r.start) for r in ranges])
+    records: list[Record] = []
+    pending = set(end_of)
+    idle_since = time.monotonic()
+    try:
+        while pending:
+            messages = consumer.consume(num_messages=20_000, timeout=0.5)
+            if not messages:
+                positions = consumer.position([TopicPartition(settings.topic, p) for p in pending])
+                pending -= {tp.partition for tp in positions if tp.offset >= end_of[tp.partition]}
+                if pending and time.monotonic() - idle_since > 60:
+                    raise RuntimeError(f"no progress reading partitions {sorted(pending)} for 60 s")
+                continue
+            idle_since = time.monotonic()
+            for message in messages:
+                if message.error() is not None:
+                    raise RuntimeError(f"Kafka error while reading: {message.error()}")
+                partition, offset = message.partition(), message.offset()
+                if offset >= end_of[partition]:
+                    pending.discard(partition)
+                    continue
+                records.append(Record(partition, offset, message.timestamp()[1], message.value() or b""))
+                if offset == end_of[partition] - 1:
+                    pending.discard(partition)
+    finally:
+        consumer.unassign()
+    return records
+
+
+def commit_offsets(settings: Settings, consumer: Any, ranges: Sequence[PartitionRange]) -> None:
+    from confluent_kafka import TopicPartition
+
+    offsets = [TopicPartition(settings.topic, r.partition, r.end) for r in ranges]
+    consumer.commit(offsets=offsets, asynchronous=False)
+
+
+def committed_offsets(settings: Settings, consumer: Any, partitions: Iterable[int]) -> dict[int, int]:
+    from confluent_kafka import TopicPartition
+
+    result = consumer.committed([TopicPartition(settings.topic, p) for p in partitions], timeout=15)
+    return {tp.partition: tp.offset for tp in result}
+
+
+# --- manifests and files --------------------------------------------------------------
+
+
+def manifest_path(settings: Settings, batch_id: str) -> Path:
+    return lake.manifests_dir(settings) / f"{batch_id}.json"
+
+
+def save_manifest(settings: Settings, manifest: Manifest) -> None:
+    path = manifest_path(settings, manifest.batch_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    with open(staging, "w") as handle:
+        handle.write(manifest.to_json())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
+
+
+def load_manifests(settings: Settings) -> list[Manifest]:
+    folder = lake.manifests_dir(settings)
+    if not folder.exists():
+        return []
+    return [Manifest.from_json(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
+def unfinished_manifest(settings: Settings) -> Manifest | None:
+    pending = [m for m in load_manifests(settings) if m.topic == settings.topic and m.state != "committed"]
+    if len(pending) > 1:
+        raise RuntimeError(f"more than one unfinished ingest batch: {[m.batch_id for m in pending]}")
+    return pending[0] if pending else None
+
+
+def remove_batch_files(settings: Settings, batch_id: str) -> int:
+    """Delete every lake file of ``batch_id`` (a redo writes them anew)."""
+    removed = 0
+    name = lake.batch_file_name(batch_id)
+    for table in TABLES:
+        folder = lake.table_dir(settings, table)
+        if folder.exists():
+            for path in folder.rglob(name):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def write_batch_files(
+    settings: Settings, batch_id: str, tables: dict[str, pa.Table]
+) -> dict[str, list[dict[str, Any]]]:
+    written: dict[str, list[dict[str, Any]]] = {}
+    for name, table in tables.items():
+        for (date, hour), part in sorted(split_by_hour(table, PARTITION_TIME[name]).items()):
+            path = (
+                lake.table_dir(settings, name)
+                / f"date={date}"
+                / f"hour={hour}"
+                / lake.batch_file_name(batch_id)
+            )
+            lake.write_parquet_atomically(part, path)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            relative = str(path.relative_to(lake.lake_dir(settings)))
+            written.setdefault(name, []).append({"path": relative, "rows": part.num_rows, "sha256": digest})
+    return written
+
+
+# --- the batch ----------------------------------------------------------------------
+
+
+def apply_quality(settings: Settings, batch_id: str, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """Quarantine the rows that fail expectations; raise if too many do."""
+    from movierec.quality import check_tables
+
+    typed = {name: tables[name] for name in EVENT_TABLES}
+    result = check_tables(settings, typed, batch_id)
+    result.raise_if_failed()
+    out = dict(tables)
+    extra = [out["quarantine"]]
+    for name in EVENT_TABLES:
+        mask = result.bad_rows.get(name)
+        if mask is None or not mask.any():
+            continue
+        extra.append(quarantine_rows(tables[name], mask, result.reasons[name], tables["raw"]))
+        out[name] = tables[name].filter(pa.array(~mask))
+    out["quarantine"] = pa.concat_tables(extra)
+    return out
+
+
+def ingest_batch(settings: Settings) -> dict[str, Any]:
+    """Ingest the next batch (or finish an interrupted one); returns what was done."""
+    consumer = _consumer(settings)
+    try:
+        manifest = unfinished_manifest(settings)
+        if manifest is not None:
+            committed = committed_offsets(settings, consumer, [r.partition for r in manifest.ranges])
+            if (
+                all(committed.get(r.partition) == r.end for r in manifest.ranges)
+                and manifest.state == "written"
+            ):
+                log.info("batch %s was committed before a crash; marking it so", manifest.batch_id)
+                manifest.state = "committed"
+                save_manifest(settings, manifest)
+                manifest = None
+            else:
+                removed = remove_batch_files(settings, manifest.batch_id)
+                log.warning("redoing unfinished batch %s (%d old files removed)", manifest.batch_id, removed)
+        if manifest is None:
+            ranges = plan_ranges(settings, consumer)
+            if not ranges:
+                log.info("nothing new on %s", settings.topic)
+                return {"batch_id": None, "lines": 0}
+            manifest = Manifest(batch_id_for(settings.topic, ranges), settings.topic, ranges)
+            manifest.planned_at = datetime.now().isoformat(timespec="seconds")
+            save_manifest(settings, manifest)
+        return _run(settings, consumer, manifest)
+    finally:
+        consumer.close()
+
+
+def _run(settings: Settings, consumer: Any, manifest: Manifest) -> dict[str, Any]:
+    began = time.monotonic()
+    log.info("batch %s: %d lines in %s", manifest.batch_id, manifest.lines, manifest.ranges)
+    records = read_ranges(settings, consumer, manifest.ranges)
+    if len(records) != manifest.lines:  # e.g. compacted or expired offsets inside the range
+        log.warning("batch %s: planned %d lines, read %d", manifest.batch_id, manifest.lines, len(records))
+    read_done = time.monotonic()
+    tables = build_tables(records)
+    parse_done = time.monotonic()
+    tables = apply_quality(settings, manifest.batch_id, tables)
+    quality_done = time.monotonic()
+    manifest.files = write_batch_files(settings, manifest.batch_id, tables)
+    manifest.counts = {name: table.num_rows for name, table in tables.items()}
+    manifest.state = "written"
+    save_manifest(settings, manifest)
+    write_done = time.monotonic()
+    commit_offsets(settings, consumer, manifest.ranges)
+    manifest.state = "committed"
+    save_manifest(settings, manifest)
+    seconds = {
+        "read": read_done - began,
+        "parse": parse_done - read_done,
+        "quality": quality_done - parse_done,
+        "write": write_done - quality_done,
+        "commit": time.monotonic() - write_done,
+    }
+    total = sum(seconds.values())
+    log.info(
+        "batch %s done: %s in %.1f s (%.0f lines/s); %s",
+        manifest.batch_id,
+        manifest.counts,
+        total,
+        len(records) / max(total, 1e-9),
+        {k: round(v, 2) for k, v in seconds.items()},
+    )
+    return {
+        "batch_id": manifest.batch_id,
+        "lines": len(records),
+        "counts": manifest.counts,
+        "seconds": seconds,
+    }

@@ -1,0 +1,93 @@
+"""Table schemas of the lake: one pyarrow schema per table, shared by every part.
+
+Every typed table keeps the Kafka coordinates (partition, offset) of the line it
+came from, so any row can be traced back to the exact message, and duplicates
+are detectable by key.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+EVENT_TIME = pa.timestamp("us")  # the site's local time as written in the line (up to 6 fraction digits)
+KAFKA_TIME = pa.timestamp("ms")  # when the broker appended the message
+
+_SOURCE = [
+    pa.field("partition", pa.int32(), nullable=False),
+    pa.field("offset", pa.int64(), nullable=False),
+]
+
+RAW = pa.schema(
+    [
+        *_SOURCE,
+        pa.field("kafka_time", KAFKA_TIME, nullable=False),
+        # undecodable bytes are kept visible as backslash escapes; raw_bytes keeps the original
+        pa.field("line", pa.string(), nullable=False),
+        pa.field("raw_bytes", pa.binary(), nullable=True),
+    ]
+)
+
+WATCH = pa.schema(
+    [
+        pa.field("time", EVENT_TIME, nullable=False),
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("movie_id", pa.string(), nullable=False),
+        pa.field("minute", pa.int32(), nullable=False),
+        *_SOURCE,
+    ]
+)
+
+RATE = pa.schema(
+    [
+        pa.field("time", EVENT_TIME, nullable=False),
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("movie_id", pa.string(), nullable=False),
+        pa.field("rating", pa.int8(), nullable=False),
+        *_SOURCE,
+    ]
+)
+
+RECO = pa.schema(
+    [
+        pa.field("time", EVENT_TIME, nullable=False),
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("server", pa.string(), nullable=False),
+        pa.field("status", pa.int16(), nullable=False),
+        pa.field("items", pa.list_(pa.string()), nullable=False),
+        pa.field("error", pa.string(), nullable=True),
+        pa.field("latency_ms", pa.int32(), nullable=False),
+        *_SOURCE,
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        *_SOURCE,
+        pa.field("kafka_time", KAFKA_TIME, nullable=False),
+        pa.field("line", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),  # "parse" (grammar) or "quality" (expectations)
+        pa.field("reason", pa.string(), nullable=False),  # movielog Reason code or expectation name
+        pa.field("detail", pa.string(), nullable=True),
+    ]
+)
+
+WATCH_SESSION = pa.schema(
+    [
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("movie_id", pa.string(), nullable=False),
+        pa.field("first_time", EVENT_TIME, nullable=False),
+        pa.field("last_time", EVENT_TIME, nullable=False),
+        pa.field("max_minute", pa.int32(), nullable=False),
+        pa.field("minutes_seen", pa.int32(), nullable=False),
+    ]
+)
+
+# The typed event tables, by the movielog event kind they hold.
+EVENT_TABLES: dict[str, pa.Schema] = {"watch": WATCH, "rate": RATE, "reco": RECO}
+
+TABLES: dict[str, pa.Schema] = {
+    "raw": RAW,
+    **EVENT_TABLES,
+    "quarantine": QUARANTINE,
+    "watch_session": WATCH_SESSION,
+}

@@ -1,0 +1,150 @@
+"""Ingest's pure parts: records -> lake tables, batch ids, partitioning, sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+
+from movierec.ingest import (
+    PartitionRange,
+    Record,
+    batch_id_for,
+    build_tables,
+    quarantine_rows,
+    split_by_hour,
+)
+from movierec.schemas import QUARANTINE, RATE, RAW, RECO, WATCH
+from movierec.watch_sessions import sessions_of
+
+KAFKA_MS = 1_795_000_000_000
+
+LINES = [
+    b"2026-11-28T10:15:02,7,GET /data/m/the+matrix+1999/0.mpg",
+    b"2026-11-28T10:16:02.5,7,GET /data/m/the+matrix+1999/1.mpg",
+    b"2026-11-28T11:00,8,GET /rate/up+2009=4",
+    b"2026-11-28T11:00:01,9,recommendation request h:8082, status 200, result: up+2009, heat+1995, 12 ms",
+    b"2026-11-28T11:00:02,9,recommendation request h:8082, status 0, result: java.net.ConnectException, 3 ms",
+    b"2026-11-28T11:00:03,9,GET /rate/up+2009=6",
+    b"\xff\xfe,1,2",
+    b"",
+]
+
+
+def records() -> list[Record]:
+    return [Record(n % 2, 100 + n, KAFKA_MS + n, line) for n, line in enumerate(LINES)]
+
+
+def test_every_line_lands_in_raw_and_in_exactly_one_typed_or_quarantine_table() -> None:
+    tables = build_tables(records())
+    assert tables["raw"].schema == RAW and tables["quarantine"].schema == QUARANTINE
+    assert (tables["watch"].schema, tables["rate"].schema, tables["reco"].schema) == (WATCH, RATE, RECO)
+    assert tables["raw"].num_rows == len(LINES)
+    counts = {name: tables[name].num_rows for name in ("watch", "rate", "reco", "quarantine")}
+    assert counts == {"watch": 2, "rate": 1, "reco": 2, "quarantine": 3}
+    keys = set()
+    for name in ("watch", "rate", "reco", "quarantine"):
+        keys |= set(
+            zip(tables[name]["partition"].to_pylist(), tables[name]["offset"].to_pylist(), strict=True)
+        )
+    assert len(keys) == len(LINES)
+
+
+def test_typed_rows_hold_exactly_what_the_line_said() -> None:
+    tables = build_tables(records())
+    watch = tables["watch"].to_pylist()
+    assert watch[1] == {
+        "time": datetime(2026, 11, 28, 10, 16, 2, 500000),
+        "user_id": 7,
+        "movie_id": "the+matrix+1999",
+        "minute": 1,
+        "partition": 1,
+        "offset": 101,
+    }
+    reco = tables["reco"].to_pylist()
+    assert reco[0]["items"] == ["up+2009", "heat+1995"] and reco[0]["error"] is None
+    assert (
+        reco[1]["status"] == 0 and reco[1]["items"] == [] and reco[1]["error"] == "java.net.ConnectException"
+    )
+
+
+def test_malformed_lines_are_quarantined_with_reason_and_original_bytes_kept() -> None:
+    tables = build_tables(records())
+    quarantine = {row["offset"]: row for row in tables["quarantine"].to_pylist()}
+    assert quarantine[105]["reason"] == "bad_rating" and quarantine[105]["stage"] == "parse"
+    assert quarantine[106]["reason"] == "not_utf8" and quarantine[106]["line"] == "\\xff\\xfe,1,2"
+    assert quarantine[107]["reason"] == "empty"
+    raw = {row["offset"]: row for row in tables["raw"].to_pylist()}
+    assert raw[106]["raw_bytes"] == b"\xff\xfe,1,2"
+    assert raw[100]["raw_bytes"] is None  # valid UTF-8 is stored once, as text
+
+
+def test_batch_ids_are_deterministic_in_the_ranges() -> None:
+    ranges = [PartitionRange(1, 5, 9), PartitionRange(0, 3, 7)]
+    assert batch_id_for("movielog1", ranges) == batch_id_for("movielog1", list(reversed(ranges)))
+    assert batch_id_for("movielog1", ranges) != batch_id_for(
+        "movielog1", [PartitionRange(1, 5, 10), ranges[1]]
+    )
+    assert batch_id_for("movielog1", ranges) != batch_id_for("movielog2", ranges)
+    assert batch_id_for("movielog1", ranges).startswith("000000000003-")
+
+
+def test_split_by_event_hour() -> None:
+    parts = split_by_hour(build_tables(records())["watch"], "time")
+    assert sorted(parts) == [("2026-11-28", "10")]
+    parts = split_by_hour(build_tables(records())["reco"], "time")
+    assert sorted(parts) == [("2026-11-28", "11")] and parts[("2026-11-28", "11")].num_rows == 2
+    assert split_by_hour(WATCH.empty_table(), "time") == {}
+
+
+def test_rows_failing_quality_become_quarantine_rows_with_their_raw_line() -> None:
+    tables = build_tables(records())
+    moved = quarantine_rows(tables["reco"], [False, True], [None, "status_in_set"], tables["raw"])
+    assert moved.to_pylist() == [
+        {
+            "partition": 0,
+            "offset": 104,
+            "kafka_time": tables["raw"]["kafka_time"][4].as_py(),
+            "line": LINES[4].decode(),
+            "stage": "quality",
+            "reason": "status_in_set",
+            "detail": None,
+        }
+    ]
+
+
+def test_sessions_aggregate_minutes_per_user_and_movie() -> None:
+    rows = [
+        (datetime(2026, 11, 28, 10, 0), 7, "a+2000", 0),
+        (datetime(2026, 11, 28, 10, 1), 7, "a+2000", 1),
+        (datetime(2026, 11, 28, 10, 2), 7, "a+2000", 1),  # a repeated minute counts once
+        (datetime(2026, 11, 28, 10, 9), 7, "a+2000", 9),
+        (datetime(2026, 11, 28, 12, 0), 8, "a+2000", 0),
+    ]
+    watch = pa.Table.from_pylist(
+        [
+            {"time": t, "user_id": u, "movie_id": m, "minute": n, "partition": 0, "offset": i}
+            for i, (t, u, m, n) in enumerate(rows)
+        ],
+        schema=WATCH,
+    )
+    sessions = sessions_of(watch).to_pylist()
+    assert sessions == [
+        {
+            "user_id": 7,
+            "movie_id": "a+2000",
+            "first_time": datetime(2026, 11, 28, 10, 0),
+            "last_time": datetime(2026, 11, 28, 10, 9),
+            "max_minute": 9,
+            "minutes_seen": 3,
+        },
+        {
+            "user_id": 8,
+            "movie_id": "a+2000",
+            "first_time": datetime(2026, 11, 28, 12, 0),
+            "last_time": datetime(2026, 11, 28, 12, 0),
+            "max_minute": 0,
+            "minutes_seen": 1,
+        },
+    ]
+    assert sessions_of(WATCH.empty_table()).num_rows == 0
