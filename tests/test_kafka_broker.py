@@ -232,3 +232,13 @@ def test_restart_keeps_committed_data_and_offsets(tmp_path: Path) -> None:
     assert [offset for _, offset, _ in rest] == list(range(1_000, 2_000))
     assert [line for _, _, line in rest] == lines[1_000:]
     assert [line for _, _, line in all_again] == lines
+
+
+def test_storage_formats_with_a_cluster_id_that_looks_like_an_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = broker_settings(tmp_path)
+    monkeypatch.setattr(broker, "new_cluster_id", lambda: "-Ab3dEfGhIjKlMnOpQrStU")  # base64url may start so
+    broker.prepare(settings)
+    meta = (broker.data_dir(settings) / "meta.properties").read_text()
+    assert "cluster.id=-Ab3dEfGhIjKlMnOpQrStU" in meta

@@ -190,7 +190,10 @@ def prepare(settings: Settings) -> Path:
     if not (data_dir(settings) / "meta.properties").exists():
         cluster_id = new_cluster_id()
         log.info("formatting KRaft storage in %s (cluster %s)", data_dir(settings), cluster_id)
-        command = _java_command(settings, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(properties))
+        # "=" forms: a cluster id may start with "-", which would read as an option
+        command = _java_command(
+            settings, STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", f"--config={properties}"
+        )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
