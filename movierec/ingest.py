@@ -27,11 +27,11 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,6 +44,7 @@ from movierec.settings import Settings
 log = logging.getLogger(__name__)
 
 GROUP_ID = "movierec-ingest"
+T = TypeVar("T")
 
 
 class Record(NamedTuple):
@@ -229,6 +230,28 @@ def _consumer(settings: Settings):  # type: ignore[no-untyped-def]
     )
 
 
+def _retrying(call: Callable[[], T], what: str, attempts: int = 20) -> T:
+    """Retry Kafka's retriable errors (a group coordinator still loading, a leader moving)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    transient = {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+    }
+    for attempt in range(attempts):
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if attempt == attempts - 1 or not (error.retriable() or error.code() in transient):
+                raise
+            log.info("%s: %s; retrying", what, error.str())
+            time.sleep(min(0.2 * 2**attempt, 3.0))
+    raise AssertionError("unreachable")
+
+
 def plan_ranges(settings: Settings, consumer: Any) -> list[PartitionRange]:
     """From the group's committed offsets (or the log start) to the high-water marks, now."""
     from confluent_kafka import TopicPartition
@@ -238,7 +261,8 @@ def plan_ranges(settings: Settings, consumer: Any) -> list[PartitionRange]:
     if topic is None or topic.error is not None:
         raise RuntimeError(f"topic {settings.topic} is not available: {topic.error if topic else 'missing'}")
     partitions = sorted(topic.partitions)
-    committed = consumer.committed([TopicPartition(settings.topic, p) for p in partitions], timeout=15)
+    wanted = [TopicPartition(settings.topic, p) for p in partitions]
+    committed = _retrying(lambda: consumer.committed(wanted, timeout=15), "reading committed offsets")
     ranges = []
     for tp in committed:
         low, high = consumer.get_watermark_offsets(TopicPartition(settings.topic, tp.partition), timeout=15)
@@ -291,13 +315,14 @@ def commit_offsets(settings: Settings, consumer: Any, ranges: Sequence[Partition
     from confluent_kafka import TopicPartition
 
     offsets = [TopicPartition(settings.topic, r.partition, r.end) for r in ranges]
-    consumer.commit(offsets=offsets, asynchronous=False)
+    _retrying(lambda: consumer.commit(offsets=offsets, asynchronous=False), "committing offsets")
 
 
 def committed_offsets(settings: Settings, consumer: Any, partitions: Iterable[int]) -> dict[int, int]:
     from confluent_kafka import TopicPartition
 
-    result = consumer.committed([TopicPartition(settings.topic, p) for p in partitions], timeout=15)
+    wanted = [TopicPartition(settings.topic, p) for p in partitions]
+    result = _retrying(lambda: consumer.committed(wanted, timeout=15), "reading committed offsets")
     return {tp.partition: tp.offset for tp in result}
 
 
