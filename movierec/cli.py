@@ -72,6 +72,27 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return 0 if state.healthy else 3
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from movierec.ingest import ingest_batch
+    from movierec.watch_sessions import update_watch_sessions
+
+    settings = settings_module.load()
+    report = ingest_batch(settings)
+    report["watch_sessions"] = update_watch_sessions(settings, report["batch_id"])
+    print(json.dumps(report, default=str))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from movierec.replay import replay
+
+    sent = replay(settings_module.load(), Path(args.file), topic=args.topic)
+    print(f"{sent} lines replayed")
+    return 0
+
+
 def cmd_world(args: argparse.Namespace) -> int:
     # The simulator stands in for the site; only this command (never the product) imports it.
     from simulator import commands
@@ -110,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     kafka = commands.add_parser("kafka", help="the embedded single-node Kafka broker (KRaft)")
     kafka.add_argument("action", choices=["start", "stop", "status", "topics"])
     kafka.set_defaults(handler=cmd_kafka)
+
+    ingest = commands.add_parser("ingest", help="ingest the next batch of the topic into the lake, now")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    replay = commands.add_parser(
+        "replay", help="load an archived movielog file (plain or gzip) into the topic"
+    )
+    replay.add_argument("file")
+    replay.add_argument("--topic", help="default: MOVIEREC_TOPIC")
+    replay.set_defaults(handler=cmd_replay)
 
     world = commands.add_parser("world", help="the simulated streaming site")
     modes = world.add_subparsers(dest="mode", required=True)
