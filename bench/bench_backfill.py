@@ -12,25 +12,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-from movierec import settings as settings_module
 from movierec.broker import broker
 from movierec.stream import TopicWriter
 from simulator.backfill import run_backfill
 from simulator.commands import DEFAULT_SESSIONS_PER_DAY, load_history
 
 START = datetime(2026, 11, 1)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def main() -> None:
@@ -41,14 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     home = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
-    settings = settings_module.load(
-        {
-            "MOVIEREC_HOME": str(home),
-            "MOVIEREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-            "MOVIEREC_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "MOVIEREC_SCALE_USERS": str(args.users),
-            "MOVIEREC_SCALE_MOVIES": str(args.movies),
-        }
+    settings = broker.private_settings(
+        home, MOVIEREC_SCALE_USERS=str(args.users), MOVIEREC_SCALE_MOVIES=str(args.movies)
     )
     began = time.perf_counter()
     history = load_history(settings)

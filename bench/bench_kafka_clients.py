@@ -12,22 +12,14 @@ stops it at the end.
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from movierec import settings as settings_module
 from movierec.broker import broker
 from movierec.movielog import WatchEvent, format_event
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def sample_lines(count: int) -> list[tuple[bytes, bytes]]:
@@ -79,13 +71,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=300_000)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
-    settings = settings_module.load(
-        {
-            "MOVIEREC_HOME": str(home),
-            "MOVIEREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-            "MOVIEREC_KAFKA_CONTROLLER_PORT": str(free_port()),
-        }
-    )
+    settings = broker.private_settings(home)
     lines = sample_lines(args.lines)
     clients: dict[str, Callable[[str, str, list[tuple[bytes, bytes]]], None]] = {
         "kafka-python 3.0": with_kafka_python,

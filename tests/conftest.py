@@ -4,7 +4,6 @@ needs nothing running and leaves nothing running."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,24 +11,14 @@ import pytest
 
 from movierec import settings as settings_module
 from movierec.broker import broker
+from movierec.broker.broker import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+__all__ = ["broker_settings", "free_port"]
 
 
 def broker_settings(home: Path) -> settings_module.Settings:
     """Settings for a private embedded broker under ``home`` on free ports."""
-    return settings_module.load(
-        {
-            "MOVIEREC_HOME": str(home),
-            "MOVIEREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-            "MOVIEREC_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "MOVIEREC_KAFKA_HEAP": "512m",
-        }
-    )
+    return broker.private_settings(home, MOVIEREC_KAFKA_HEAP="512m")
 
 
 @pytest.fixture(scope="session")

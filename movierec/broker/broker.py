@@ -78,6 +78,27 @@ def listener(settings: Settings) -> tuple[str, int]:
     return "127.0.0.1", int(port)
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def private_settings(home: Path, **env: str) -> Settings:
+    """Settings for a private embedded broker under ``home`` on free ports (tests, benchmarks)."""
+    from movierec.settings import load
+
+    return load(
+        {
+            "MOVIEREC_HOME": str(home),
+            "MOVIEREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "MOVIEREC_KAFKA_CONTROLLER_PORT": str(free_port()),
+            **env,
+        }
+    )
+
+
 # --- resolving the jars -----------------------------------------------------
 
 
