@@ -443,7 +443,9 @@ def status(settings: Settings) -> BrokerStatus:
         state.error = "no bootstrap server accepts connections"
         return state
     try:
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000, enable_auto_commit=False
+        )
     except Exception as exc:  # NoBrokersAvailable and friends
         state.error = f"{type(exc).__name__}: {exc}"
         return state
