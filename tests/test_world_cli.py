@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from kafka import KafkaConsumer
 
@@ -100,14 +100,16 @@ def test_the_catalog_api_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     }
     process = subprocess.Popen([CLI, "world", "api"], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
+    while time.monotonic() < deadline:  # serving, not just bound: Sanic binds before its startup ends
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/user/1", timeout=1).status_code == 200:
                 break
+        except httpx.HTTPError:
+            pass
         time.sleep(0.2)
     else:
         process.kill()
-        pytest.fail("the catalog API did not start listening")
+        pytest.fail("the catalog API did not start serving")
     process.send_signal(signal.SIGTERM)  # serves until stopped; SIGTERM must end it without a traceback
     _, stderr = process.communicate(timeout=30)
     assert process.returncode in (0, 130), stderr[-2000:]
