@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from movierec import settings as settings_module
@@ -96,22 +97,41 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_world(args: argparse.Namespace) -> int:
     # The simulator stands in for the site; only this command (never the product) imports it.
     from simulator import commands
+    from simulator.scenarios import ScenarioError, describe_kinds
 
+    if args.mode == "scenario":
+        print(describe_kinds())
+        return 0
     settings = settings_module.load()
-    if args.mode == "build":
-        commands.load_history(settings)
-    elif args.mode == "backfill":
-        commands.backfill(settings, args.days, sessions_per_day=args.sessions_per_day, follow=args.follow)
-    elif args.mode == "run":
-        commands.run(
-            settings,
-            service_url=args.service,
-            lines_per_second=args.lines_per_second,
-            follow=args.follow,
-            minute_seconds=args.minute_seconds,
-        )
-    elif args.mode == "api":
-        commands.api(settings)
+    try:
+        if args.mode == "build":
+            commands.load_history(settings)
+        elif args.mode == "backfill":
+            commands.backfill(
+                settings,
+                args.days,
+                sessions_per_day=args.sessions_per_day,
+                follow=args.follow,
+                scenarios=args.scenario,
+                scenario_file=args.scenarios,
+                ground_truth=args.ground_truth,
+            )
+        elif args.mode == "run":
+            commands.run(
+                settings,
+                service_url=args.service,
+                lines_per_second=args.lines_per_second,
+                follow=args.follow,
+                minute_seconds=args.minute_seconds,
+                scenarios=args.scenario,
+                scenario_file=args.scenarios,
+                ground_truth=args.ground_truth,
+            )
+        elif args.mode == "api":
+            commands.api(settings)
+    except ScenarioError as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -154,7 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--minute-seconds", type=float, default=60.0, help="real seconds per watched minute")
     for mode in (backfill, run):
         mode.add_argument("--follow", type=float, default=0.5, help="how much viewers follow lists (0..1)")
+        mode.add_argument(
+            "--scenario",
+            action="append",
+            default=[],
+            metavar="SPEC",
+            help="kind[:start=...,end=...,strength=...,option=...] (repeatable; see `world scenario list`)",
+        )
+        mode.add_argument("--scenarios", type=Path, metavar="FILE", help="scenarios from a JSON or TOML file")
+        mode.add_argument(
+            "--ground-truth",
+            type=Path,
+            metavar="PATH",
+            help="where scenarios log what they did (default: $MOVIEREC_HOME/world/ground_truth.jsonl)",
+        )
     modes.add_parser("api", help="the catalog API (users, movies)")
+    scenario = modes.add_parser("scenario", help="the scenarios a backfill or run can play")
+    scenario.add_argument("action", choices=["list"], help="list: the kinds, their strength and options")
     world.set_defaults(handler=cmd_world)
     return parser
 

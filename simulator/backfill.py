@@ -7,6 +7,12 @@ popularity list) answered: every session starts with that reco line
 with simulated timestamps. Lines of all viewers are interleaved in time order,
 one simulated hour at a time; a session that runs past the hour carries its
 remaining lines into the next one.
+
+With scenarios (simulator.director), the director decides per session what the
+site looks like at that moment (taste drift, unreleased movies, the follow
+knob), adds scripted sessions (a rating-spam ring) and damages or rewrites
+lines on their way out (malformed lines, format drift); it has its own random
+stream, so scenarios that only add lines leave the real lines as they were.
 """
 
 from __future__ import annotations
@@ -17,13 +23,22 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
 from movierec.movielog import RateEvent, RecoEvent, WatchEvent, format_event
 from simulator.catalog import World
 from simulator.truth import Truth
 from simulator.viewers import Audience, session
+
+if TYPE_CHECKING:
+    from simulator.director import Director
+    from simulator.groundtruth import Record
+    from simulator.scenarios import Scenarios
+
+Line = tuple[datetime, int, str | bytes]  # (time, user id, line); bytes only for injected non-UTF-8 lines
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +58,10 @@ class History:
     slugs: np.ndarray  # movie id per movie index (str)
     activity_cdf: np.ndarray  # sessions are drawn from users (id = index + 1) by activity
     baseline: np.ndarray  # movie indices of the site's popularity list
+    # public facts of the catalog that scenarios use
+    popularity: np.ndarray  # per movie index
+    genres: np.ndarray  # (n_movies, n_genres) bool, columns in catalog.GENRES order
+    released: np.ndarray  # release date per movie index, days since 1970-01-01
 
     @classmethod
     def build(cls, world: World, truth: Truth) -> History:
@@ -50,33 +69,69 @@ class History:
         weights = np.asarray(truth.activity, dtype=np.float64)
         cdf = np.cumsum(weights / weights.sum())
         cdf[-1] = 1.0
-        baseline = np.argsort(-np.asarray(world.popularity), kind="stable")[:20]
-        return cls(audience, world.movie_ids, cdf, baseline)
+        popularity = np.asarray(world.popularity, dtype=np.float64)
+        dates = world.movies.column("release_date").cast(pa.date32()).combine_chunks()
+        released = dates.view(pa.int32()).to_numpy(zero_copy_only=False)
+        return cls(
+            audience, world.movie_ids, cdf, site_list(popularity), popularity, world.movie_genres, released
+        )
+
+    @property
+    def n_users(self) -> int:
+        return len(self.activity_cdf)
 
     def draw_users(self, rng: np.random.Generator, count: int) -> np.ndarray:
         """``count`` user ids, each drawn with probability proportional to activity."""
         return np.searchsorted(self.activity_cdf, rng.random(count)) + 1
 
 
+def site_list(popularity: np.ndarray, k: int = 20) -> np.ndarray:
+    """The site's own recommendations: the ``k`` most popular movies (ties by index)."""
+    return np.argsort(-np.asarray(popularity), kind="stable")[:k]
+
+
+@dataclass(frozen=True, slots=True)
+class Scripted:
+    """One session decided in full: who, when, which movie, how long, the rating, and its delays."""
+
+    moment: datetime
+    user_id: int
+    movie: int
+    minutes: int
+    rating: int | None
+    latency_ms: int  # of the site's recommendation request
+    lead_ms: int  # until the first minute streams
+    rate_delay_ms: int  # after the last minute, until the rating
+
+
 def session_lines(
     rng: np.random.Generator, history: History, user_id: int, start: datetime, follow: float
-) -> list[tuple[datetime, int, str]]:
+) -> list[Line]:
     """All lines of one session: (time, user id, line)."""
-    shown = history.baseline
-    items = tuple(str(history.slugs[i]) for i in shown)
     latency = int(rng.integers(15, 120))
-    lines = [
-        (start, user_id, format_event(RecoEvent(start, user_id, BASELINE_SERVER, 200, items, None, latency)))
-    ]
-    outcome = session(rng, history.audience, user_id, shown, follow)
-    slug = str(history.slugs[outcome.movie])
-    first = start + timedelta(milliseconds=int(rng.integers(5_000, 90_000)))
-    for minute in range(outcome.minutes):
+    outcome = session(rng, history.audience, user_id, history.baseline, follow)
+    lead = int(rng.integers(5_000, 90_000))
+    rate_delay = int(rng.integers(1_000, 120_000)) if outcome.rating is not None else 0
+    decided = Scripted(
+        start, user_id, outcome.movie, outcome.minutes, outcome.rating, latency, lead, rate_delay
+    )
+    return scripted_lines(history, decided)
+
+
+def scripted_lines(history: History, scripted: Scripted) -> list[Line]:
+    """A reco line with the site's list, the watch lines one minute apart, maybe a rating."""
+    start, user_id = scripted.moment, scripted.user_id
+    items = tuple(str(history.slugs[i]) for i in history.baseline)
+    reco = RecoEvent(start, user_id, BASELINE_SERVER, 200, items, None, scripted.latency_ms)
+    lines: list[Line] = [(start, user_id, format_event(reco))]
+    slug = str(history.slugs[scripted.movie])
+    first = start + timedelta(milliseconds=scripted.lead_ms)
+    for minute in range(scripted.minutes):
         moment = first + timedelta(seconds=60 * minute)
         lines.append((moment, user_id, format_event(WatchEvent(moment, user_id, slug, minute))))
-    if outcome.rating is not None:
-        moment = first + timedelta(milliseconds=60_000 * outcome.minutes + int(rng.integers(1_000, 120_000)))
-        lines.append((moment, user_id, format_event(RateEvent(moment, user_id, slug, outcome.rating))))
+    if scripted.rating is not None:
+        moment = first + timedelta(milliseconds=60_000 * scripted.minutes + scripted.rate_delay_ms)
+        lines.append((moment, user_id, format_event(RateEvent(moment, user_id, slug, scripted.rating))))
     return lines
 
 
@@ -87,9 +142,10 @@ def history_lines(
     days: float,
     sessions_per_day: int,
     follow: float = 0.5,
-) -> Iterator[tuple[datetime, int, str]]:
-    """Every line of ``days`` of history from ``start``, in time order."""
-    pending: list[tuple[datetime, int, str]] = []  # lines of sessions still running
+    director: Director | None = None,
+) -> Iterator[Line]:
+    """Every line of ``days`` of history from ``start``, in time order (scenarios played by ``director``)."""
+    pending: list[Line] = []  # lines of sessions still running
     hours = round(days * 24)
     for hour in range(hours):
         hour_start = start + timedelta(hours=hour)
@@ -99,21 +155,42 @@ def history_lines(
         users = history.draw_users(rng, count)
         for offset, user_id in zip(starts, users, strict=True):
             moment = hour_start + timedelta(milliseconds=int(offset))
-            pending += session_lines(rng, history, int(user_id), moment, follow)
+            if director is None:
+                pending += session_lines(rng, history, int(user_id), moment, follow)
+            else:
+                site, knob = director.stage(moment)
+                pending += session_lines(rng, site, int(user_id), moment, knob)
+        if director is not None:
+            director.advance(hour_end)  # recorded before this hour's lines go out
+            for scripted in director.scripted(hour_start, hour_end):
+                pending += scripted_lines(director.stage(scripted.moment)[0], scripted)
         pending.sort(key=_by_time)  # one sort per hour is cheaper than a heap per line
         cut = bisect.bisect_left(pending, hour_end, key=_by_time)
-        yield from pending[:cut]
+        yield from _written(pending[:cut], director)
         del pending[:cut]
-    yield from pending
+    if director is not None and pending:
+        director.advance(pending[-1][0])
+    yield from _written(pending, director)
+    if director is not None:
+        director.finish(start + timedelta(hours=hours))
 
 
-def _by_time(item: tuple[datetime, int, str]) -> datetime:
+def _written(lines: list[Line], director: Director | None) -> Iterator[Line]:
+    """The lines as the site writes them: through the director's damage when scenarios play."""
+    if director is None:
+        yield from lines
+        return
+    for moment, user_id, line in lines:
+        yield from director.damage(moment, user_id, line)  # real lines are always str
+
+
+def _by_time(item: Line) -> datetime:
     return item[0]
 
 
 def run_backfill(
     history: History,
-    write: Callable[[str, int], None],
+    write: Callable[[str | bytes, int], None],
     *,
     seed: int,
     start: datetime,
@@ -121,14 +198,32 @@ def run_backfill(
     sessions_per_day: int,
     follow: float = 0.5,
     progress_every: float = 5.0,
+    scenarios: Scenarios | None = None,
+    record: Record | None = None,
 ) -> int:
-    """Write the history through ``write(line, user_id)``; returns the number of lines."""
+    """Write the history through ``write(line, user_id)``; returns the number of lines.
+
+    With ``scenarios``, what they did goes to ``record`` (the ground-truth log).
+    """
     rng = np.random.default_rng(seed)
+    director = None
+    if scenarios:
+        from simulator.director import Director  # it imports this module
+
+        director = Director.for_run(
+            scenarios,
+            history,
+            seed=seed,
+            record=record or (lambda _entry: None),
+            follow=follow,
+            origin=start,
+            mode="backfill",
+        )
     written = 0
     began = time.monotonic()
     next_report = began + progress_every
     end = start + timedelta(days=days)
-    for moment, user_id, line in history_lines(rng, history, start, days, sessions_per_day, follow):
+    for moment, user_id, line in history_lines(rng, history, start, days, sessions_per_day, follow, director):
         write(line, user_id)
         written += 1
         if written % 20_000 == 0 and time.monotonic() >= next_report:

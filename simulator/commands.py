@@ -10,13 +10,18 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from movierec.settings import Settings
 from movierec.stream import TopicWriter
 from simulator.backfill import History, run_backfill
 from simulator.catalog import load_world
+from simulator.groundtruth import Record, default_path, open_log
 from simulator.live import run_live
+from simulator.scenarios import Scenarios
 from simulator.truth import load_truth
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,17 @@ def load_history(settings: Settings) -> History:
     return History.build(world, truth)
 
 
+def ground_truth_log(
+    settings: Settings, scenarios: Scenarios, path: Path | None
+) -> AbstractContextManager[Record | None]:
+    """The ground-truth log to append to, when there are scenarios to record."""
+    if not scenarios:
+        return nullcontext()
+    target = path or default_path(settings)
+    log.info("%d scenario(s); ground truth appended to %s", len(scenarios), target)
+    return open_log(target)
+
+
 def backfill(
     settings: Settings,
     days: float,
@@ -46,13 +62,21 @@ def backfill(
     sessions_per_day: int = DEFAULT_SESSIONS_PER_DAY,
     follow: float = 0.5,
     end: datetime | None = None,
+    scenarios: Sequence[str] = (),
+    scenario_file: Path | None = None,
+    ground_truth: Path | None = None,
 ) -> int:
-    """Write ``days`` of history ending at ``end`` (default: now) to the movielog topic."""
-    history = load_history(settings)
+    """Write ``days`` of history ending at ``end`` (default: now) to the movielog topic.
+
+    ``scenarios`` (CLI specs) and ``scenario_file`` play in simulated time; offsets
+    like ``+2d`` count from the start of the history.
+    """
     end = end or datetime.now().replace(microsecond=0)
     start = end - timedelta(days=days)
+    plan = Scenarios.gather(scenarios, scenario_file, origin=start)  # a bad spec fails before any work
+    history = load_history(settings)
     log.info("backfill of %.2f days (%s .. %s) into %s", days, start, end, settings.topic)
-    with TopicWriter(settings) as writer:
+    with TopicWriter(settings) as writer, ground_truth_log(settings, plan, ground_truth) as record:
         count = run_backfill(
             history,
             writer.write,
@@ -61,6 +85,8 @@ def backfill(
             days=days,
             sessions_per_day=sessions_per_day,
             follow=follow,
+            scenarios=plan,
+            record=record,
         )
     log.info("backfill wrote %d lines (%.0f lines/s end to end)", count, writer.rate)
     return count
@@ -73,8 +99,12 @@ def run(
     lines_per_second: float = 50.0,
     follow: float = 0.5,
     minute_seconds: float = 60.0,
+    scenarios: Sequence[str] = (),
+    scenario_file: Path | None = None,
+    ground_truth: Path | None = None,
 ) -> dict[str, int]:
-    """Live viewers calling the service, until SIGINT or SIGTERM."""
+    """Live viewers calling the service, until SIGINT or SIGTERM (scenarios in wall time from now)."""
+    plan = Scenarios.gather(scenarios, scenario_file, origin=datetime.now().replace(microsecond=0))
     history = load_history(settings)
     url = service_url or f"http://{settings.server_host}:{settings.server_port}"
 
@@ -84,7 +114,7 @@ def run(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         log.info("live viewers calling %s at ~%.0f lines/s; stop with Ctrl-C", url, lines_per_second)
-        with TopicWriter(settings) as writer:
+        with TopicWriter(settings) as writer, ground_truth_log(settings, plan, ground_truth) as record:
             return await run_live(
                 history,
                 writer.write,
@@ -94,6 +124,9 @@ def run(
                 follow=follow,
                 minute_seconds=minute_seconds,
                 stop=stop,
+                scenarios=plan,
+                record=record,
+                catalog_url=settings.catalog_api_url,
             )
 
     return asyncio.run(main())

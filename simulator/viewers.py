@@ -8,6 +8,11 @@ The choice model is what makes online metrics meaningful: a viewer follows the
 shown list with a probability that grows with how well the list fits their true
 taste (``follow`` scales it: the feedback-loop knob), and otherwise browses,
 sampling candidates by popularity and picking among them by taste.
+
+Scenarios (simulator.director) change what viewers see without touching the
+ground truth: an ``Audience`` may carry a per-movie affinity ``bonus`` (a genre
+rising) and an ``available`` mask (movies not released yet are neither shown
+nor browsable), and browsing popularity may differ from the catalog's.
 """
 
 from __future__ import annotations
@@ -42,13 +47,33 @@ class Audience:
     truth: Truth
     runtimes: np.ndarray  # minutes, per movie index
     popularity_cdf: np.ndarray  # browsing samples titles by popularity
+    bonus: np.ndarray | None = None  # per movie, added to the true affinity (taste drift)
+    available: np.ndarray | None = None  # bool per movie; False: not released yet
 
     @classmethod
-    def build(cls, truth: Truth, runtimes: np.ndarray, popularity: np.ndarray) -> Audience:
+    def build(
+        cls,
+        truth: Truth,
+        runtimes: np.ndarray,
+        popularity: np.ndarray,
+        *,
+        bonus: np.ndarray | None = None,
+        available: np.ndarray | None = None,
+    ) -> Audience:
         weights = np.asarray(popularity, dtype=np.float64)
+        if available is not None:
+            weights = np.where(available, weights, 0.0)  # an unreleased movie is never browsed
         cdf = np.cumsum(weights / weights.sum())
         cdf[-1] = 1.0
-        return cls(truth, np.asarray(runtimes, dtype=np.int32), cdf)
+        return cls(truth, np.asarray(runtimes, dtype=np.int32), cdf, bonus, available)
+
+
+def taste(audience: Audience, user_id: int, movies: np.ndarray) -> np.ndarray:
+    """How much the viewer likes ``movies`` now: the true affinity plus any scenario bonus."""
+    scores = affinity(audience.truth, user_id, movies)
+    if audience.bonus is not None:
+        scores = scores + audience.bonus[movies]
+    return scores
 
 
 def _pick(rng: np.random.Generator, scores: np.ndarray, bias: np.ndarray | None = None) -> int:
@@ -66,25 +91,28 @@ def list_fit(audience: Audience, user_id: int, shown: np.ndarray) -> float:
     if len(shown) == 0:
         return 0.0
     top = shown[:LIST_FIT_TOP]
-    return float(enjoyment(affinity(audience.truth, user_id, top)).mean())
+    return float(enjoyment(taste(audience, user_id, top)).mean())
 
 
 def choose(
     rng: np.random.Generator, audience: Audience, user_id: int, shown: np.ndarray, follow: float
 ) -> tuple[int, bool]:
     """The movie this viewer starts, and whether it came from the shown list."""
+    if audience.available is not None:
+        shown = shown[audience.available[shown]]  # a listed movie that is not out yet cannot be started
     if len(shown) and rng.random() < follow * list_fit(audience, user_id, shown):
         position_bias = 1.0 / (1.0 + 0.15 * np.arange(len(shown)))
-        pick = _pick(rng, affinity(audience.truth, user_id, shown), position_bias)
+        pick = _pick(rng, taste(audience, user_id, shown), position_bias)
         return int(shown[pick]), True
-    candidates = np.searchsorted(audience.popularity_cdf, rng.random(BROWSE_CANDIDATES))
-    pick = _pick(rng, affinity(audience.truth, user_id, candidates))
+    # side="right": a title of zero weight (not released) is never drawn
+    candidates = np.searchsorted(audience.popularity_cdf, rng.random(BROWSE_CANDIDATES), side="right")
+    pick = _pick(rng, taste(audience, user_id, candidates))
     return int(candidates[pick]), False
 
 
 def watch(rng: np.random.Generator, audience: Audience, user_id: int, movie: int) -> tuple[int, int | None]:
     """Minutes watched and an optional rating, both driven by true enjoyment plus noise."""
-    joy = float(enjoyment(affinity(audience.truth, user_id, np.array([movie])))[0])
+    joy = float(enjoyment(taste(audience, user_id, np.array([movie])))[0])
     share = float(np.clip(joy**1.5 + rng.normal(0.0, 0.12), 0.02, 1.0))
     minutes = max(1, round(int(audience.runtimes[movie]) * share))
     rating = None

@@ -40,7 +40,12 @@ def service(history: History) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    class Server(ThreadingHTTPServer):
+        # sessions connect in bursts; past a full accept backlog (5 by default) a connection
+        # waits for a SYN retry (1 s) and the site logs a timeout
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", free_port()), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
