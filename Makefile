@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 .PHONY: help install up down status kafka kafka-stop test lint format bench clean
 
 help:
-	@echo "make up      install, start Kafka (and, as they land, the whole loop), report status"
+	@echo "make up      install, start Kafka and Airflow (and, as they land, the whole loop), report status"
 	@echo "make test    install and run the test suite (starts and stops its own Kafka)"
 	@echo "make down    stop everything 'make up' started"
 	@echo "make status  what is running"
@@ -33,16 +33,23 @@ install: $(INSTALLED)
 
 up: install
 	$(BIN)/movierec kafka start
+	$(BIN)/movierec airflow start
+	$(BIN)/movierec airflow unpause
 	@echo
 	@echo "movierec is up:"
 	@echo "  kafka     $$($(BIN)/movierec config --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["MOVIEREC_KAFKA_BOOTSTRAP"])')  (logs: var/kafka/logs/server.log)"
+	@echo "  $$($(BIN)/movierec airflow status | head -n 1)"
+	@echo "            (logs: var/airflow/logs/)"
 	@echo "  stop with 'make down'"
 
+# Airflow first: its tasks read from Kafka.
 down:
-	@test -x $(BIN)/movierec && $(BIN)/movierec kafka stop || echo "nothing installed, nothing to stop"
+	@if test -x $(BIN)/movierec; then $(BIN)/movierec airflow stop; $(BIN)/movierec kafka stop; \
+	else echo "nothing installed, nothing to stop"; fi
 
 status: install
-	$(BIN)/movierec kafka status
+	@$(BIN)/movierec kafka status; kafka=$$?; $(BIN)/movierec airflow status; airflow=$$?; \
+	test $$kafka -eq 0 -a $$airflow -eq 0
 
 kafka: install
 	$(BIN)/movierec kafka start

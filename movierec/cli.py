@@ -73,6 +73,24 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return 0 if state.healthy else 3
 
 
+def cmd_airflow(args: argparse.Namespace) -> int:
+    from movierec import airflow_ops
+
+    settings = settings_module.load()
+    if args.action == "start":
+        airflow_ops.start(settings)
+    elif args.action == "stop":
+        stopped = airflow_ops.stop(settings)
+        print("airflow stopped" if stopped else "airflow was not running")
+        return 0
+    elif args.action == "unpause":
+        print(f"unpaused: {', '.join(airflow_ops.unpause_all(settings))}")
+        return 0
+    state = airflow_ops.status(settings)
+    print(state.describe())
+    return 0 if state.healthy else 3
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from movierec.ingest import ingest_batch
     from movierec.watch_sessions import update_watch_sessions
@@ -152,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status", "topics"])
     kafka.set_defaults(handler=cmd_kafka)
 
+    airflow = commands.add_parser("airflow", help="Airflow (api-server, scheduler, dag-processor, triggerer)")
+    airflow.add_argument("action", choices=["start", "stop", "status", "unpause"])
+    airflow.set_defaults(handler=cmd_airflow)
+
     ingest = commands.add_parser("ingest", help="ingest the next batch of the topic into the lake, now")
     ingest.set_defaults(handler=cmd_ingest)
 
@@ -199,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     # SIGTERM (a service manager, `kill`) stops a command the same clean way as Ctrl-C
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -1,0 +1,68 @@
+"""DAG ``ingest_movielog``: every 10 minutes, the next batch of the movielog topic into the lake.
+
+Wiring only. Each task loads the settings and calls one importable function;
+the imports happen inside the tasks, so parsing this file (every 30 s in the
+dag-processor) never touches Kafka, the lake or the heavy libraries.
+
+    ingest_batch ──► update_watch_sessions ──► check_drift
+
+A run with nothing new passes ``batch_id=None`` down; the later tasks then do
+nothing. A batch is replay-safe (re-running it replaces its files), so retries
+are harmless; one active run at a time keeps batches in offset order.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import dag, task
+
+
+def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
+    # XCom stores JSON; reports may hold datetimes or paths
+    return json.loads(json.dumps(report, default=str))
+
+
+@dag(
+    dag_id="ingest_movielog",
+    description="Kafka movielog -> Parquet lake (raw, watch, rate, reco, quarantine), sessions, drift",
+    schedule="*/10 * * * *",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    max_active_tasks=1,
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        # no size cap on a batch: the first one after a long backfill may take minutes
+        "execution_timeout": timedelta(hours=2),
+    },
+    tags=["movierec", "ingest"],
+)
+def ingest_movielog() -> None:
+    @task
+    def ingest_batch() -> dict[str, Any]:
+        from movierec import ingest, settings
+
+        return _jsonable(ingest.ingest_batch(settings.load()))
+
+    @task
+    def update_watch_sessions(batch: dict[str, Any]) -> dict[str, Any]:
+        from movierec import settings, watch_sessions
+
+        return _jsonable(watch_sessions.update_watch_sessions(settings.load(), batch["batch_id"]))
+
+    @task
+    def check_drift(batch: dict[str, Any]) -> dict[str, Any]:
+        from movierec import drift, settings
+
+        return _jsonable(drift.check_drift(settings.load(), batch["batch_id"]))
+
+    batch = ingest_batch()
+    # drift reads the batch's tables, and may read its watch sessions (watch length)
+    update_watch_sessions(batch) >> check_drift(batch)
+
+
+ingest_movielog()

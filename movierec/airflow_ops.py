@@ -1,0 +1,538 @@
+"""Run Airflow for movierec: its environment, start, stop, status, unpausing our DAGs.
+
+Four components (api-server, scheduler, dag-processor, triggerer), each in its own
+process group with its output in ``$MOVIEREC_HOME/airflow/logs/<component>.log``
+and a pid file. A pid file is trusted only when ``/proc/<pid>/cmdline`` still
+names that Airflow component and the process started when the file says, so a
+stale or reused pid is never signalled. "Started" means ``/api/v2/monitor/health``
+reports every component healthy, not that the port is open.
+
+Stopping: Airflow shuts down cleanly on SIGINT (SIGTERM alone can leave its
+workers behind), so SIGINT goes to every process group first, then SIGTERM,
+then SIGKILL after a timeout. Task processes put themselves in process groups of
+their own, so the process tree is walked and their groups are signalled too.
+
+This module never imports Airflow: the CLI stays fast and talks to the
+components over HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from movierec.settings import REPO_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = REPO_ROOT / "airflow.cfg"
+DAGS_DIR = REPO_ROOT / "dags"
+ADMIN_USER = "admin"  # as in airflow.cfg, [core] simple_auth_manager_users
+# Start order: the API first (tasks report through its execution API), scheduler last but one.
+COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
+HEALTH_PATH = "/api/v2/monitor/health"
+HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+class AirflowOpsError(RuntimeError):
+    """Airflow could not be started, reached or stopped."""
+
+
+# --- paths and environment ----------------------------------------------------
+
+
+def airflow_home(settings: Settings) -> Path:
+    return settings.home / "airflow"
+
+
+def logs_dir(settings: Settings) -> Path:
+    return airflow_home(settings) / "logs"
+
+
+def run_dir(settings: Settings) -> Path:
+    return airflow_home(settings) / "run"
+
+
+def pid_file(settings: Settings, component: str) -> Path:
+    return run_dir(settings) / f"{component}.pid"
+
+
+def password_file(settings: Settings) -> Path:
+    return airflow_home(settings) / "simple_auth_manager_passwords.json.generated"
+
+
+def secrets_file(settings: Settings) -> Path:
+    return airflow_home(settings) / "secrets.json"
+
+
+def api_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.airflow_port}"
+
+
+def _secrets(settings: Settings) -> dict[str, str]:
+    """Keys every component must share, generated once (a restart keeps sessions and
+    encrypted connections valid); never in the repository."""
+    path = secrets_file(settings)
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        values = json.loads(path.read_text())
+        if isinstance(values, dict) and {"fernet_key", "jwt_secret", "api_secret_key"} <= values.keys():
+            return values
+    values = {
+        # a Fernet key is 32 url-safe base64 bytes
+        "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "jwt_secret": secrets.token_urlsafe(48),
+        "api_secret_key": secrets.token_urlsafe(32),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(values, handle)
+    os.replace(staging, path)
+    return values
+
+
+def movierec_env(settings: Settings) -> dict[str, str]:
+    """Every MOVIEREC_* variable with the value ``settings`` holds, so tasks load the same settings."""
+    env = {}
+    for spec in fields(settings):
+        value = getattr(settings, spec.name)
+        env[spec.metadata["env"]] = str(value)
+    return env
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """The variables Airflow (and every task it runs) needs on top of the process environment."""
+    home = airflow_home(settings)
+    keys = _secrets(settings)
+    port = settings.airflow_port
+    return {
+        **movierec_env(settings),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW_CONFIG": str(CONFIG_FILE),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(settings)),
+        # the default is http://localhost:8080/execution/, wrong for any other port
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url(settings)}/execution/",
+        "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(logs_dir(settings)),
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(
+            logs_dir(settings) / "dag_processor"
+        ),
+        # default: $TMPDIR/airflow, shared by every Airflow on the machine
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "bundles"),
+    }
+
+
+def _process_env(settings: Settings) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MOVIEREC_")}
+    return base | airflow_env(settings)
+
+
+def _airflow_command(*args: str) -> list[str]:
+    # the interpreter of this venv, whatever the PATH says
+    return [sys.executable, "-m", "airflow", *args]
+
+
+# --- the metadata database ----------------------------------------------------
+
+
+def migrate_db(settings: Settings) -> bool:
+    """``airflow db migrate`` once per Airflow version (it takes seconds); True if it ran."""
+    version = metadata.version("apache-airflow-core")
+    stamp = airflow_home(settings) / f".migrated-{version}"
+    if stamp.exists() and (airflow_home(settings) / "airflow.db").exists():
+        return False
+    logs_dir(settings).mkdir(parents=True, exist_ok=True)
+    log.info("migrating the Airflow metadata database in %s", airflow_home(settings))
+    result = subprocess.run(
+        _airflow_command("db", "migrate"),
+        env=_process_env(settings),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=airflow_home(settings),
+    )
+    if result.returncode != 0:
+        raise AirflowOpsError(f"airflow db migrate failed:\n{(result.stdout + result.stderr)[-3000:]}")
+    stamp.write_text(f"{version}\n")
+    return True
+
+
+# --- processes -----------------------------------------------------------------
+
+
+def _start_time(pid: int) -> int | None:
+    """Clock ticks since boot when ``pid`` started (field 22 of /proc/<pid>/stat)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
+def _is_component(cmdline: bytes, component: str, settings: Settings) -> bool:
+    if component == "api-server":
+        # the API server retitles itself "airflow api_server -- host:... port:<port>"
+        title = f"api_server -- host:127.0.0.1 port:{settings.airflow_port}".encode()
+        return b"airflow" in cmdline and (b" api-server" in cmdline or title in cmdline)
+    return b"airflow" in cmdline and f" {component}".encode() in cmdline
+
+
+def running_pid(settings: Settings, component: str) -> int | None:
+    """The pid of our ``component`` if it is alive; a stale or reused pid is not ours."""
+    try:
+        pid_text, started = pid_file(settings, component).read_text().split()
+        pid = int(pid_text)
+    except (FileNotFoundError, ValueError):
+        return None
+    if not is_alive(pid) or str(_start_time(pid)) != started:
+        return None
+    return pid if _is_component(_cmdline(pid), component, settings) else None
+
+
+def running(settings: Settings) -> dict[str, int]:
+    """component -> pid of the components of this MOVIEREC_HOME that are alive."""
+    return {c: pid for c in COMPONENTS if (pid := running_pid(settings, c)) is not None}
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    if state == "Z":  # exited; reap it if it is our child
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
+            continue
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def descendants(roots: Iterable[int]) -> set[int]:
+    """``roots`` and every process below them."""
+    tree = _children()
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(tree.get(pid, ()))
+    return found
+
+
+def _ancestors() -> set[int]:
+    found, pid = set(), os.getpid()
+    while pid > 1:
+        found.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, IndexError, ValueError):
+            break
+    return found
+
+
+def processes_of_home(settings: Settings) -> set[int]:
+    """Airflow processes whose environment names our AIRFLOW_HOME: leftovers whose parent
+    is gone (an Airflow process that retitled itself no longer shows its environment)."""
+    marker = f"AIRFLOW_HOME={airflow_home(settings)}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (entry / "environ").read_bytes().split(b"\0") and b"airflow" in _cmdline(
+                int(entry.name)
+            ):
+                found.add(int(entry.name))
+    return found - _ancestors()  # never ourselves or whoever started us (a shell, pytest)
+
+
+def port_open(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def start(settings: Settings, timeout: float = 120.0) -> dict[str, int]:
+    """Start the components that are not running and wait until all are healthy; their pids."""
+    alive = running(settings)
+    if "api-server" not in alive and port_open(settings.airflow_port):
+        raise AirflowOpsError(
+            f"something else listens on 127.0.0.1:{settings.airflow_port}; "
+            "stop it or set MOVIEREC_AIRFLOW_PORT"
+        )
+    migrate_db(settings)
+    logs_dir(settings).mkdir(parents=True, exist_ok=True)
+    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    env = _process_env(settings)
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    for component in COMPONENTS:
+        if component in alive:
+            continue
+        with (logs_dir(settings) / f"{component}.log").open("ab") as out:
+            # its own session: stop() signals the whole group, so no worker is orphaned
+            process = subprocess.Popen(
+                _airflow_command(component),
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=airflow_home(settings),
+            )
+        pid_file(settings, component).write_text(f"{process.pid} {_start_time(process.pid)}\n")
+        started[component] = process
+        log.info("airflow %s starting (pid %d)", component, process.pid)
+    try:
+        wait_until_healthy(settings, timeout, started)
+    except AirflowOpsError:
+        stop(settings)
+        raise
+    return running(settings)
+
+
+def health(settings: Settings, timeout: float = 5.0) -> dict[str, Any]:
+    """The API server's health report (no login needed); raises httpx errors if unreachable."""
+    response = httpx.get(f"{api_url(settings)}{HEALTH_PATH}", timeout=timeout)
+    response.raise_for_status()
+    return response.json()
+
+
+def _all_healthy(report: Mapping[str, Any]) -> bool:
+    return all((report.get(part) or {}).get("status") == "healthy" for part in HEALTH_PARTS)
+
+
+def wait_until_healthy(
+    settings: Settings, timeout: float, processes: Mapping[str, subprocess.Popen[bytes]] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = "no answer yet"
+    while time.monotonic() < deadline:
+        for component, process in (processes or {}).items():
+            if process.poll() is not None:
+                tail = _tail(logs_dir(settings) / f"{component}.log")
+                raise AirflowOpsError(f"airflow {component} exited with code {process.returncode}:\n{tail}")
+        try:
+            last = health(settings)
+            if _all_healthy(last):
+                return
+        except (httpx.HTTPError, ValueError) as exc:  # still starting
+            last = exc
+        time.sleep(0.5)
+    raise AirflowOpsError(f"airflow was not healthy within {timeout:.0f} s (last: {last})")
+
+
+def _tail(path: Path, size: int = 3000) -> str:
+    try:
+        return path.read_bytes()[-size:].decode(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _groups(pids: Iterable[int]) -> set[int]:
+    groups = set()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(pid))
+    return groups - {os.getpgid(0)}  # never our own group (a caller in the same group as a task)
+
+
+def _signal(pids: Iterable[int], signum: int) -> None:
+    for group in _groups(pids):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signum)
+
+
+def _wait_gone(pids: set[int], timeout: float) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = {pid for pid in pids if is_alive(pid)}
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.2)
+
+
+def stop(settings: Settings, timeout: float = 60.0) -> bool:
+    """Stop every process of this Airflow (components, workers, tasks); True if any was running."""
+    roots = running(settings)
+    for component in COMPONENTS:
+        pid_file(settings, component).unlink(missing_ok=True)
+    strays = processes_of_home(settings)
+    if not roots and not strays:
+        return False
+    log.info("stopping airflow (%s)", ", ".join(f"{c} {p}" for c, p in roots.items()) or "strays")
+    api = {roots["api-server"]} if "api-server" in roots else set()
+    # Scheduler, dag-processor, triggerer and their tasks first, the API last: running
+    # tasks report their end through the API's execution endpoint.
+    rest = descendants(pid for c, pid in roots.items() if c != "api-server") | strays
+    _signal(rest, signal.SIGINT)
+    rest = _wait_gone(rest | descendants(rest), timeout / 2)
+    everything = rest | descendants(api)
+    _signal(everything, signal.SIGINT)
+    everything = _wait_gone(everything | descendants(everything), timeout / 4)
+    if everything:
+        _signal(everything, signal.SIGTERM)
+        everything = _wait_gone(everything | descendants(everything), timeout / 4)
+    if everything:
+        log.warning("airflow processes %s did not stop; killing them", sorted(everything))
+        _signal(everything, signal.SIGKILL)
+        for pid in everything:  # a process outside those groups still gets its signal
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(everything, 10.0)
+    return True
+
+
+# --- status --------------------------------------------------------------------
+
+
+@dataclass
+class AirflowStatus:
+    url: str
+    pids: dict[str, int] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    password_file: Path | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return not self.error and _all_healthy(self.health)
+
+    def describe(self) -> str:
+        login = f"login {ADMIN_USER}, password in {self.password_file}"
+        lines = [f"airflow {self.url}: {'up' if self.healthy else 'DOWN'} ({login})"]
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        for component in COMPONENTS:
+            pid = self.pids.get(component)
+            lines.append(f"  {component}: {f'pid {pid}' if pid else 'not running'}")
+        for part in HEALTH_PARTS:
+            if part in self.health:
+                lines.append(f"  health {part}: {self.health[part].get('status')}")
+        return "\n".join(lines)
+
+
+def status(settings: Settings) -> AirflowStatus:
+    state = AirflowStatus(api_url(settings), running(settings), password_file=password_file(settings))
+    try:
+        state.health = health(settings)
+    except (httpx.HTTPError, ValueError) as exc:
+        state.error = f"{type(exc).__name__}: {exc}"
+    return state
+
+
+# --- the REST API ----------------------------------------------------------------
+
+
+def admin_password(settings: Settings) -> str:
+    """The admin's password, generated by Airflow on its first start."""
+    try:
+        return json.loads(password_file(settings).read_text())[ADMIN_USER]
+    except (FileNotFoundError, ValueError, KeyError):
+        raise AirflowOpsError(
+            f"no password for {ADMIN_USER!r} in {password_file(settings)} (has airflow been started?)"
+        ) from None
+
+
+def api_client(settings: Settings, timeout: float = 15.0) -> httpx.Client:
+    """An httpx client for the public REST API, logged in as the admin (a JWT from /auth/token)."""
+    url = api_url(settings)
+    answer = httpx.post(
+        f"{url}/auth/token",
+        json={"username": ADMIN_USER, "password": admin_password(settings)},
+        timeout=timeout,
+    )
+    if answer.status_code not in (200, 201):
+        raise AirflowOpsError(f"airflow login failed: {answer.status_code} {answer.text[:200]}")
+    token = answer.json()["access_token"]
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+
+
+def dag_files() -> list[str]:
+    """Our DAG files, relative to the dags folder."""
+    return sorted(path.name for path in DAGS_DIR.glob("*.py") if not path.name.startswith("_"))
+
+
+def list_dags(client: httpx.Client) -> list[dict[str, Any]]:
+    response = client.get("/api/v2/dags", params={"limit": 1000})
+    response.raise_for_status()
+    return response.json()["dags"]
+
+
+def import_errors(client: httpx.Client) -> list[dict[str, Any]]:
+    response = client.get("/api/v2/importErrors", params={"limit": 1000})
+    response.raise_for_status()
+    return response.json()["import_errors"]
+
+
+def unpause_all(settings: Settings, timeout: float = 120.0) -> list[str]:
+    """Unpause every DAG of our dags folder once the dag-processor has registered them all;
+    the ids unpaused. A DAG file that does not import is an error (after the others are on)."""
+    wanted = set(dag_files())
+    deadline = time.monotonic() + timeout
+    with api_client(settings) as client:
+        while True:
+            dags = list_dags(client)
+            errors = import_errors(client)
+            seen = {Path(d["fileloc"]).name for d in dags} | {Path(e["filename"]).name for e in errors}
+            if wanted <= seen:
+                break
+            if time.monotonic() >= deadline:
+                raise AirflowOpsError(f"DAG files not parsed within {timeout:.0f} s: {sorted(wanted - seen)}")
+            time.sleep(1.0)
+        unpaused = []
+        for dag in dags:
+            if Path(dag["fileloc"]).name in wanted:
+                if dag["is_paused"]:
+                    client.patch(
+                        f"/api/v2/dags/{dag['dag_id']}", json={"is_paused": False}
+                    ).raise_for_status()
+                unpaused.append(dag["dag_id"])
+    if errors:
+        detail = "\n".join(f"{e['filename']}: {e['stack_trace'][-500:]}" for e in errors)
+        raise AirflowOpsError(f"DAG import errors:\n{detail}")
+    return sorted(unpaused)

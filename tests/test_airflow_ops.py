@@ -1,0 +1,238 @@
+"""Airflow as `make up` runs it: the four components in a private home on a free port, healthy,
+logged in through the REST API, our DAGs registered, unpaused and runnable, then stopped with
+nothing left behind.
+
+Kafka and the catalog API point at a port where nothing listens, so the Airflow started here
+can never touch a broker or API that `make up` runs on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pytest
+
+from movierec import airflow_ops, catalog_sync, lake
+from movierec import settings as settings_module
+from movierec.schemas import RATE
+from movierec.settings import Settings
+from tests.conftest import free_port
+
+DEAD = "127.0.0.1:9"  # the discard port: nothing listens there
+
+
+def airflow_settings(home: Path) -> Settings:
+    return settings_module.load(
+        {
+            "MOVIEREC_HOME": str(home),
+            "MOVIEREC_AIRFLOW_PORT": str(free_port()),
+            "MOVIEREC_KAFKA_BOOTSTRAP": DEAD,
+            "MOVIEREC_API_URL": f"http://{DEAD}",
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    settings = airflow_settings(tmp_path_factory.mktemp("airflow-home"))
+    airflow_ops.start(settings)
+    try:
+        yield settings
+    finally:
+        airflow_ops.stop(settings)
+
+
+def login(settings: Settings) -> str:
+    answer = httpx.post(
+        f"{airflow_ops.api_url(settings)}/auth/token",
+        json={"username": airflow_ops.ADMIN_USER, "password": airflow_ops.admin_password(settings)},
+        timeout=10,
+    )
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()["access_token"]
+
+
+@pytest.mark.slow
+def test_start_brings_every_component_up_healthy_each_in_its_own_group(running: Settings) -> None:
+    health = airflow_ops.health(running)
+    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor"):
+        assert health[part]["status"] == "healthy", health
+    pids = airflow_ops.running(running)
+    assert sorted(pids) == sorted(airflow_ops.COMPONENTS)
+    for pid in pids.values():
+        assert os.getpgid(pid) == pid  # its own process group: stop() signals the whole group
+    state = airflow_ops.status(running)
+    assert state.healthy
+    assert f"http://127.0.0.1:{running.airflow_port}: up" in state.describe()
+    for component in airflow_ops.COMPONENTS:
+        assert (airflow_ops.logs_dir(running) / f"{component}.log").stat().st_size > 0
+    # a second start finds them running and starts nothing
+    assert airflow_ops.start(running) == pids
+
+
+@pytest.mark.slow
+def test_the_api_needs_a_login_and_lists_our_dags(running: Settings) -> None:
+    url = airflow_ops.api_url(running)
+    assert httpx.get(f"{url}/api/v2/dags", timeout=10).status_code == 401
+    wrong = httpx.post(
+        f"{url}/auth/token", json={"username": "admin", "password": "not-the-password"}, timeout=10
+    )
+    assert wrong.status_code == 401
+    token = login(running)
+    deadline = time.monotonic() + 60  # the dag-processor registers the files shortly after start
+    while True:
+        answer = httpx.get(f"{url}/api/v2/dags", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 200
+        dags = {d["dag_id"]: d for d in answer.json()["dags"]}
+        if {"catalog", "ingest_movielog"} <= dags.keys() or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert sorted(dags) == ["catalog", "ingest_movielog"]  # no examples
+    assert all(d["is_paused"] for d in dags.values())  # new DAGs wait paused until `make up` unpauses
+    assert dags["ingest_movielog"]["max_active_runs"] == 1
+
+
+@pytest.mark.slow
+def test_unpause_all_switches_our_dags_on(running: Settings) -> None:
+    assert airflow_ops.unpause_all(running) == ["catalog", "ingest_movielog"]
+    with airflow_ops.api_client(running) as client:
+        assert not any(d["is_paused"] for d in airflow_ops.list_dags(client))
+
+
+@pytest.mark.slow
+def test_a_task_runs_under_the_scheduler_with_our_settings(running: Settings) -> None:
+    """The catalog DAG through the LocalExecutor: the task must see this MOVIEREC_HOME (its lake)."""
+    moment = datetime(2026, 11, 28, 9)
+    rates = [
+        {"time": moment, "user_id": u, "movie_id": "some+film+1999", "rating": 3, "partition": 0, "offset": u}
+        for u in (5, 6)
+    ]
+    path = lake.partition_dir(running, "rate", moment) / lake.batch_file_name("b1")
+    lake.write_parquet_atomically(pa.Table.from_pylist(rates, schema=RATE), path)
+    # all of it stored already, so the (unreachable) catalog API is not needed
+    stamp = datetime(2026, 11, 28, tzinfo=UTC)
+    users = [
+        {"user_id": u, "age": 25, "occupation": "writer", "gender": "F", "fetched_at": stamp} for u in (5, 6)
+    ]
+    lake.write_parquet_atomically(
+        pa.Table.from_pylist(users, schema=catalog_sync.USERS),
+        catalog_sync.users_dir(running) / "part-x.parquet",
+    )
+    movie = {"id": "some+film+1999", "title": "Some Film", "genres": ["Drama"], "fetched_at": stamp}
+    lake.write_parquet_atomically(
+        pa.Table.from_pylist([movie], schema=catalog_sync.MOVIES),
+        catalog_sync.movies_dir(running) / "part-x.parquet",
+    )
+
+    with airflow_ops.api_client(running) as client:
+        created = client.post("/api/v2/dags/catalog/dagRuns", json={"logical_date": None})
+        assert created.status_code == 200, created.text
+        run = created.json()["dag_run_id"]
+        deadline = time.monotonic() + 90
+        while (state := client.get(f"/api/v2/dags/catalog/dagRuns/{run}").json()["state"]) not in (
+            "success",
+            "failed",
+        ):
+            assert time.monotonic() < deadline, f"catalog run still {state}"
+            time.sleep(1)
+        assert state == "success"
+        xcom = client.get(
+            f"/api/v2/dags/catalog/dagRuns/{run}/taskInstances/sync_catalog/xcomEntries/return_value"
+        )
+    report = xcom.json()["value"]
+    assert report["status"] == "complete"
+    assert (report["users"]["seen"], report["movies"]["seen"]) == (2, 1)  # this home's lake
+    assert report["requests"] == 0
+
+
+@pytest.mark.slow
+def test_stop_leaves_no_process_behind(running: Settings) -> None:
+    roots = airflow_ops.running(running)
+    tree = airflow_ops.descendants(roots.values())  # workers, log servers, task processes
+    assert len(tree) > len(roots)
+
+    assert airflow_ops.stop(running) is True
+
+    assert not [pid for pid in tree if airflow_ops.is_alive(pid)]
+    assert airflow_ops.running(running) == {}
+    assert not list(airflow_ops.run_dir(running).glob("*.pid"))
+    home = str(airflow_ops.airflow_home(running)).encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            assert home not in cmdline, f"process {entry.name} of this Airflow still runs"
+            assert b"AIRFLOW_HOME=" + home not in environ.split(b"\0"), f"process {entry.name} still runs"
+    assert not airflow_ops.port_open(running.airflow_port)
+    assert airflow_ops.stop(running) is False  # nothing left to stop
+    assert not airflow_ops.status(running).healthy
+
+
+# --- without starting Airflow ---------------------------------------------------------------
+
+
+def test_a_stale_pid_file_is_never_trusted(tmp_path: Path) -> None:
+    settings = airflow_settings(tmp_path)
+    airflow_ops.run_dir(settings).mkdir(parents=True)
+    # a live process that is not Airflow (a sleeping python), with the right start time
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = airflow_ops._start_time(other.pid)
+        airflow_ops.pid_file(settings, "scheduler").write_text(f"{other.pid} {started}\n")
+        assert airflow_ops.running_pid(settings, "scheduler") is None
+        assert airflow_ops.stop(settings) is False
+        assert other.poll() is None  # untouched
+    finally:
+        other.kill()
+        other.wait()
+    airflow_ops.pid_file(settings, "scheduler").write_text("999999999 1\n")  # long gone
+    assert airflow_ops.running(settings) == {}
+
+
+def test_start_refuses_a_port_someone_else_uses(tmp_path: Path) -> None:
+    settings = airflow_settings(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", settings.airflow_port))
+        squatter.listen()
+        with pytest.raises(airflow_ops.AirflowOpsError, match="something else listens"):
+            airflow_ops.start(settings)
+    assert airflow_ops.running(settings) == {}
+
+
+def test_the_environment_points_airflow_at_this_home_and_the_repo(tmp_path: Path) -> None:
+    settings = airflow_settings(tmp_path)
+    env = airflow_ops.airflow_env(settings)
+    home = tmp_path / "airflow"
+    assert env["AIRFLOW_HOME"] == str(home)
+    assert env["AIRFLOW_CONFIG"] == str(settings_module.REPO_ROOT / "airflow.cfg")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(settings_module.REPO_ROOT / "dags")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home}/airflow.db"
+    assert env["AIRFLOW__API__PORT"] == str(settings.airflow_port)
+    assert (
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+        == f"http://127.0.0.1:{settings.airflow_port}/execution/"
+    )
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "4"
+    # tasks load the same settings as whoever started Airflow
+    assert settings_module.load(env) == settings
+    # the shared secrets are made once and kept
+    assert (
+        airflow_ops.airflow_env(settings)["AIRFLOW__API_AUTH__JWT_SECRET"]
+        == env["AIRFLOW__API_AUTH__JWT_SECRET"]
+    )
+    assert (airflow_ops.secrets_file(settings).stat().st_mode & 0o777) == 0o600
+    # the admin of the password file is the one airflow.cfg declares
+    config = (settings_module.REPO_ROOT / "airflow.cfg").read_text()
+    assert f"simple_auth_manager_users = {airflow_ops.ADMIN_USER}:admin" in config
