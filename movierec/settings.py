@@ -61,6 +61,49 @@ class Settings:
         "MOVIEREC_API_URL", "", "catalog API base URL (default: the simulator's http://<api_host>:<api_port>)"
     )
     airflow_port: int = _setting("MOVIEREC_AIRFLOW_PORT", 8080, "Airflow API server / UI port")
+    airflow_parallelism: int = _setting(
+        "MOVIEREC_AIRFLOW_PARALLELISM", 4, "Airflow: task instances running at once (about 2 per core)"
+    )
+    catalog_rate: float = _setting(
+        "MOVIEREC_CATALOG_RATE", 40.0, "catalog sync: requests/s we make to the catalog API (below its limit)"
+    )
+    catalog_max_fetches: int = _setting(
+        "MOVIEREC_CATALOG_MAX_FETCHES", 100_000, "catalog sync: most users+movies fetched in one run"
+    )
+    quality_max_bad_share: float = _setting(
+        "MOVIEREC_QUALITY_MAX_BAD_SHARE",
+        0.05,
+        "ingest: share of a table's rows failing expectations above which the batch fails (else quarantined)",
+    )
+    drift_psi_threshold: float = _setting(
+        "MOVIEREC_DRIFT_PSI_THRESHOLD", 0.25, "drift: PSI above which a signal is flagged as strong drift"
+    )
+    drift_reference_days: int = _setting(
+        "MOVIEREC_DRIFT_REFERENCE_DAYS", 7, "drift: days of lake data before a batch that form its reference"
+    )
+    spark_driver_memory: str = _setting("MOVIEREC_SPARK_DRIVER_MEMORY", "4g", "Spark driver memory")
+    als_rank: int = _setting("MOVIEREC_ALS_RANK", 64, "ALS: latent factors")
+    als_reg: float = _setting("MOVIEREC_ALS_REG", 0.05, "ALS: regularization (regParam)")
+    als_alpha: float = _setting("MOVIEREC_ALS_ALPHA", 10.0, "ALS: implicit confidence scale (alpha)")
+    als_iterations: int = _setting("MOVIEREC_ALS_ITERATIONS", 10, "ALS: iterations (maxIter)")
+    test_days: int = _setting(
+        "MOVIEREC_TEST_DAYS", 1, "evaluation: days after the split time T held out as the test window"
+    )
+    gate_margin: float = _setting(
+        "MOVIEREC_GATE_MARGIN", 0.02, "publish: a new model may lose at most this much Recall@20 (absolute)"
+    )
+    keep_versions: int = _setting("MOVIEREC_KEEP_VERSIONS", 5, "publish: serving files kept for rollback")
+    server_workers: int = _setting(
+        "MOVIEREC_SERVER_WORKERS", os.cpu_count() or 1, "recommendation service worker processes"
+    )
+    experiment_file: str = _setting(
+        "MOVIEREC_EXPERIMENT_FILE",
+        "",
+        "A/B experiment config (JSON); default <home>/experiments/current.json, absent = no experiment",
+    )
+    served_buffer: int = _setting(
+        "MOVIEREC_SERVED_BUFFER", 100_000, "server: provenance records buffered while Kafka is unreachable"
+    )
     prometheus_port: int = _setting("MOVIEREC_PROMETHEUS_PORT", 9090, "Prometheus port")
     alertmanager_port: int = _setting("MOVIEREC_ALERTMANAGER_PORT", 9094, "Alertmanager port")
     scale_users: int = _setting("MOVIEREC_SCALE_USERS", 1_000_000, "users in the simulated site")
@@ -70,6 +113,28 @@ class Settings:
     @property
     def catalog_api_url(self) -> str:
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def lake_home(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.home / "serving"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def experiment_path(self) -> Path:
+        if self.experiment_file:
+            return Path(self.experiment_file).expanduser().resolve()
+        return self.home / "experiments" / "current.json"
 
     @property
     def kafka_home(self) -> Path:
