@@ -25,19 +25,29 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from movierec.settings import REPO_ROOT, Settings
+from movierec.processes import (
+    ancestors,
+    cmdline,
+    descendants,
+    is_alive,
+    port_open,
+    signal_groups,
+    start_time,
+    tail,
+    wait_gone,
+)
+from movierec.settings import REPO_ROOT, Settings, as_env
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +120,7 @@ def _secrets(settings: Settings) -> dict[str, str]:
 
 def movierec_env(settings: Settings) -> dict[str, str]:
     """Every MOVIEREC_* variable with the value ``settings`` holds, so tasks load the same settings."""
-    env = {}
-    for spec in fields(settings):
-        value = getattr(settings, spec.name)
-        env[spec.metadata["env"]] = str(value)
-    return env
+    return as_env(settings)
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -184,21 +190,6 @@ def migrate_db(settings: Settings) -> bool:
 # --- processes -----------------------------------------------------------------
 
 
-def _start_time(pid: int) -> int | None:
-    """Clock ticks since boot when ``pid`` started (field 22 of /proc/<pid>/stat)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (FileNotFoundError, IndexError, ValueError):
-        return None
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except (FileNotFoundError, ProcessLookupError):
-        return b""
-
-
 def _is_component(cmdline: bytes, component: str, settings: Settings) -> bool:
     if component == "api-server":
         # the API server retitles itself "airflow api_server -- host:... port:<port>"
@@ -214,63 +205,14 @@ def running_pid(settings: Settings, component: str) -> int | None:
         pid = int(pid_text)
     except (FileNotFoundError, ValueError):
         return None
-    if not is_alive(pid) or str(_start_time(pid)) != started:
+    if not is_alive(pid) or str(start_time(pid)) != started:
         return None
-    return pid if _is_component(_cmdline(pid), component, settings) else None
+    return pid if _is_component(cmdline(pid), component, settings) else None
 
 
 def running(settings: Settings) -> dict[str, int]:
     """component -> pid of the components of this MOVIEREC_HOME that are alive."""
     return {c: pid for c in COMPONENTS if (pid := running_pid(settings, c)) is not None}
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    if state == "Z":  # exited; reap it if it is our child
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    return True
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
-            continue
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def descendants(roots: Iterable[int]) -> set[int]:
-    """``roots`` and every process below them."""
-    tree = _children()
-    found: set[int] = set()
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(tree.get(pid, ()))
-    return found
-
-
-def _ancestors() -> set[int]:
-    found, pid = set(), os.getpid()
-    while pid > 1:
-        found.add(pid)
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, IndexError, ValueError):
-            break
-    return found
 
 
 def processes_of_home(settings: Settings) -> set[int]:
@@ -282,19 +224,11 @@ def processes_of_home(settings: Settings) -> set[int]:
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            if marker in (entry / "environ").read_bytes().split(b"\0") and b"airflow" in _cmdline(
+            if marker in (entry / "environ").read_bytes().split(b"\0") and b"airflow" in cmdline(
                 int(entry.name)
             ):
                 found.add(int(entry.name))
-    return found - _ancestors()  # never ourselves or whoever started us (a shell, pytest)
-
-
-def port_open(port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return found - ancestors()  # never ourselves or whoever started us (a shell, pytest)
 
 
 def start(settings: Settings, timeout: float = 120.0) -> dict[str, int]:
@@ -324,7 +258,7 @@ def start(settings: Settings, timeout: float = 120.0) -> dict[str, int]:
                 start_new_session=True,
                 cwd=airflow_home(settings),
             )
-        pid_file(settings, component).write_text(f"{process.pid} {_start_time(process.pid)}\n")
+        pid_file(settings, component).write_text(f"{process.pid} {start_time(process.pid)}\n")
         started[component] = process
         log.info("airflow %s starting (pid %d)", component, process.pid)
     try:
@@ -354,8 +288,8 @@ def wait_until_healthy(
     while time.monotonic() < deadline:
         for component, process in (processes or {}).items():
             if process.poll() is not None:
-                tail = _tail(logs_dir(settings) / f"{component}.log")
-                raise AirflowOpsError(f"airflow {component} exited with code {process.returncode}:\n{tail}")
+                out = tail(logs_dir(settings) / f"{component}.log")
+                raise AirflowOpsError(f"airflow {component} exited with code {process.returncode}:\n{out}")
         try:
             last = health(settings)
             if _all_healthy(last):
@@ -364,36 +298,6 @@ def wait_until_healthy(
             last = exc
         time.sleep(0.5)
     raise AirflowOpsError(f"airflow was not healthy within {timeout:.0f} s (last: {last})")
-
-
-def _tail(path: Path, size: int = 3000) -> str:
-    try:
-        return path.read_bytes()[-size:].decode(errors="replace")
-    except FileNotFoundError:
-        return "(no log)"
-
-
-def _groups(pids: Iterable[int]) -> set[int]:
-    groups = set()
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            groups.add(os.getpgid(pid))
-    return groups - {os.getpgid(0)}  # never our own group (a caller in the same group as a task)
-
-
-def _signal(pids: Iterable[int], signum: int) -> None:
-    for group in _groups(pids):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signum)
-
-
-def _wait_gone(pids: set[int], timeout: float) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = {pid for pid in pids if is_alive(pid)}
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.2)
 
 
 def stop(settings: Settings, timeout: float = 60.0) -> bool:
@@ -409,21 +313,21 @@ def stop(settings: Settings, timeout: float = 60.0) -> bool:
     # Scheduler, dag-processor, triggerer and their tasks first, the API last: running
     # tasks report their end through the API's execution endpoint.
     rest = descendants(pid for c, pid in roots.items() if c != "api-server") | strays
-    _signal(rest, signal.SIGINT)
-    rest = _wait_gone(rest | descendants(rest), timeout / 2)
+    signal_groups(rest, signal.SIGINT)
+    rest = wait_gone(rest | descendants(rest), timeout / 2)
     everything = rest | descendants(api)
-    _signal(everything, signal.SIGINT)
-    everything = _wait_gone(everything | descendants(everything), timeout / 4)
+    signal_groups(everything, signal.SIGINT)
+    everything = wait_gone(everything | descendants(everything), timeout / 4)
     if everything:
-        _signal(everything, signal.SIGTERM)
-        everything = _wait_gone(everything | descendants(everything), timeout / 4)
+        signal_groups(everything, signal.SIGTERM)
+        everything = wait_gone(everything | descendants(everything), timeout / 4)
     if everything:
         log.warning("airflow processes %s did not stop; killing them", sorted(everything))
-        _signal(everything, signal.SIGKILL)
+        signal_groups(everything, signal.SIGKILL)
         for pid in everything:  # a process outside those groups still gets its signal
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        _wait_gone(everything, 10.0)
+        wait_gone(everything, 10.0)
     return True
 
 

@@ -190,3 +190,14 @@ def describe(settings: Settings, env: Mapping[str, str] | None = None) -> list[d
         }
         for spec in fields(Settings)
     ]
+
+
+def as_env(settings: Settings) -> dict[str, str]:
+    """Every MOVIEREC_* variable with the value ``settings`` holds: a child process loads the same."""
+    return {spec.metadata["env"]: str(getattr(settings, spec.name)) for spec in fields(Settings)}
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment of a child process: ours, with every MOVIEREC_* set from ``settings``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MOVIEREC_")}
+    return base | as_env(settings)

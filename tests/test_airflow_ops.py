@@ -189,7 +189,7 @@ def test_a_stale_pid_file_is_never_trusted(tmp_path: Path) -> None:
     # a live process that is not Airflow (a sleeping python), with the right start time
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        started = airflow_ops._start_time(other.pid)
+        started = airflow_ops.start_time(other.pid)
         airflow_ops.pid_file(settings, "scheduler").write_text(f"{other.pid} {started}\n")
         assert airflow_ops.running_pid(settings, "scheduler") is None
         assert airflow_ops.stop(settings) is False

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -50,9 +51,9 @@ class Api:
         assert self.admin.delete(f"{self.url}/_faults").status_code == 200
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    home = tmp_path_factory.mktemp("catalog-api")
+@contextmanager
+def running_api(home: Path, rate: float = API_RATE, burst: int = API_BURST) -> Iterator[Api]:
+    """The simulator's real catalog API over the small world, in a subprocess, on a free port."""
     world = load_world(small_settings(home))  # built here, loaded from the cache by the server
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "SANIC_"))}
@@ -64,7 +65,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     }
     serve = (
         "from movierec import settings; from simulator.api import serve; "
-        f"serve(settings.load(), rate={API_RATE}, burst={API_BURST})"
+        f"serve(settings.load(), rate={rate}, burst={burst})"
     )
     log_path = home / "api.log"
     with log_path.open("wb") as log:
@@ -91,6 +92,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with running_api(tmp_path_factory.mktemp("catalog-api")) as running:
+        yield running
 
 
 @pytest.fixture

@@ -1,24 +1,21 @@
 """The DAG files: they import cleanly (DagBag), have the schedules we promise, do no work when
 parsed, and every task calls an importable function with arguments it accepts.
 
-Airflow reads its configuration once, when it is first imported; this module points it at a
+Airflow reads its configuration once, when it is first imported; tests/conftest.py points it at a
 private home with the repository's airflow.cfg first, so no test touches ~/airflow or var/.
 """
 
 from __future__ import annotations
 
 import ast
-import atexit
 import importlib
 import inspect
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,20 +26,10 @@ import pytest
 from movierec import airflow_ops, catalog_sync, lake
 from movierec import settings as settings_module
 from movierec.schemas import WATCH
+from tests.conftest import AIRFLOW_TEST_SETTINGS
 from tests.test_catalog_sync import Api, api  # noqa: F401  (the real catalog API, a module fixture)
 
-
-def _private_airflow_home() -> settings_module.Settings:
-    home = Path(tempfile.mkdtemp(prefix="movierec-airflow-test-"))
-    atexit.register(shutil.rmtree, home, ignore_errors=True)
-    settings = settings_module.load({"MOVIEREC_HOME": str(home)})
-    if "airflow" not in sys.modules:
-        env = airflow_ops.airflow_env(settings)
-        os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW")})
-    return settings
-
-
-_TEST_SETTINGS = _private_airflow_home()
+_TEST_SETTINGS = AIRFLOW_TEST_SETTINGS  # the private Airflow home conftest set up
 
 # What each task must call: (dag, task) -> (module, function).
 TARGETS = {
@@ -51,13 +38,6 @@ TARGETS = {
     ("ingest_movielog", "check_drift"): ("movierec.drift", "check_drift"),
     ("catalog", "sync_catalog"): ("movierec.catalog_sync", "sync_catalog"),
 }
-
-
-@pytest.fixture(scope="module")
-def dagbag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(airflow_ops.DAGS_DIR))
 
 
 def test_the_dag_folder_imports_without_errors(dagbag: Any) -> None:
@@ -190,15 +170,6 @@ def test_each_task_calls_an_importable_function_with_arguments_it_accepts(
 
 
 # --- the catalog DAG, run by Airflow itself --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def airflow_db() -> Iterator[None]:
-    """A migrated metadata database in the private home: dag.test() records its runs there."""
-    if os.environ.get("AIRFLOW_HOME") != str(airflow_ops.airflow_home(_TEST_SETTINGS)):
-        pytest.skip("Airflow was imported before this module could give it a private home")
-    airflow_ops.migrate_db(_TEST_SETTINGS)
-    yield
 
 
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")  # inside dag.test()
