@@ -440,3 +440,49 @@ def unpause_all(settings: Settings, timeout: float = 120.0) -> list[str]:
         detail = "\n".join(f"{e['filename']}: {e['stack_trace'][-500:]}" for e in errors)
         raise AirflowOpsError(f"DAG import errors:\n{detail}")
     return sorted(unpaused)
+
+
+FINISHED_STATES = ("success", "failed")
+
+
+def trigger(settings: Settings, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+    """Start a run of ``dag_id`` now (as the UI's trigger button does); its run id."""
+    with api_client(settings) as client:
+        # Airflow 3 wants logical_date in the body; null means "now, no data interval"
+        answer = client.post(
+            f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf or {})}
+        )
+        if answer.status_code not in (200, 201):
+            raise AirflowOpsError(f"triggering {dag_id} failed: {answer.status_code} {answer.text[:300]}")
+        return answer.json()["dag_run_id"]
+
+
+def run_state(settings: Settings, dag_id: str, run_id: str) -> str:
+    with api_client(settings) as client:
+        answer = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        answer.raise_for_status()
+        return answer.json()["state"]
+
+
+def wait_for_run(
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+    timeout: float,
+    poll: float = 5.0,
+    report_every: float = 30.0,
+) -> str:
+    """Wait until the run ends (success or failed) and return its state; progress in the log."""
+    began = time.monotonic()
+    next_report = began + report_every
+    while True:
+        state = run_state(settings, dag_id, run_id)
+        if state in FINISHED_STATES:
+            log.info("%s run %s: %s after %.0f s", dag_id, run_id, state, time.monotonic() - began)
+            return state
+        if time.monotonic() - began > timeout:
+            raise AirflowOpsError(f"{dag_id} run {run_id} still {state} after {timeout:.0f} s")
+        if time.monotonic() >= next_report:
+            log.info("%s run %s: %s (%.0f s)", dag_id, run_id, state, time.monotonic() - began)
+            next_report += report_every
+        time.sleep(poll)

@@ -133,18 +133,9 @@ def test_a_task_runs_under_the_scheduler_with_our_settings(running: Settings) ->
         catalog_sync.movies_dir(running) / "part-x.parquet",
     )
 
+    run = airflow_ops.trigger(running, "catalog")
+    assert airflow_ops.wait_for_run(running, "catalog", run, timeout=90, poll=1) == "success"
     with airflow_ops.api_client(running) as client:
-        created = client.post("/api/v2/dags/catalog/dagRuns", json={"logical_date": None})
-        assert created.status_code == 200, created.text
-        run = created.json()["dag_run_id"]
-        deadline = time.monotonic() + 90
-        while (state := client.get(f"/api/v2/dags/catalog/dagRuns/{run}").json()["state"]) not in (
-            "success",
-            "failed",
-        ):
-            assert time.monotonic() < deadline, f"catalog run still {state}"
-            time.sleep(1)
-        assert state == "success"
         xcom = client.get(
             f"/api/v2/dags/catalog/dagRuns/{run}/taskInstances/sync_catalog/xcomEntries/return_value"
         )
