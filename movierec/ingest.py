@@ -272,7 +272,22 @@ def plan_ranges(settings: Settings, consumer: Any) -> list[PartitionRange]:
             log.error("partition %d: offsets %d..%d expired before ingest", tp.partition, tp.offset, low)
         if high > start:
             ranges.append(PartitionRange(tp.partition, start, high))
-    return ranges
+    return cap_ranges(ranges, settings.ingest_max_lines)
+
+
+def cap_ranges(ranges: list[PartitionRange], max_lines: int) -> list[PartitionRange]:
+    """At most ``max_lines`` lines in all, shared fairly among partitions (a batch is held in
+    memory whole; after a backfill the rest waits for the next runs). Pure."""
+    if sum(r.end - r.start for r in ranges) <= max_lines:
+        return ranges
+    capped, budget, left = [], max_lines, len(ranges)
+    for r in sorted(ranges, key=lambda r: r.end - r.start):  # small ones first: their unused share moves on
+        take = min(r.end - r.start, budget // left)
+        if take > 0:
+            capped.append(PartitionRange(r.partition, r.start, r.start + take))
+        budget -= take
+        left -= 1
+    return sorted(capped, key=lambda r: r.partition)
 
 
 def read_ranges(settings: Settings, consumer: Any, ranges: Sequence[PartitionRange]) -> list[Record]:

@@ -70,6 +70,9 @@ class Settings:
     catalog_max_fetches: int = _setting(
         "MOVIEREC_CATALOG_MAX_FETCHES", 100_000, "catalog sync: most users+movies fetched in one run"
     )
+    ingest_max_lines: int = _setting(
+        "MOVIEREC_INGEST_MAX_LINES", 3_000_000, "ingest: most lines in one batch (it is held in memory whole)"
+    )
     quality_max_bad_share: float = _setting(
         "MOVIEREC_QUALITY_MAX_BAD_SHARE",
         0.05,

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from movierec import ingest
 from movierec.ingest import (
     PartitionRange,
     Record,
@@ -148,3 +149,19 @@ def test_sessions_aggregate_minutes_per_user_and_movie() -> None:
         },
     ]
     assert sessions_of(WATCH.empty_table()).num_rows == 0
+
+
+def test_a_batch_is_capped_fairly_across_partitions_and_nothing_is_skipped() -> None:
+    ranges = [
+        ingest.PartitionRange(0, 10, 1_010),
+        ingest.PartitionRange(1, 0, 50),
+        ingest.PartitionRange(2, 5, 905),
+    ]
+    capped = ingest.cap_ranges(ranges, 600)
+    assert sum(r.end - r.start for r in capped) == 600
+    by_partition = {r.partition: r for r in capped}
+    assert by_partition[1] == ranges[1]  # the small partition whole; its unused share goes to the others
+    assert by_partition[0] == ingest.PartitionRange(0, 10, 285)
+    assert by_partition[2] == ingest.PartitionRange(2, 5, 280)
+    assert all(r.start == o.start for r, o in zip(capped, ranges, strict=True))  # each starts where it stood
+    assert ingest.cap_ranges(ranges, 10_000) == ranges  # under the cap: untouched
