@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 .PHONY: help install up down status kafka kafka-stop test lint format bench clean
 
 help:
-	@echo "make up      install, start Kafka and Airflow (and, as they land, the whole loop), report status"
+	@echo "make up      install and start the whole loop (Kafka, site simulator, Airflow, service); UP_ARGS=... for movierec up"
 	@echo "make test    install and run the test suite (starts and stops its own Kafka)"
 	@echo "make down    stop everything 'make up' started"
 	@echo "make status  what is running"
@@ -31,25 +31,17 @@ $(INSTALLED): requirements.txt constraints.txt pyproject.toml
 
 install: $(INSTALLED)
 
+# The whole loop: Kafka, the simulated site, Airflow, the service, a first backfill, ingest and
+# retrain, then live viewers (see README). Idempotent: a second `make up` starts what is not running.
 up: install
-	$(BIN)/movierec kafka start
-	$(BIN)/movierec airflow start
-	$(BIN)/movierec airflow unpause
-	@echo
-	@echo "movierec is up:"
-	@echo "  kafka     $$($(BIN)/movierec config --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["MOVIEREC_KAFKA_BOOTSTRAP"])')  (logs: var/kafka/logs/server.log)"
-	@echo "  $$($(BIN)/movierec airflow status | head -n 1)"
-	@echo "            (logs: var/airflow/logs/)"
-	@echo "  stop with 'make down'"
+	$(BIN)/movierec up $(UP_ARGS)
 
-# Airflow first: its tasks read from Kafka.
+# Everything `make up` started, the viewers first and Kafka last.
 down:
-	@if test -x $(BIN)/movierec; then $(BIN)/movierec airflow stop; $(BIN)/movierec kafka stop; \
-	else echo "nothing installed, nothing to stop"; fi
+	@if test -x $(BIN)/movierec; then $(BIN)/movierec down; else echo "nothing installed, nothing to stop"; fi
 
 status: install
-	@$(BIN)/movierec kafka status; kafka=$$?; $(BIN)/movierec airflow status; airflow=$$?; \
-	test $$kafka -eq 0 -a $$airflow -eq 0
+	@$(BIN)/movierec status
 
 kafka: install
 	$(BIN)/movierec kafka start

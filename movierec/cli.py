@@ -91,6 +91,37 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     return 0 if state.healthy else 3
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from movierec import loop
+
+    settings = settings_module.load()
+    timeline = loop.up(
+        settings, backfill_days=args.days, sessions_per_day=args.sessions_per_day, live=not args.no_live
+    )
+    print(f"\nmovierec is up after {timeline.elapsed():.0f} s:")
+    for line in loop.where(settings):
+        print(f"  {line}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from movierec import loop
+
+    stopped = loop.down(settings_module.load())
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from movierec import loop
+
+    settings = settings_module.load()
+    state = loop.status(settings)
+    for name, ok in state.items():
+        print(f"{name:8} {'up' if ok else 'DOWN'}")
+    return 0 if all(state.values()) else 3
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from movierec.ingest import ingest_batch
     from movierec.watch_sessions import update_watch_sessions
@@ -153,6 +184,30 @@ def cmd_world(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.run import serve
+
+    serve(settings_module.load())
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from movierec.explain import ExplainError, explain, parse_time, render
+    from movierec.movielog import parse_user_id
+
+    user_id = parse_user_id(args.userid)
+    if user_id is None:
+        print(f"movierec: {args.userid!r} is not a user id (a positive integer)", file=sys.stderr)
+        return 2
+    try:
+        found = explain(settings_module.load(), user_id, parse_time(args.at) if args.at else None)
+    except ExplainError as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(found.as_dict(), indent=2) if args.json else render(found))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movierec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     airflow = commands.add_parser("airflow", help="Airflow (api-server, scheduler, dag-processor, triggerer)")
     airflow.add_argument("action", choices=["start", "stop", "status", "unpause"])
     airflow.set_defaults(handler=cmd_airflow)
+
+    up = commands.add_parser("up", help="start the whole loop (what `make up` runs); idempotent")
+    up.add_argument("--days", type=float, default=3.0, help="days of history the first start backfills")
+    up.add_argument("--sessions-per-day", type=int, default=96_000, help="of the backfilled history")
+    up.add_argument("--no-live", action="store_true", help="do not start the live viewers")
+    up.set_defaults(handler=cmd_up)
+    commands.add_parser("down", help="stop everything `up` started").set_defaults(handler=cmd_down)
+    commands.add_parser("status", help="what is running").set_defaults(handler=cmd_status)
 
     ingest = commands.add_parser("ingest", help="ingest the next batch of the topic into the lake, now")
     ingest.set_defaults(handler=cmd_ingest)
@@ -214,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     scenario = modes.add_parser("scenario", help="the scenarios a backfill or run can play")
     scenario.add_argument("action", choices=["list"], help="list: the kinds, their strength and options")
     world.set_defaults(handler=cmd_world)
+
+    serve = commands.add_parser("serve", help="the recommendation service (MOVIEREC_SERVER_WORKERS workers)")
+    serve.set_defaults(handler=cmd_serve)
+    explain = commands.add_parser(
+        "explain", help="the answer served to a user: its model version, commit, parameters and data"
+    )
+    explain.add_argument("userid")
+    explain.add_argument("--at", metavar="TIME", help="latest answer at or before TIME (ISO 8601; local)")
+    explain.add_argument("--json", action="store_true", help="as one JSON object")
+    explain.set_defaults(handler=cmd_explain)
     return parser
 
 

@@ -1,0 +1,158 @@
+"""The whole loop from one command (`make up` -> `movierec up`), and its end (`movierec down`).
+
+    Kafka ─► catalog API (simulator) ─► Airflow (DAGs unpaused) ─► recommendation service
+      ─► backfill of history (simulator, first time only) ─► ingest runs until caught up
+      ─► catalog run ─► first retrain (if nothing is published yet) ─► live viewers
+
+Every step is idempotent: a second `movierec up` finds things running and only starts what is
+not. The simulator is driven through its `movierec world ...` commands in their own processes:
+the product never imports it. Each step prints one line when it starts and one when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from movierec import airflow_ops, services
+from movierec.broker import broker
+from movierec.settings import Settings, child_env
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timeline:
+    """When each step of `movierec up` ended, in seconds from the start (for the README's figures)."""
+
+    began: float = field(default_factory=time.monotonic)
+    marks: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def step(self, name: str, what: str) -> Iterator[None]:
+        print(f"[{self.elapsed():6.0f} s] {what} ...", flush=True)
+        yield
+        self.marks[name] = self.elapsed()
+        print(f"[{self.elapsed():6.0f} s] {what}: done", flush=True)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.began
+
+
+def has_current_model(settings: Settings) -> bool:
+    return (settings.serving_dir / "current").exists()
+
+
+def lake_is_empty(settings: Settings) -> bool:
+    manifests = settings.lake_home / "_manifests"
+    return not manifests.exists() or not any(manifests.iterdir())
+
+
+def lines_waiting(settings: Settings) -> int:
+    """Lines on the topic the ingest has not committed yet."""
+    from movierec import ingest
+
+    consumer = ingest._consumer(settings)
+    try:
+        uncapped = replace(settings, ingest_max_lines=1 << 62)
+        return sum(r.end - r.start for r in ingest.plan_ranges(uncapped, consumer))
+    finally:
+        consumer.close()
+
+
+def run_dag(settings: Settings, dag_id: str, timeout: float, conf: dict[str, Any] | None = None) -> str:
+    run_id = airflow_ops.trigger(settings, dag_id, conf)
+    print(f"           {dag_id}: run {run_id} (watch it at {airflow_ops.api_url(settings)}/dags/{dag_id})")
+    return airflow_ops.wait_for_run(settings, dag_id, run_id, timeout=timeout, poll=3.0)
+
+
+def world(settings: Settings, *args: str) -> None:
+    """A `movierec world ...` command in the foreground, its progress lines passed through."""
+    subprocess.run([str(services.CLI), "world", *args], env=child_env(settings), check=True)
+
+
+def up(
+    settings: Settings,
+    *,
+    backfill_days: float,
+    sessions_per_day: int,
+    live: bool = True,
+    retrain_timeout: float = 4 * 3600,
+    say: Callable[[str], None] = print,
+) -> Timeline:
+    timeline = Timeline()
+    env = child_env(settings)
+    catalog = services.catalog_of(settings)
+    with timeline.step("kafka", f"Kafka broker on {settings.kafka_bootstrap}"):
+        broker.start(settings)
+        broker.ensure_topics(settings)
+    with timeline.step("api", f"simulator catalog API on {settings.catalog_api_url}"):
+        services.start(settings, catalog["api"], env, timeout=300)  # first start builds the world
+    with timeline.step("airflow", f"Airflow on {airflow_ops.api_url(settings)}"):
+        airflow_ops.start(settings)
+        airflow_ops.unpause_all(settings)
+    with timeline.step("server", f"recommendation service on {settings.server_host}:{settings.server_port}"):
+        services.start(settings, catalog["server"], env)
+    if lake_is_empty(settings) and lines_waiting(settings) == 0:
+        what = f"backfill of {backfill_days:g} days of history into {settings.topic}"
+        with timeline.step("backfill", what):
+            days, sessions = f"{backfill_days:g}", str(sessions_per_day)
+            world(settings, "backfill", "--days", days, "--sessions-per-day", sessions)
+    with timeline.step("ingest", "ingest_movielog runs until the lake has caught up with the topic"):
+        while (waiting := lines_waiting(settings)) > 0:
+            say(f"           {waiting:,} lines to ingest")
+            if run_dag(settings, "ingest_movielog", timeout=3600) != "success":
+                raise airflow_ops.AirflowOpsError("an ingest_movielog run failed (its log: Airflow UI)")
+    with timeline.step("catalog", "catalog run started (users and movies; it goes on in the background)"):
+        airflow_ops.trigger(settings, "catalog")
+    if not has_current_model(settings):
+        with timeline.step("retrain", "first retrain: prepare, train, evaluate, precompute, publish"):
+            state = run_dag(settings, "retrain", timeout=retrain_timeout)
+            if state != "success" or not has_current_model(settings):
+                raise airflow_ops.AirflowOpsError("the first retrain did not publish a model: see its log")
+    if live:
+        with timeline.step("viewers", "simulator live viewers calling the service"):
+            services.start(settings, catalog["viewers"], env)
+    return timeline
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop everything `up` started, the viewers first and Kafka last; what was running."""
+    stopped = []
+    for name, service in reversed(services.catalog_of(settings).items()):
+        if services.stop(settings, service):
+            stopped.append(name)
+    if airflow_ops.stop(settings):
+        stopped.append("airflow")
+    if broker.stop(settings):
+        stopped.append("kafka")
+    return stopped
+
+
+def where(settings: Settings) -> list[str]:
+    """Where each thing is, for a newcomer."""
+    return [
+        f"service      http://{settings.server_host}:{settings.server_port}/recommend/<userid>"
+        f"  (/healthz, /metrics; log {services.log_file(settings, 'server')})",
+        f"Airflow UI   {airflow_ops.api_url(settings)}  login {airflow_ops.ADMIN_USER}, "
+        f"password in {airflow_ops.password_file(settings)}",
+        f"data docs    {settings.home / 'gx' / 'uncommitted' / 'data_docs' / 'local_site' / 'index.html'}",
+        f"reports      {settings.reports_dir}/<version>/report.md",
+        f"models       {settings.serving_dir}/current -> the file being served",
+        f"kafka        {settings.kafka_bootstrap}  topic {settings.topic} (log {broker.logs_dir(settings)})",
+        f"viewers      log {services.log_file(settings, 'viewers')} (the request client's lines)",
+        "stop with    make down",
+    ]
+
+
+def status(settings: Settings) -> dict[str, bool]:
+    state = {"kafka": broker.status(settings).healthy, "airflow": airflow_ops.status(settings).healthy}
+    for name in services.catalog_of(settings):
+        state[name] = services.running_pid(settings, name) is not None
+    state["model"] = has_current_model(settings)
+    return state
