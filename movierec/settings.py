@@ -107,6 +107,9 @@ class Settings:
     served_buffer: int = _setting(
         "MOVIEREC_SERVED_BUFFER", 100_000, "server: provenance records buffered while Kafka is unreachable"
     )
+    quality_keep_runs: int = _setting(
+        "MOVIEREC_QUALITY_KEEP_RUNS", 300, "quality: GX results and data docs pages kept per suite"
+    )
     prometheus_port: int = _setting("MOVIEREC_PROMETHEUS_PORT", 9090, "Prometheus port")
     alertmanager_port: int = _setting("MOVIEREC_ALERTMANAGER_PORT", 9094, "Alertmanager port")
     scale_users: int = _setting("MOVIEREC_SCALE_USERS", 1_000_000, "users in the simulated site")
