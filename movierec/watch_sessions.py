@@ -68,12 +68,20 @@ def update_watch_sessions(settings: Settings, batch_id: str | None) -> dict[str,
     """Recompute the session rows of every day ``batch_id`` touched (all days if None)."""
     if batch_id is None:
         return {"days": [], "sessions": 0}
+    from movierec.quality import QualityError, validate_frame
+
     days = days_of_batch(settings, batch_id)
     total = 0
+    checks = []
     for day in days:
         sessions = sessions_of(watch_rows_of_day(settings, day))
+        # derived from rows that passed their own checks: a failure here is a bug, so the task fails
+        check = validate_frame(settings, "watch_session", sessions, run_name=f"{batch_id}-{day}")
+        if not check["success"]:
+            raise QualityError(f"watch_session {day}: expectations failed: {check['failed_expectations']}")
         path = lake.table_dir(settings, "watch_session") / f"date={day}" / DAY_FILE
         lake.write_parquet_atomically(sessions, path)
         total += sessions.num_rows
+        checks.append(check["success"])
         log.info("watch_session %s: %d sessions", day, sessions.num_rows)
-    return {"days": days, "sessions": total}
+    return {"days": days, "sessions": total, "quality_ok": all(checks)}

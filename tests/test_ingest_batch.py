@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from movierec import ingest
 from movierec.ingest import (
@@ -165,3 +167,28 @@ def test_a_batch_is_capped_fairly_across_partitions_and_nothing_is_skipped() -> 
     assert by_partition[2] == ingest.PartitionRange(2, 5, 280)
     assert all(r.start == o.start for r, o in zip(capped, ranges, strict=True))  # each starts where it stood
     assert ingest.cap_ranges(ranges, 10_000) == ranges  # under the cap: untouched
+
+
+def test_watch_sessions_are_checked_and_a_broken_day_fails_loudly(tmp_path: Path) -> None:
+    """Sessions are derived from rows that passed their checks; if a bad row slipped into the lake
+    anyway (here written by hand, minute -5), the sessions task fails instead of spreading it."""
+    from movierec import lake
+    from movierec import settings as settings_module
+    from movierec.quality import QualityError
+    from movierec.watch_sessions import update_watch_sessions
+
+    settings = settings_module.load({"MOVIEREC_HOME": str(tmp_path)})
+    moment = datetime(2026, 11, 20, 10)
+    good = [
+        {"time": moment, "user_id": 7, "movie_id": "up+2009", "minute": m, "partition": 0, "offset": m}
+        for m in range(3)
+    ]
+    path = lake.partition_dir(settings, "watch", moment) / lake.batch_file_name("b1")
+    lake.write_parquet_atomically(pa.Table.from_pylist(good, schema=WATCH), path)
+    report = update_watch_sessions(settings, "b1")
+    assert (report["sessions"], report["quality_ok"]) == (1, True)
+
+    bad = [*good, {**good[0], "user_id": 8, "minute": -5, "offset": 99}]
+    lake.write_parquet_atomically(pa.Table.from_pylist(bad, schema=WATCH), path)
+    with pytest.raises(QualityError, match="watch_session 2026-11-20"):
+        update_watch_sessions(settings, "b1")
