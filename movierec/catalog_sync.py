@@ -495,7 +495,7 @@ def _store(
         elif outcome.kind == "invalid":
             log.warning("catalog %s %s: %s %s", kind, ident, outcome.status, outcome.message)
             invalid += 1
-    files, written = [], {}
+    files, written, checks = [], {}, {}
     for key, schema, folder in (
         ("user", USERS, users_dir(settings)),
         ("movie", MOVIES, movies_dir(settings)),
@@ -504,6 +504,8 @@ def _store(
         table, bad = _typed_table(rows[key], schema)
         invalid += bad
         written[key] = table.num_rows
+        if table.num_rows and key in SUITES:
+            checks[key] = _check(settings, SUITES[key], table, run)
         if table.num_rows:
             path = folder / lake.batch_file_name(run)
             lake.write_parquet_atomically(table, path)
@@ -517,4 +519,19 @@ def _store(
         "unknown_new": written["unknown"],
         "invalid": invalid,
         "files": files,
+        "quality": checks,
     }
+
+
+SUITES = {"user": "users", "movie": "movies"}
+
+
+def _check(settings: Settings, suite: str, table: pa.Table, run: str) -> dict[str, Any]:
+    """The site's records validated by their GX suite. They are stored either way (they are what the
+    site said); a failure is a warning and is visible in the data docs and the run's report."""
+    from movierec.quality import validate_frame
+
+    check = validate_frame(settings, suite, table, run_name=f"catalog-{run}")
+    if not check["success"]:
+        log.warning("catalog %s %s: expectations failed: %s", suite, run, check["failed_expectations"])
+    return {"success": check["success"], "failed_expectations": check["failed_expectations"]}

@@ -193,6 +193,8 @@ def test_fetches_exactly_the_missing_ids_stores_them_and_then_nothing(api: Api, 
     assert report["status"] == "complete"
     assert (report["users"]["seen"], report["movies"]["seen"]) == (12, 8)
     assert (report["users"]["fetched"], report["movies"]["fetched"]) == (10, 7)
+    # the site's records pass their expectations (checked by GX, kept in the run's report)
+    assert report["quality"] == {k: {"success": True, "failed_expectations": []} for k in ("user", "movie")}
     assert report["requests"] == 17  # one request per missing id, none for stored ones
     assert report["throttled"] == 0  # our own limit (10/s) stays under the API's (20/s, burst 10)
     assert report["remaining"] == 0
