@@ -1,0 +1,114 @@
+"""Run a job of ``spark_jobs/`` through ``spark-submit`` on the configured master; its log to a file.
+
+    .venv/bin/spark-submit --master <settings.spark_master> --driver-memory <...> spark_jobs/<job>.py ARGS
+
+The job's whole output (Spark's own lines too) goes to
+``$MOVIEREC_HOME/logs/spark/<job>-<version or time>.log``; the job's progress lines (from the
+``movierec.*`` loggers) are echoed to our log as they come, so an Airflow task log shows the
+progress and the file keeps the details. A job ends by printing one ``RESULT {json}`` line (or,
+failing that, a last line that is a JSON object): that is what ``submit`` returns. A failing
+job raises ``SparkJobFailed`` with the log's tail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from movierec.settings import REPO_ROOT, Settings, child_env
+
+log = logging.getLogger(__name__)
+
+RESULT_PREFIX = "RESULT "
+JOBS_DIR = REPO_ROOT / "spark_jobs"
+PROGRESS_MARK = " movierec."  # our jobs' logger names; Spark's own lines stay in the file
+
+
+class SparkJobFailed(RuntimeError):
+    """A spark-submit job exited with an error (or printed no result)."""
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """The last thing a job prints: its report, one JSON line for ``submit`` to return."""
+    print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
+
+
+def spark_submit_binary() -> Path:
+    return Path(sys.executable).with_name("spark-submit")
+
+
+def command(settings: Settings, job: str, args: list[str]) -> list[str]:
+    script = JOBS_DIR / f"{job}.py"
+    if not script.is_file():
+        known = sorted(p.stem for p in JOBS_DIR.glob("*.py") if not p.stem.startswith("_"))
+        raise SparkJobFailed(f"no Spark job {job!r} (spark_jobs/ has: {', '.join(known)})")
+    return [
+        str(spark_submit_binary()),
+        "--master",
+        settings.spark_master,
+        "--driver-memory",
+        settings.spark_driver_memory,
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        f"spark.pyspark.python={sys.executable}",
+        str(script),
+        *args,
+    ]
+
+
+def log_path(settings: Settings, job: str, tag: str) -> Path:
+    return settings.log_dir / "spark" / f"{job}-{tag}.log"
+
+
+def submit(settings: Settings, job: str, args: list[str], *, tag: str | None = None) -> dict[str, Any]:
+    """Run ``spark_jobs/<job>.py ARGS`` under spark-submit; the job's RESULT (with ``log`` added)."""
+    cmd = command(settings, job, args)
+    path = log_path(settings, job, tag or time.strftime("%Y%m%dT%H%M%S"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = child_env(settings) | {"PYTHONPATH": str(REPO_ROOT), "PYSPARK_PYTHON": sys.executable}
+    log.info("spark job %s on %s, log %s", job, settings.spark_master, path)
+    began = time.monotonic()
+    tail: deque[str] = deque(maxlen=40)
+    result: dict[str, Any] | None = None
+    with open(path, "w") as out:
+        out.write("$ " + " ".join(cmd) + "\n")
+        process = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            out.write(line)
+            out.flush()
+            tail.append(line.rstrip())
+            if line.startswith(RESULT_PREFIX):
+                result = json.loads(line[len(RESULT_PREFIX) :])
+            elif line.startswith("{") and (last := _json_object(line)) is not None:
+                result = result if result is not None and "_plain" not in result else last | {"_plain": True}
+            elif PROGRESS_MARK in line:
+                log.info("%s| %s", job, line.rstrip())
+        code = process.wait()
+    seconds = time.monotonic() - began
+    if code != 0 or result is None:
+        why = f"exit code {code}" if code != 0 else "no RESULT line"
+        raise SparkJobFailed(
+            f"spark job {job} failed ({why}) after {seconds:.0f} s; log {path}; last lines:\n"
+            + "\n".join(tail)
+        )
+    log.info("spark job %s done in %.0f s", job, seconds)
+    result.pop("_plain", None)
+    return result | {"log": str(path), "submit_seconds": round(seconds, 1)}
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,263 @@
+"""The model comparison: which candidate to serve and why, as ``report.json`` and ``report.md``.
+
+    $MOVIEREC_HOME/reports/<version>/report.json   everything measured (the Markdown is made from it)
+    $MOVIEREC_HOME/reports/<version>/report.md     for people: definitions, tables, the argument
+
+Rendering is pure (``build_report``, ``render_markdown``); only ``write_report`` and
+``add_serving_figures`` touch files. ``add_serving_figures`` is the hook for the serving file:
+once ``serving/recs-<version>.sqlite`` exists it adds the file size and the lookup latency.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from movierec import versions
+from movierec.settings import Settings
+from spark_jobs import files
+
+# The three-step definition of every measure: what it is, on which data, how it is computed.
+DEFINITIONS: dict[str, tuple[str, str, str]] = {
+    "recall_at_20": (
+        "Recall@20: the share of the movies a user went on to watch that the list had foreseen.",
+        "Test users: every user with at least one relevant pair in the test window [T, data end]; "
+        "relevant = a movie the user watched or rated positively (strength > 0) after T and had not "
+        "met before T.",
+        "Per user |top-20 ∩ relevant| / |relevant|, then the mean over test users. Lists exclude "
+        "movies met before T; users without factors get the fallback list, as served.",
+    ),
+    "ndcg_at_20": (
+        "NDCG@20: recall that rewards hits near the top of the list.",
+        "The same test users and relevant sets.",
+        "Per user DCG = Σ over hits at 0-based position i of 1/log2(i+2), divided by the DCG of "
+        "min(|relevant|, 20) hits at the top; mean over test users.",
+    ),
+    "map_at_20": (
+        "MAP@20: the precision at each hit, averaged.",
+        "The same test users and relevant sets.",
+        "Per user (1/min(|relevant|, 20)) Σ over hits at position i of precision@(i+1); "
+        "mean over test users.",
+    ),
+    "coverage": (
+        "Catalog coverage: how much of the catalog the model ever recommends.",
+        "The lists of all test users; the catalog = movies in the model's index.",
+        "Distinct movies in any list / movies in the index.",
+    ),
+    "mean_popularity": (
+        "Mean popularity of what is recommended: how much the model leans on hits.",
+        "The lists of all test users; popularity from the training data (before T).",
+        "Mean over every list slot of the recommended movie's share of training users who met it.",
+    ),
+    "training": (
+        "Training cost.",
+        "The fit before T (what was evaluated) and the refit on all data (what is served).",
+        "Wall seconds and CPU seconds (driver JVM + Python; in local mode all executors' work).",
+    ),
+    "inference": (
+        "Inference cost.",
+        "The test users' lists, movies met before T excluded.",
+        "Microseconds per user of the blocked numpy top-20 (movierec.topk) on the factors; serving "
+        "latency of the SQLite file per lookup once precompute has written it.",
+    ),
+    "size": (
+        "Model size.",
+        "The refit served (on all data).",
+        "Bytes of the float32 factors (rows x rank x 4), bytes of the saved model on disk, and of "
+        "the SQLite serving file once written.",
+    ),
+}
+SUBGROUP_TITLES = {
+    "tenure": "new vs returning users (new: no interaction before T)",
+    "activity": "activity level (interactions before T)",
+    "age_band": "age band (catalog; unknown if not fetched yet)",
+    "gender": "gender",
+    "occupation": "occupation",
+}
+
+
+def choose(results: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """The candidate with the best Recall@20 (ties: the cheaper to train), and the argument for it."""
+
+    def training_cpu(name: str) -> float:
+        cost = results[name].get("training", {}).get("before_t", {})
+        return float(cost.get("cpu_seconds", 0.0))
+
+    ranked = sorted(results, key=lambda n: (-results[n]["overall"]["recall_at_20"], training_cpu(n)))
+    best = ranked[0]
+    recall = results[best]["overall"]["recall_at_20"]
+    others = "; ".join(
+        f"{name} {results[name]['overall']['recall_at_20']:.4f}"
+        + (
+            f" ({(recall / r - 1) * 100:+.0f}% for {best})"
+            if (r := results[name]["overall"]["recall_at_20"])
+            else ""
+        )
+        for name in ranked[1:]
+    )
+    argument = (
+        f"{best} is served: it has the best Recall@20 on the test window, {recall:.4f} "
+        f"(NDCG@20 {results[best]['overall']['ndcg_at_20']:.4f}), against {others or 'no other candidate'}. "
+        f"Its training cost {training_cpu(best):.0f} CPU s before T"
+        + (
+            ", and its refit on all data is what serves, so users and movies of the test window "
+            "are known to it."
+            if results[best]["model"] == "als"
+            else "."
+        )
+    )
+    return best, argument
+
+
+def build_report(
+    version: str, params: dict[str, Any], results: dict[str, Any], chosen: str, argument: str
+) -> dict[str, Any]:
+    return {
+        "version": version,
+        "chosen": chosen,
+        "argument": argument,
+        "split_time": params.get("split_time"),
+        "data": {
+            key: params.get(key) for key in ("data_start", "data_end", "test_days", "counts", "strength")
+        },
+        "definitions": {name: list(steps) for name, steps in DEFINITIONS.items()},
+        "models": results,
+        "serving": None,  # filled by add_serving_figures once the SQLite file exists
+    }
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    models = report["models"]
+    lines = [
+        f"# Model report {report['version']}",
+        "",
+        f"**Chosen: {report['chosen']}.** {report['argument']}",
+        "",
+        f"Split time T = {report['split_time']}; data {report['data']['data_start']} .. "
+        f"{report['data']['data_end']}; test window {report['data']['test_days']} day(s). "
+        f"Interaction strength r = {report['data']['strength']}.",
+        "",
+        "## Accuracy (test window)",
+        "",
+        "| model | users | Recall@20 | NDCG@20 | MAP@20 | coverage | mean popularity |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in models.items():
+        o = r["overall"]
+        lines.append(
+            f"| {name} | {o['users']} | {_fmt(o['recall_at_20'])} | {_fmt(o['ndcg_at_20'])} | "
+            f"{_fmt(o['map_at_20'])} | {_fmt(o['coverage'])} | {_fmt(o['mean_popularity'])} |"
+        )
+    lines += [
+        "",
+        "`random` (unseen movies drawn uniformly) is a reference floor, never a candidate.",
+        "",
+        "## Cost and size",
+        "",
+        "| model | train before T: wall s / CPU s | refit all data: wall s / CPU s | top-20 µs/user | "
+        "factor bytes | model bytes on disk |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in models.items():
+        if "training" not in r:
+            continue
+        before, after = r["training"].get("before_t", {}), r["training"].get("all", {})
+        lines.append(
+            f"| {name} | {_fmt(before.get('wall_seconds'), 1)} / {_fmt(before.get('cpu_seconds'), 1)} | "
+            f"{_fmt(after.get('wall_seconds'), 1)} / {_fmt(after.get('cpu_seconds'), 1)} | "
+            f"{_fmt(r['inference']['topk_us_per_user'], 1)} | {r['size']['factor_bytes']} | "
+            f"{r['size']['model_bytes']} |"
+        )
+    serving = report.get("serving")
+    lines += ["", "## Serving file", ""]
+    if serving:
+        lines.append(
+            f"`{serving['path']}`: {serving['file_bytes']} bytes, {serving['rows']} rows, lookup "
+            f"median {_fmt(serving['lookup_us_p50'], 1)} µs, p99 {_fmt(serving['lookup_us_p99'], 1)} µs "
+            f"({serving['lookups']} lookups of random users)."
+        )
+    else:
+        lines.append("Not written yet (precompute adds its size and lookup latency here).")
+    chosen = models[report["chosen"]]
+    lines += ["", f"## Subgroups ({report['chosen']}; Recall@20 of every candidate beside it)", ""]
+    others = [n for n in models if n != report["chosen"]]
+    for dimension, title in SUBGROUP_TITLES.items():
+        groups = chosen["subgroups"].get(dimension, {})
+        lines += [
+            f"### {title}",
+            "",
+            "| group | users | Recall@20 | NDCG@20 | MAP@20 | "
+            + " | ".join(f"{n} R@20" for n in others)
+            + " |",
+            "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in others) + " |",
+        ]
+        for group, g in groups.items():
+            beside = [
+                _fmt(models[n]["subgroups"][dimension].get(group, {}).get("recall_at_20")) for n in others
+            ]
+            lines.append(
+                f"| {group} | {g['users']} | {_fmt(g['recall_at_20'])} | {_fmt(g['ndcg_at_20'])} | "
+                f"{_fmt(g['map_at_20'])} | " + " | ".join(beside) + " |"
+            )
+        lines.append("")
+    lines += ["## Definitions (metric / data / operationalization)", ""]
+    for name, (metric, data, how) in report["definitions"].items():
+        lines += [f"- **{name}** — {metric}", f"  - data: {data}", f"  - operationalization: {how}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(settings: Settings, version: str, report: dict[str, Any]) -> Path:
+    folder = versions.report_dir(settings, version)
+    files.write_json(folder / versions.REPORT_JSON, report)
+    path = folder / versions.REPORT_MD
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(render_markdown(report))
+    staging.replace(path)
+    return path
+
+
+def lookup_latency(path: Path, lookups: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Size of a serving file and the latency of looking up random users in it (read-only)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT count(*) FROM recs").fetchone()[0]
+        low, high = db.execute("SELECT min(user_id), max(user_id) FROM recs").fetchone()
+        rng = random.Random(seed)
+        timings = []
+        for _ in range(lookups if rows else 0):
+            user = rng.randint(low, high)
+            began = time.perf_counter()
+            db.execute("SELECT items FROM recs WHERE user_id = ?", (user,)).fetchone()
+            timings.append(1e6 * (time.perf_counter() - began))
+    timings.sort()
+    pick = (lambda q: timings[min(int(q * len(timings)), len(timings) - 1)]) if timings else (lambda q: None)
+    return {
+        "path": str(path),
+        "file_bytes": path.stat().st_size,
+        "rows": rows,
+        "lookups": len(timings),
+        "lookup_us_p50": pick(0.5),
+        "lookup_us_p99": pick(0.99),
+    }
+
+
+def add_serving_figures(settings: Settings, version: str) -> dict[str, Any] | None:
+    """The hook for precompute: once the serving file exists, its size and lookup latency join the report."""
+    path = settings.serving_dir / f"recs-{versions.check_version(version)}.sqlite"
+    report_path = versions.report_dir(settings, version) / versions.REPORT_JSON
+    if not path.exists() or not report_path.exists():
+        return None
+    report = files.read_json(report_path)
+    report["serving"] = lookup_latency(path)
+    write_report(settings, version, report)
+    return report["serving"]

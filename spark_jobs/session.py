@@ -1,0 +1,51 @@
+"""The SparkSession every job uses, configured from the settings.
+
+Master and driver memory come from ``settings`` (``spark-submit`` passes the same values, so
+a job behaves alike whether submitted or started in-process by a test). The UI is off (its
+port would clash between concurrent jobs and nobody watches it), scratch space and the ALS
+checkpoint folder live under ``$MOVIEREC_HOME``, and the session time zone is UTC so the
+lake's naive event times (``timestamp_ntz``) are compared as written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from movierec.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# Small data on few cores: 200 shuffle partitions would be mostly scheduling overhead; adaptive
+# execution still coalesces or splits them by size.
+SHUFFLE_PARTITIONS = 8
+
+
+def checkpoint_dir(settings: Settings) -> str:
+    return str(settings.home / "spark-checkpoints")
+
+
+def local_dir(settings: Settings) -> str:
+    return str(settings.home / "spark-local")
+
+
+def build_session(settings: Settings, app_name: str) -> SparkSession:
+    """The (shared) SparkSession of this process, with the checkpoint folder set."""
+    from pyspark.sql import SparkSession
+
+    (settings.home / "spark-local").mkdir(parents=True, exist_ok=True)
+    spark = (
+        SparkSession.builder.appName(f"movierec-{app_name}")
+        .master(settings.spark_master)
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")  # our own progress lines instead
+        .config("spark.local.dir", local_dir(settings))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.setCheckpointDir(checkpoint_dir(settings))
+    return spark

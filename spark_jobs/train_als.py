@@ -1,0 +1,162 @@
+"""Job ``train_als``: fit every candidate model, before T (to evaluate) and on all data (to serve).
+
+    spark-submit spark_jobs/train_als.py --version VERSION [--rank 64] [--reg 0.05] [--alpha 10]
+                                         [--iterations 10]
+
+Candidates: ``popularity`` (distinct recent viewers per movie), ``als_r16`` and ``als_r<rank>``
+(implicit-preference ALS with the given rank; 64 when the given rank is 16 itself). Each is fitted
+on the training interactions (before T) into ``candidates/<name>/before_t`` and refitted on all
+interactions into ``candidates/<name>/all``; ``evaluate`` then picks one and the refit of that one
+is served. Refitting every ALS candidate costs one extra fit of the cheap rank-16 model, and keeps
+the DAG's order prepare -> train -> evaluate (no fit after the choice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from movierec import settings as settings_module
+from movierec import versions
+from movierec.settings import Settings
+from spark_jobs import files
+from spark_jobs.prepare import POPULARITY_DAYS
+from spark_jobs.progress import measured, setup_logging
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("movierec.train")
+
+CHECKPOINT_INTERVAL = 5  # cut the RDD lineage every 5 iterations (deep lineage overflows the stack)
+SMALL_RANK = 16
+
+
+def candidate_ranks(rank: int) -> dict[str, int]:
+    """The ALS candidates: rank 16 and the given rank (64 when that is 16 too)."""
+    other = rank if rank != SMALL_RANK else 64
+    return {f"als_r{SMALL_RANK}": SMALL_RANK, f"als_r{other}": other}
+
+
+def als_estimator(rank: int, reg: float, alpha: float, iterations: int, seed: int) -> Any:
+    from pyspark.ml.recommendation import ALS
+
+    return ALS(
+        userCol="uidx",
+        itemCol="iidx",
+        ratingCol="strength",
+        implicitPrefs=True,
+        rank=rank,
+        regParam=reg,
+        alpha=alpha,
+        maxIter=iterations,
+        checkpointInterval=CHECKPOINT_INTERVAL,
+        coldStartStrategy="drop",
+        seed=seed,
+    )
+
+
+def popularity_scores(interacted: DataFrame, until: datetime, days: int = POPULARITY_DAYS) -> DataFrame:
+    """(iidx, viewers): distinct users with a positive interaction in the ``days`` before ``until``."""
+    from pyspark.sql import functions as F
+
+    since = until - timedelta(days=days)
+    return (
+        interacted.filter(F.col("strength") > 0)
+        .filter(F.col("last_time") >= F.lit(since).cast("timestamp_ntz"))
+        .filter(F.col("last_time") < F.lit(until).cast("timestamp_ntz"))
+        .groupBy("iidx")
+        .agg(F.countDistinct("uidx").alias("viewers"))
+    )
+
+
+def train(
+    spark: SparkSession,
+    settings: Settings,
+    version: str,
+    rank: int,
+    reg: float,
+    alpha: float,
+    iterations: int,
+) -> dict[str, Any]:
+    """Fit every candidate on both windows; per candidate its parameters and training cost."""
+    prepared = versions.prepared_dir(settings, version)
+    params = files.read_json(versions.model_dir(settings, version) / versions.PARAMS_FILE)
+    cut = datetime.fromisoformat(params["split_time"])
+    data_end = datetime.fromisoformat(params["data_end"])
+    windows = {
+        "before_t": (spark.read.parquet(str(prepared / "train.parquet")).cache(), cut),
+        "all": (
+            spark.read.parquet(str(prepared / "all.parquet")).cache(),
+            data_end + timedelta(microseconds=1),
+        ),
+    }
+    report: dict[str, Any] = {}
+
+    folder = versions.candidate_dir(settings, version, "popularity")
+    entry: dict[str, Any] = {"model": "popularity", "params": {"days": POPULARITY_DAYS}, "cost": {}}
+    for window, (frame, until) in windows.items():
+        with measured(spark, f"popularity {window}") as cost:
+            files.write_single_parquet(popularity_scores(frame, until), folder / f"{window}.parquet")
+        entry["cost"][window] = {"wall_seconds": cost.wall_seconds, "cpu_seconds": cost.cpu_seconds}
+    files.write_json(folder / "train.json", entry)
+    report["popularity"] = entry
+
+    for name, candidate_rank in candidate_ranks(rank).items():
+        folder = versions.candidate_dir(settings, version, name)
+        als_params = {
+            "rank": candidate_rank,
+            "reg": reg,
+            "alpha": alpha,
+            "iterations": iterations,
+            "checkpoint_interval": CHECKPOINT_INTERVAL,
+            "implicit_prefs": True,
+            "seed": settings.seed,
+        }
+        entry = {"model": "als", "params": als_params, "cost": {}}
+        for window, (frame, _until) in windows.items():
+            estimator = als_estimator(candidate_rank, reg, alpha, iterations, settings.seed)
+            label = f"{name} {window} ({iterations} iterations, {frame.count():,} interactions)"
+            with measured(spark, label) as cost:
+                model = estimator.fit(frame)
+                model.userFactors.count()  # the fit is lazy in parts: force the factors inside the timing
+            model.write().overwrite().save(str(folder / window))
+            entry["cost"][window] = {
+                "wall_seconds": cost.wall_seconds,
+                "cpu_seconds": cost.cpu_seconds,
+                "seconds_per_iteration": cost.wall_seconds / iterations,
+            }
+        files.write_json(folder / "train.json", entry)
+        report[name] = entry
+    for frame, _until in windows.values():
+        frame.unpersist()
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = settings_module.load()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", required=True, type=versions.check_version)
+    parser.add_argument("--rank", type=int, default=settings.als_rank)
+    parser.add_argument("--reg", type=float, default=settings.als_reg)
+    parser.add_argument("--alpha", type=float, default=settings.als_alpha)
+    parser.add_argument("--iterations", type=int, default=settings.als_iterations)
+    args = parser.parse_args(argv)
+    if args.rank < 1 or args.iterations < 1 or args.reg < 0 or args.alpha <= 0:
+        parser.error("rank and iterations must be >= 1, reg >= 0, alpha > 0")
+    setup_logging()
+    from movierec.spark_submit import print_result
+    from spark_jobs.session import build_session
+
+    spark = build_session(settings, "train_als")
+    try:
+        report = train(spark, settings, args.version, args.rank, args.reg, args.alpha, args.iterations)
+        print_result({"version": args.version, "candidates": report})
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()

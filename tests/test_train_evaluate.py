@@ -1,0 +1,182 @@
+"""train_als and evaluate with real Spark (local[2]) on a small simulated lake, the metrics against
+hand-computed values, popularity on a planted dataset, and spark_submit's handling of a failing job."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from movierec import spark_submit, versions
+from spark_jobs import files, metrics
+from spark_jobs.evaluate import evaluate
+from spark_jobs.prepare import prepare
+from spark_jobs.session import build_session
+from spark_jobs.train_als import candidate_ranks, popularity_scores, train
+from tests.learning_data import build_small_lake, learning_settings
+
+VERSION = "20261125T000000Z"
+
+
+# --- metrics: pure, against hand-computed values ---------------------------------------------------
+
+
+def test_metrics_equal_hand_computed_values() -> None:
+    recommended = [10, 20, 30, 40]
+    relevant = {20, 50}  # one hit at position 1 (0-based), one relevant movie never recommended
+    assert metrics.recall_at_k(recommended, relevant) == 0.5
+    assert metrics.ndcg_at_k(recommended, relevant) == pytest.approx(
+        (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    )
+    assert metrics.average_precision_at_k(recommended, relevant) == pytest.approx(0.5 / 2)
+    both = {10, 30}  # hits at positions 0 and 2: precision 1/1 and 2/3
+    assert metrics.average_precision_at_k(recommended, both) == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics.ndcg_at_k(recommended, both) == pytest.approx((1 + 1 / 2) / (1 + 1 / math.log2(3)))
+    # only the first k count
+    assert metrics.recall_at_k(recommended, {40}, k=3) == 0.0
+    # more relevant than k: AP is normalised by k, not by |relevant|
+    assert metrics.average_precision_at_k([1, 2], {1, 2, 3}, k=2) == 1.0
+    with pytest.raises(ValueError, match="no relevant"):
+        metrics.recall_at_k(recommended, set())
+
+
+def test_coverage_and_mean_popularity() -> None:
+    import numpy as np
+
+    lists = [[0, 1], [1, 2]]
+    assert metrics.catalog_coverage(lists, 10) == 0.3
+    popularity = np.array([0.5, 0.1, 0.3, 0.0])
+    assert metrics.mean_popularity(lists, popularity) == pytest.approx((0.5 + 0.1 + 0.1 + 0.3) / 4)
+    summary = metrics.summarize({"recall_at_20": np.array([1.0, 0.0, 0.5])}, np.array([True, False, True]))
+    assert summary == {"users": 2, "recall_at_20": 0.75}
+
+
+def test_candidates_are_rank_16_and_the_given_rank() -> None:
+    assert candidate_ranks(64) == {"als_r16": 16, "als_r64": 64}
+    assert candidate_ranks(16) == {"als_r16": 16, "als_r64": 64}
+
+
+# --- Spark ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    session = build_session(learning_settings(tmp_path_factory.mktemp("spark")), "test-train")
+    yield session
+    session.stop()
+
+
+def test_popularity_counts_distinct_positive_viewers_in_the_recent_window(spark: Any) -> None:
+    until = datetime(2026, 11, 23)
+    recent, old = until - timedelta(days=1), until - timedelta(days=8)
+    rows = [  # planted: movie 1 has 3 viewers, movie 2 has 2 (one twice), movie 3 only a dislike
+        (1, 1, 1.0, recent), (2, 1, 0.5, recent), (3, 1, 0.1, recent),
+        (1, 2, 1.0, recent), (1, 2, 1.0, recent - timedelta(hours=1)), (4, 2, 0.7, recent),
+        (5, 3, -0.4, recent),  # a negative is no viewer
+        (6, 4, 1.0, old), (7, 4, 1.0, old),  # outside the 7 days
+        (8, 5, 1.0, until),  # at T: after the window
+    ]  # fmt: skip
+    frame = spark.createDataFrame(rows, "uidx int, iidx int, strength float, last_time timestamp_ntz")
+    got = {row["iidx"]: row["viewers"] for row in popularity_scores(frame, until).collect()}
+    assert got == {1: 3, 2: 2}
+
+
+@pytest.fixture(scope="module")
+def trained(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    settings = learning_settings(tmp_path_factory.mktemp("home"))
+    build_small_lake(settings)
+    prepare(spark, settings, VERSION)
+    report = train(spark, settings, VERSION, settings.als_rank, settings.als_reg, settings.als_alpha, 5)
+    result = evaluate(spark, settings, VERSION)
+    return {"settings": settings, "train": report, "evaluate": result}
+
+
+def test_every_candidate_is_fitted_before_t_and_on_all_data(trained: dict[str, Any], spark: Any) -> None:
+    settings = trained["settings"]
+    assert set(trained["train"]) == {"popularity", "als_r16", "als_r32"}
+    for name in ("als_r16", "als_r32"):
+        folder = versions.candidate_dir(settings, VERSION, name)
+        for window in ("before_t", "all"):
+            assert (folder / window / "userFactors").is_dir()
+            cost = trained["train"][name]["cost"][window]
+            assert cost["wall_seconds"] > 0 and cost["cpu_seconds"] > 0
+    checkpoints = spark.sparkContext._jsc.sc().getCheckpointDir()  # ALS cuts its lineage there
+    assert checkpoints.isDefined() and "spark-checkpoints" in checkpoints.get()
+
+
+def test_the_model_folder_holds_the_contract_files(trained: dict[str, Any]) -> None:
+    settings = trained["settings"]
+    folder = versions.model_dir(settings, VERSION)
+    for name in (
+        versions.USERS_FILE, versions.MOVIES_FILE, versions.SEEN_FILE, versions.FALLBACK_FILE,
+        versions.PARAMS_FILE, versions.DATA_MANIFEST_FILE, versions.METRICS_FILE, versions.MODEL_FILE,
+    ):  # fmt: skip
+        assert (folder / name).is_file(), name
+    model = files.read_json(folder / versions.MODEL_FILE)
+    chosen = trained["evaluate"]["chosen"]
+    assert model["version"] == VERSION and model["candidate"] == chosen
+    assert model["model"] == ("popularity" if chosen == "popularity" else "als")
+    assert (folder / versions.ALS_DIR).is_dir() == (model["model"] == "als")
+    metrics_json = files.read_json(folder / versions.METRICS_FILE)
+    assert metrics_json["recall_at_20"] == trained["evaluate"]["recall_at_20"]
+    assert set(metrics_json["subgroups"]) == {"tenure", "activity", "age_band", "gender", "occupation"}
+    # the served refit knows every user of the index that has an interaction
+    users = pq.read_table(folder / versions.USERS_FILE).num_rows
+    served = versions.candidate_dir(settings, VERSION, "als_r16") / "all" / "userFactors"
+    assert sum(pq.read_metadata(p).num_rows for p in served.glob("*.parquet")) == users
+
+
+def test_als_beats_random_and_the_choice_is_the_best_recall(trained: dict[str, Any]) -> None:
+    report = files.read_json(versions.report_dir(trained["settings"], VERSION) / versions.REPORT_JSON)
+    recall = {name: r["overall"]["recall_at_20"] for name, r in report["models"].items()}
+    assert set(recall) == {"popularity", "als_r16", "als_r32", "random"}
+    assert recall["als_r16"] > 1.5 * recall["random"]
+    assert recall["popularity"] > recall["random"]
+    candidates = {n: v for n, v in recall.items() if n != "random"}
+    assert report["chosen"] == max(candidates, key=candidates.get)
+    # new users get the fallback, so every model scores them alike
+    new = {
+        n: r["subgroups"]["tenure"].get("new", {}).get("recall_at_20") for n, r in report["models"].items()
+    }
+    assert new["als_r16"] == new["als_r32"] == new["popularity"]
+
+
+def test_the_report_has_all_models_definitions_and_the_argument(trained: dict[str, Any]) -> None:
+    folder = versions.report_dir(trained["settings"], VERSION)
+    text = (folder / versions.REPORT_MD).read_text()
+    needles = ["als_r16", "als_r32", "popularity", "Recall@20", "NDCG@20", "MAP@20", "coverage"]
+    needles += ["operationalization", "µs/user", "factor bytes", "new vs returning", "Chosen:"]
+    for needle in needles:
+        assert needle in text, needle
+    report = files.read_json(folder / versions.REPORT_JSON)
+    for name in ("popularity", "als_r16", "als_r32"):
+        model = report["models"][name]
+        assert model["inference"]["topk_us_per_user"] > 0
+        assert model["training"]["before_t"]["cpu_seconds"] > 0
+    assert (
+        report["models"]["als_r32"]["size"]["factor_bytes"]
+        == 2 * report["models"]["als_r16"]["size"]["factor_bytes"]
+    )
+    assert report["chosen"] in report["argument"]
+
+
+# --- spark_submit ---------------------------------------------------------------------------------
+
+
+def test_spark_submit_refuses_an_unknown_job(tmp_path: Path) -> None:
+    with pytest.raises(spark_submit.SparkJobFailed, match=r"no Spark job 'nope'.*prepare"):
+        spark_submit.submit(learning_settings(tmp_path), "nope", [])
+
+
+def test_a_failing_job_raises_with_its_log(tmp_path: Path) -> None:
+    settings = learning_settings(tmp_path)
+    with pytest.raises(spark_submit.SparkJobFailed, match="exit code") as failure:
+        spark_submit.submit(settings, "prepare", ["--version", "not-a-version"], tag="bad")
+    assert "invalid check_version value: 'not-a-version'" in str(failure.value)  # the log's tail
+    log = spark_submit.log_path(settings, "prepare", "bad")
+    assert "not-a-version" in log.read_text()
