@@ -82,6 +82,22 @@ WATCH_SESSION = pa.schema(
     ]
 )
 
+# One row per (batch, drift signal, test): movierec.drift's results, partitioned by the batch's event date.
+DRIFT = pa.schema(
+    [
+        pa.field("batch_id", pa.string(), nullable=False),
+        pa.field("computed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("signal", pa.string(), nullable=False),
+        pa.field("test", pa.string(), nullable=False),  # "psi" or "chi2"
+        pa.field("statistic", pa.float64(), nullable=True),  # null: not enough data to compare
+        pa.field("p_value", pa.float64(), nullable=True),  # chi2 only
+        pa.field("threshold", pa.float64(), nullable=False),
+        pa.field("reference_rows", pa.int64(), nullable=False),
+        pa.field("batch_rows", pa.int64(), nullable=False),
+        pa.field("drifted", pa.bool_(), nullable=False),  # the signal's verdict (both tests), on each row
+    ]
+)
+
 # The typed event tables, by the movielog event kind they hold.
 EVENT_TABLES: dict[str, pa.Schema] = {"watch": WATCH, "rate": RATE, "reco": RECO}
 
@@ -90,4 +106,5 @@ TABLES: dict[str, pa.Schema] = {
     **EVENT_TABLES,
     "quarantine": QUARANTINE,
     "watch_session": WATCH_SESSION,
+    "drift": DRIFT,
 }
