@@ -208,6 +208,47 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from movierec import registry
+
+    try:
+        outcome = registry.publish(settings_module.load(), args.version, force=args.force)
+    except (registry.PublishRefused, ValueError, FileNotFoundError) as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
+    print(outcome.describe())
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from movierec import registry
+
+    try:
+        outcome = registry.rollback(settings_module.load(), args.version)
+    except (registry.PublishRefused, ValueError, FileNotFoundError) as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
+    print(outcome.describe())
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from movierec import registry
+
+    infos = registry.list_versions(settings_module.load())
+    if not infos:
+        print("no serving files yet")
+    for info in infos:
+        recall = "?" if info.recall_at_20 is None else f"{info.recall_at_20:.4f}"
+        rows = "?" if info.row_count is None else f"{info.row_count:,}"
+        flags = (("published", info.published), ("experiment", info.in_experiment))
+        notes = ", ".join(note for note, on in flags if on)
+        mark = "*" if info.current else " "
+        line = f"{mark} {info.version}  Recall@20 {recall:>6}  {rows:>11} users  {info.bytes / 1e6:8.1f} MB"
+        print(f"{line}  {notes}".rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movierec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -277,6 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     scenario = modes.add_parser("scenario", help="the scenarios a backfill or run can play")
     scenario.add_argument("action", choices=["list"], help="list: the kinds, their strength and options")
     world.set_defaults(handler=cmd_world)
+
+    publish = commands.add_parser(
+        "publish", help="validate a serving file, apply the Recall@20 gate, make it current"
+    )
+    publish.add_argument("version", help="model version id (UTC YYYYMMDDTHHMMSSZ)")
+    publish.add_argument("--force", action="store_true", help="publish even if the gate refuses it")
+    publish.set_defaults(handler=cmd_publish)
+    rollback = commands.add_parser("rollback", help="make the previous (or given) published version current")
+    rollback.add_argument("version", nargs="?", help="default: the newest published one before current")
+    rollback.set_defaults(handler=cmd_rollback)
+    models = commands.add_parser("models", help="list the serving files (* marks current)")
+    models.set_defaults(handler=cmd_models)
 
     serve = commands.add_parser("serve", help="the recommendation service (MOVIEREC_SERVER_WORKERS workers)")
     serve.set_defaults(handler=cmd_serve)

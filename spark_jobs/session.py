@@ -9,6 +9,8 @@ lake's naive event times (``timestamp_ntz``) are compared as written.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from movierec.settings import Settings
@@ -33,6 +35,9 @@ def build_session(settings: Settings, app_name: str) -> SparkSession:
     """The (shared) SparkSession of this process, with the checkpoint folder set."""
     from pyspark.sql import SparkSession
 
+    # Python workers (mapInArrow) need this venv's numpy/pyarrow, not whatever `python3` is on
+    # PATH; pyspark reads the variable when the context starts (spark-submit sets it too).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     (settings.home / "spark-local").mkdir(parents=True, exist_ok=True)
     spark = (
         SparkSession.builder.appName(f"movierec-{app_name}")

@@ -1,0 +1,176 @@
+"""Exact blocked top-k of user·item scores, seen items excluded (pure numpy).
+
+The cost of precomputing lists for every user is not the GEMM but picking the
+top k out of ~27,000 scores per user: a plain ``argpartition`` touches every
+score several times. Here each block of users is scored with one float32 GEMM,
+seen items are set to -inf, and a cheap per-row lower bound on the k-th score
+(the k-th largest of ``groups`` interleaved column-group maxima: k distinct
+items reach it, so the true k-th score is at least as large) leaves only a
+handful of candidates per row; those are sorted exactly. The result is exactly
+what a full sort gives, ties broken by the lower item index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_BLOCK_USERS = 1024  # 1024 x 27K float32 scores = 110 MB per block
+DEFAULT_GROUPS = 256  # column groups for the lower bound: more groups, tighter bound, fewer candidates
+
+
+@dataclass(frozen=True)
+class TopK:
+    """Per user row: item indices best first (-1 pads rows with fewer than k unseen items) and scores."""
+
+    items: np.ndarray  # (users, k) int32
+    scores: np.ndarray  # (users, k) float32, -inf where items is -1
+
+    def row(self, i: int) -> list[int]:
+        """The item indices of row ``i``, without padding."""
+        return [int(item) for item in self.items[i] if item >= 0]
+
+
+def csr_from_pairs(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr, indices) of a 0/1 matrix given as (row, col) pairs, e.g. the seen (user, item) pairs."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    if rows.shape != cols.shape:
+        raise ValueError(f"rows and cols differ in shape: {rows.shape} vs {cols.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ValueError(f"row index out of range 0..{n_rows - 1}")
+    order = np.argsort(rows, kind="stable")
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return indptr, cols[order]
+
+
+def _check_inputs(
+    user_factors: np.ndarray, item_factors: np.ndarray, k: int, indptr: np.ndarray | None
+) -> None:
+    if user_factors.ndim != 2 or item_factors.ndim != 2:
+        raise ValueError("factors must be 2-d arrays (rows x rank)")
+    if user_factors.shape[1] != item_factors.shape[1]:
+        raise ValueError(f"rank differs: users {user_factors.shape[1]}, items {item_factors.shape[1]}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if indptr is not None and len(indptr) != user_factors.shape[0] + 1:
+        raise ValueError(f"seen indptr has {len(indptr)} entries for {user_factors.shape[0]} users")
+
+
+def top_k(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    k: int = 20,
+    seen: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    block_users: int = DEFAULT_BLOCK_USERS,
+    groups: int = DEFAULT_GROUPS,
+) -> TopK:
+    """Exact top-``k`` items per user by dot product, excluding ``seen`` (CSR ``(indptr, indices)``)."""
+    users = np.ascontiguousarray(user_factors, dtype=np.float32)
+    items_t = np.ascontiguousarray(np.asarray(item_factors, dtype=np.float32).T)  # (rank, n): GEMM-ready
+    indptr, indices = seen if seen is not None else (None, None)
+    _check_inputs(users, items_t.T, k, indptr)
+    n_users = users.shape[0]
+    out_items = np.full((n_users, k), -1, dtype=np.int32)
+    out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+    for start, stop in _blocks(n_users, block_users):
+        scores = users[start:stop] @ items_t
+        if indptr is not None:
+            _mask_seen(scores, indptr[start : stop + 1], indices)
+        block_items, block_scores = top_k_of_scores(scores, k, groups=groups)
+        out_items[start:stop] = block_items
+        out_scores[start:stop] = block_scores
+    return TopK(out_items, out_scores)
+
+
+def _blocks(n: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
+
+
+def _mask_seen(scores: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
+    """Set the seen (row, item) cells of this block to -inf, in place; ``indptr`` is the block's slice."""
+    lo, hi = int(indptr[0]), int(indptr[-1])
+    if hi == lo:
+        return
+    cols = np.asarray(indices[lo:hi], dtype=np.int64)
+    rows = np.repeat(np.arange(scores.shape[0]), np.diff(indptr))
+    if cols.min() < 0 or cols.max() >= scores.shape[1]:
+        raise ValueError(f"seen item index out of range 0..{scores.shape[1] - 1}")
+    scores[rows, cols] = -np.inf
+
+
+def top_k_of_scores(
+    scores: np.ndarray, k: int, *, groups: int = DEFAULT_GROUPS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of each row of ``scores`` (-inf = excluded): (items int32, scores float32), best first.
+
+    Ties are broken by the lower column index; rows with fewer than k finite
+    scores are padded with -1 / -inf.
+    """
+    n_rows, n_cols = scores.shape
+    threshold = _kth_lower_bound(scores, k, groups)
+    # Candidates: every finite score at or above the bound (so all ties with the k-th are in).
+    flat = np.flatnonzero(scores >= threshold[:, None])  # ~10x faster than 2-d np.nonzero
+    rows, cols = np.divmod(flat, n_cols)
+    values = scores.ravel()[flat]
+    # Sort by row, then score descending, then column ascending; keep the first k of each row.
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    starts = np.searchsorted(rows, np.arange(n_rows))
+    rank_in_row = np.arange(rows.size) - starts[rows]
+    keep = rank_in_row < k
+    out_items = np.full((n_rows, k), -1, dtype=np.int32)
+    out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    out_items[rows[keep], rank_in_row[keep]] = cols[keep]
+    out_scores[rows[keep], rank_in_row[keep]] = values[keep]
+    return out_items, out_scores
+
+
+def _kth_lower_bound(scores: np.ndarray, k: int, groups: int) -> np.ndarray:
+    """Per row, a value <= the row's k-th largest finite score (never below the smallest finite float).
+
+    Columns are dealt into ``groups`` interleaved groups (column j -> group j % groups), so
+    items sorted by popularity spread over all groups; leftover columns are groups of one.
+    """
+    n_rows, n_cols = scores.shape
+    per_group = n_cols // groups if groups > k else 0
+    if per_group == 0:  # too few columns for a useful bound: take every finite score
+        maxima = scores
+    else:
+        head = scores[:, : per_group * groups].reshape(n_rows, per_group, groups).max(axis=1)
+        maxima = np.concatenate([head, scores[:, per_group * groups :]], axis=1)
+    if maxima.shape[1] < k:
+        bound = np.full(n_rows, -np.inf, dtype=np.float32)
+    else:
+        bound = np.partition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k]
+    # -inf would make every excluded cell a candidate; finite scores are all >= the smallest float.
+    return np.maximum(bound, np.finfo(np.float32).min).astype(np.float32)
+
+
+def top_k_naive(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference: full stable sort of every row (score descending, then column ascending). Slow."""
+    n_rows = scores.shape[0]
+    out_items = np.full((n_rows, k), -1, dtype=np.int32)
+    out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    for i in range(n_rows):
+        order = np.lexsort((np.arange(scores.shape[1]), -scores[i]))
+        best = order[np.isfinite(scores[i, order])][:k]
+        out_items[i, : len(best)] = best
+        out_scores[i, : len(best)] = scores[i, best]
+    return out_items, out_scores
+
+
+def top_k_argpartition(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The plain way (for the benchmark): argpartition every row, then sort the k. Ties arbitrary."""
+    k_eff = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1).astype(np.int32), np.take_along_axis(
+        part_scores, order, axis=1
+    )

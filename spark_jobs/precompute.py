@@ -1,0 +1,295 @@
+"""Precompute: the top-20 list of every known user into ``serving/recs-<version>.sqlite``.
+
+    spark-submit spark_jobs/precompute.py --version 20261128T101502Z
+
+Reads the model folder (``movierec/versions.py``): the ALS factors, the id maps and the seen
+pairs. User factors are scored in blocks inside ``mapInArrow`` (numpy float32 GEMM against the
+broadcast item factors and the exact pre-filtered top-k of ``movierec.topk``), one task per
+~50,000 users so every core works and the progress lines move; seen movies are excluded,
+indices mapped back to slugs and user ids. Users the model knows but has no factors for (or
+who have seen every movie) get the fallback line. The driver then writes the rows, sorted by
+user id, into the SQLite file with the meta of the model folder.
+
+This is the one job with Python on executors: ``movierec.topk`` and this module are shipped
+by value (cloudpickle), so executors need numpy and pyarrow, not a copy of the project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from movierec import registry, topk, versions
+from movierec import settings as settings_module
+from movierec.settings import Settings
+from spark_jobs.progress import measured, setup_logging
+from spark_jobs.session import build_session
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("movierec.precompute")
+
+K = 20
+USERS_PER_TASK = 50_000  # ~20 s of work per task at full scale: progress moves, little scheduling
+WRITE_BATCH = 50_000  # rows per SQLite transaction
+RECS_SCHEMA = "uidx int, items string"
+
+
+# ---------------------------------------------------------------- pure parts (also run on executors)
+
+
+def item_table(
+    item_ids: np.ndarray, item_factors: np.ndarray, movie_iidx: np.ndarray, movie_ids: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(factors float32, slug of each factor row, iidx -> factor row or -1) from ALS items and movies."""
+    slug_by_iidx = dict(zip(movie_iidx.tolist(), movie_ids, strict=True))
+    unknown = [int(i) for i in item_ids if int(i) not in slug_by_iidx]
+    if unknown:
+        raise ValueError(
+            f"ALS item ids {unknown[:5]} are not in movies.parquet: the model folder is inconsistent"
+        )
+    slugs = np.array([slug_by_iidx[int(i)] for i in item_ids], dtype=object)
+    size = int(max(movie_iidx.max(initial=-1), item_ids.max(initial=-1))) + 1
+    row_of_iidx = np.full(size, -1, dtype=np.int64)
+    row_of_iidx[item_ids] = np.arange(len(item_ids))
+    return np.ascontiguousarray(item_factors, dtype=np.float32), slugs, row_of_iidx
+
+
+def seen_rows(seen: pa.ListArray, row_of_iidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr, item rows) of each user's seen movies; movies without factors are dropped."""
+    lengths = pc.fill_null(pc.list_value_length(seen), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    iidx = pc.list_flatten(seen).to_numpy(zero_copy_only=False).astype(np.int64)
+    known = (iidx >= 0) & (iidx < len(row_of_iidx))
+    rows = np.where(known, row_of_iidx[np.where(known, iidx, 0)], -1)
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    keep = rows >= 0
+    return topk.csr_from_pairs(owner[keep], rows[keep], len(lengths))
+
+
+def response_lines(items: np.ndarray, slugs: np.ndarray) -> list[str]:
+    """The response line of each row of item rows (-1 = padding): slugs joined by commas, best first."""
+    counts = (items >= 0).sum(axis=1)
+    names = slugs[np.where(items >= 0, items, 0)].tolist()
+    return [",".join(row[:count]) for row, count in zip(names, counts.tolist(), strict=True)]
+
+
+def score_batches(
+    batches: Iterator[pa.RecordBatch],
+    item_factors: np.ndarray,
+    slugs: np.ndarray,
+    row_of_iidx: np.ndarray,
+    k: int = K,
+    block_users: int = topk.DEFAULT_BLOCK_USERS,
+) -> Iterator[pa.RecordBatch]:
+    """(id, features, seen) batches of users -> (uidx, items) batches: the top-k lines, seen excluded."""
+    rank = item_factors.shape[1]
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        features = batch.column("features")
+        flat = pc.list_flatten(features).to_numpy(zero_copy_only=False)
+        if flat.size != batch.num_rows * rank:
+            raise ValueError(f"user factors are not all of rank {rank}")
+        users = flat.astype(np.float32, copy=False).reshape(batch.num_rows, rank)
+        result = topk.top_k(
+            users, item_factors, k, seen_rows(batch.column("seen"), row_of_iidx), block_users=block_users
+        )
+        yield pa.RecordBatch.from_arrays(
+            [batch.column("id").cast(pa.int32()), pa.array(response_lines(result.items, slugs), pa.string())],
+            names=["uidx", "items"],
+        )
+
+
+# ---------------------------------------------------------------- Spark
+
+
+def _ship_by_value() -> None:
+    """Executors unpickle our functions without importing the project (see the module doc)."""
+    from pyspark import cloudpickle
+
+    cloudpickle.register_pickle_by_value(topk)
+    if __name__ != "__main__":
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def model_kind(folder: Path) -> str:
+    """``als`` or ``popularity``: what ``model.json`` says the folder serves."""
+    return str(json.loads((folder / versions.MODEL_FILE).read_text()).get("model", "als"))
+
+
+def served_factors(spark: SparkSession, folder: Path) -> tuple[DataFrame, np.ndarray, np.ndarray]:
+    """(user factors frame ``id, features``, item ids, item factor matrix) of the model to serve."""
+    from pyspark.sql import functions as F
+
+    kind = model_kind(folder)
+    if kind == "popularity":
+        viewers = pq.read_table(folder / versions.CANDIDATES_DIR / "popularity" / "all.parquet")
+        counts = viewers.column("viewers").to_numpy().astype(np.float32)
+        users = spark.read.parquet(str(folder / versions.USERS_FILE))
+        ones = users.select(F.col("uidx").alias("id"), F.array(F.lit(1.0).cast("float")).alias("features"))
+        return ones, viewers.column("iidx").to_numpy(), counts.reshape(-1, 1)
+    if kind != "als":
+        raise ValueError(f"model.json in {folder} names model {kind!r}; precompute knows als and popularity")
+    from pyspark.ml.recommendation import ALSModel
+
+    model = ALSModel.load(str(folder / versions.ALS_DIR))
+    items = model.itemFactors.toArrow()
+    matrix = pc.list_flatten(items.column("features")).to_numpy().reshape(items.num_rows, model.rank)
+    return model.userFactors, items.column("id").to_numpy(), matrix
+
+
+def recommend_all(
+    spark: SparkSession,
+    folder: Path,
+    fallback: str,
+    *,
+    k: int = K,
+    block_users: int = topk.DEFAULT_BLOCK_USERS,
+    users_per_task: int = USERS_PER_TASK,
+) -> DataFrame:
+    """(user_id, items) for every user of ``users.parquet``: top-k lines, or the fallback line.
+
+    An ``als`` model scores with its factors. A ``popularity`` model (chosen when it beat ALS
+    offline) is the same computation at rank 1: every user's factor is 1 and every movie's is its
+    count of recent viewers, so each user gets the most popular movies they have not seen yet.
+    """
+    from pyspark.sql import functions as F
+
+    user_factors, item_ids, factors = served_factors(spark, folder)
+    movies = pq.read_table(folder / versions.MOVIES_FILE, columns=["movie_id", "iidx"])
+    item_factors, slugs, row_of_iidx = item_table(
+        item_ids, factors, movies.column("iidx").to_numpy(), movies.column("movie_id").to_pylist()
+    )
+    shared = spark.sparkContext.broadcast((item_factors, slugs, row_of_iidx))
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        factors, names, rows = shared.value
+        yield from score_batches(batches, factors, names, rows, k, block_users)
+
+    n_users = pq.ParquetFile(folder / versions.USERS_FILE).metadata.num_rows
+    tasks = max(2 * spark.sparkContext.defaultParallelism, math.ceil(n_users / users_per_task))
+    seen = (
+        spark.read.parquet(str(folder / versions.SEEN_FILE))
+        .groupBy("uidx")
+        .agg(F.collect_list("iidx").alias("seen"))
+    )
+    users_in = user_factors.join(seen, user_factors.id == seen.uidx, "left").select("id", "features", "seen")
+    recs = users_in.repartition(tasks).mapInArrow(score, RECS_SCHEMA)
+    users = spark.read.parquet(str(folder / versions.USERS_FILE))
+    line = F.col("items")
+    return users.join(recs, "uidx", "left").select(
+        F.col("user_id").cast("long").alias("user_id"),
+        F.when(line.isNull() | (line == ""), F.lit(fallback)).otherwise(line).alias("items"),
+    )
+
+
+# ---------------------------------------------------------------- the job
+
+
+def precompute(
+    settings: Settings,
+    version: str,
+    *,
+    spark: SparkSession | None = None,
+    k: int = K,
+    block_users: int = topk.DEFAULT_BLOCK_USERS,
+    users_per_task: int = USERS_PER_TASK,
+) -> dict[str, object]:
+    """Write ``serving/recs-<version>.sqlite`` from the model folder; returns a report (JSON-able)."""
+    if not 1 <= k <= registry.MAX_ITEMS:
+        raise ValueError(f"k must be 1..{registry.MAX_ITEMS} (a serving list holds at most that), got {k}")
+    folder = versions.model_dir(settings, version)
+    model = registry.read_model_folder(folder)
+    needed = (versions.ALS_DIR, versions.SEEN_FILE)
+    if model_kind(folder) == "popularity":
+        needed = (f"{versions.CANDIDATES_DIR}/popularity/all.parquet", versions.SEEN_FILE)
+    missing = [name for name in needed if not (folder / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"model folder {folder} lacks {', '.join(missing)}")
+    fallback = registry.fallback_line(model.get("fallback.json"))
+    target = registry.serving_path(settings, version)
+    if version in registry.published_versions(settings):
+        raise RuntimeError(f"{target.name} was published: serving files are immutable, train a new version")
+    spark = spark or build_session(settings, "precompute")
+    _ship_by_value()
+    began = time.monotonic()
+    settings.serving_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".precompute-", dir=settings.serving_dir) as scratch:
+        with measured(spark, f"precompute {version}") as scoring:
+            frame = recommend_all(
+                spark, folder, fallback, k=k, block_users=block_users, users_per_task=users_per_task
+            )
+            frame.write.parquet(f"{scratch}/recs")
+        table = pq.read_table(f"{scratch}/recs").sort_by("user_id")
+    users = table.num_rows
+    rate = 1e6 * scoring.wall_seconds / max(users, 1)
+    log.info(
+        "precompute %s: %s users scored in %.1f s (%.0f µs/user)",
+        version,
+        f"{users:,}",
+        scoring.wall_seconds,
+        rate,
+    )
+    fallback_users = int(pc.sum(pc.equal(table.column("items"), fallback)).as_py() or 0)
+    meta = registry.build_meta(
+        version,
+        model,
+        git_commit=registry.pipeline_commit(),
+        created_at=datetime.now(UTC),
+        extra={"precompute": {"k": k, "block_users": block_users, "spark_master": spark.sparkContext.master}},
+    )
+    write_began = time.monotonic()
+    rows = registry.write_serving_file(target, _row_batches(table), meta, total=users)
+    report = {
+        "version": version,
+        "path": str(target),
+        "users": rows,
+        "fallback_users": fallback_users,
+        "score_seconds": round(scoring.wall_seconds, 2),
+        "score_cpu_seconds": round(scoring.cpu_seconds, 2),
+        "us_per_user": round(1e6 * scoring.wall_seconds / max(rows, 1), 2),
+        "write_seconds": round(time.monotonic() - write_began, 2),
+        "seconds": round(time.monotonic() - began, 2),
+        "file_bytes": target.stat().st_size,
+    }
+    log.info("precompute %s: %s", version, json.dumps(report))
+    return report
+
+
+def _row_batches(table: pa.Table) -> Iterator[tuple[list[int], list[str]]]:
+    for batch in table.to_batches(max_chunksize=WRITE_BATCH):
+        yield batch.column("user_id").to_pylist(), batch.column("items").to_pylist()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", required=True, help="model version id (its folder under models/)")
+    parser.add_argument("--k", type=int, default=K, help="list length")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        report = precompute(settings_module.load(), args.version, k=args.k)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"precompute: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

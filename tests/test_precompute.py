@@ -1,0 +1,288 @@
+"""Precompute on real Spark (local[2]) from a real ALS model folder, into a real SQLite file.
+
+The model folder is built here the way the contract (movierec/versions.py) describes it, with
+pyspark.ml.recommendation.ALS fitted on tiny random interactions, so these tests do not depend
+on the training job.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from movierec import registry, spark_submit
+from movierec import settings as settings_module
+from spark_jobs import precompute as job
+
+VERSION = "20261201T040000Z"
+N_USERS, N_MOVIES = 60, 45
+NO_FACTOR_USER = 999_999  # known to the model (users.parquet) but never in training
+TRAINED_MOVIES = 40  # the last five movies have no factors (never watched): never recommended
+GREEDY_USER_UIDX = 3  # has seen all but 7 trained movies: gets fewer than 20
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("precompute-home")
+
+
+@pytest.fixture(scope="module")
+def settings(home: Path) -> settings_module.Settings:
+    return settings_module.load(
+        {
+            "MOVIEREC_HOME": str(home),
+            "MOVIEREC_SPARK_MASTER": "local[2]",
+            "MOVIEREC_SPARK_DRIVER_MEMORY": "1g",
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def spark(settings: settings_module.Settings) -> Iterator[object]:
+    from spark_jobs.session import build_session
+
+    session = build_session(settings, "test-precompute")
+    yield session
+    session.stop()
+
+
+def build_model_folder(spark, settings: settings_module.Settings, version: str, seed: int = 1) -> Path:
+    """A model folder as the training job leaves it: ALS fitted with real Spark on random data."""
+    from pyspark.ml.recommendation import ALS
+
+    rng = np.random.default_rng(seed)
+    folder = settings.models_dir / version
+    folder.mkdir(parents=True)
+    user_ids = np.sort(rng.choice(np.arange(1, 100_000), N_USERS, replace=False)).astype(np.int64)
+    user_ids = np.append(user_ids, NO_FACTOR_USER)  # last uidx: no interactions
+    slugs = [f"film+number+{i}+{1950 + i}" for i in range(N_MOVIES)]
+    pairs = {
+        (int(u), int(i))
+        for u, i in zip(rng.integers(0, N_USERS, 500), rng.integers(0, TRAINED_MOVIES, 500), strict=True)
+    }
+    pairs = {pair for pair in pairs if pair[0] != GREEDY_USER_UIDX}
+    pairs |= {(GREEDY_USER_UIDX, i) for i in range(TRAINED_MOVIES - 7)}
+    pairs |= {(u, u % TRAINED_MOVIES) for u in range(N_USERS)}  # every user and movie in training
+    uidx, iidx = np.array(sorted(pairs)).T
+    interactions = pa.table(
+        {
+            "uidx": pa.array(uidx, pa.int32()),
+            "iidx": pa.array(iidx, pa.int32()),
+            "confidence": pa.array(rng.uniform(1, 5, len(uidx)), pa.float32()),
+        }
+    )
+    als = ALS(
+        rank=4, maxIter=3, regParam=0.1, implicitPrefs=True, alpha=5.0, seed=seed,
+        userCol="uidx", itemCol="iidx", ratingCol="confidence",
+    )  # fmt: skip
+    model = als.fit(spark.createDataFrame(interactions.to_pandas()))
+    model.write().overwrite().save(str(folder / "als"))
+    pq.write_table(
+        pa.table({"user_id": user_ids, "uidx": pa.array(range(len(user_ids)), pa.int32())}),
+        folder / "users.parquet",
+    )
+    pq.write_table(
+        pa.table({"movie_id": slugs, "iidx": pa.array(range(N_MOVIES), pa.int32())}),
+        folder / "movies.parquet",
+    )
+    pq.write_table(interactions.select(["uidx", "iidx"]), folder / "seen.parquet")
+    json_files = {
+        "fallback.json": {"items": slugs[:20]},
+        "params.json": {"rank": 4, "maxIter": 3, "regParam": 0.1, "alpha": 5.0},
+        "data_manifest.json": {"files": [], "offsets": {"movielog1": {"0": [0, 500]}}},
+        "metrics.json": {"recall_at_20": 0.25, "ndcg_at_20": 0.1},
+        "model.json": {
+            "version": version,
+            "model": "als",
+            "git_commit": "feed",
+            "split_time": "2026-11-30T00:00:00",
+        },
+    }
+    for name, content in json_files.items():
+        (folder / name).write_text(json.dumps(content))
+    return folder
+
+
+def expected_lists(spark, folder: Path) -> dict[int, list[str]]:
+    """The reference answer, computed the slow, obvious way from the saved factors."""
+    from pyspark.ml.recommendation import ALSModel
+
+    model = ALSModel.load(str(folder / "als"))
+    users = {row.id: np.array(row.features, np.float32) for row in model.userFactors.collect()}
+    items = {row.id: np.array(row.features, np.float32) for row in model.itemFactors.collect()}
+    slugs = dict(
+        zip(
+            *pq.read_table(folder / "movies.parquet").select(["iidx", "movie_id"]).to_pydict().values(),
+            strict=True,
+        )
+    )
+    seen: dict[int, set[int]] = {}
+    for u, i in zip(*pq.read_table(folder / "seen.parquet").to_pydict().values(), strict=True):
+        seen.setdefault(u, set()).add(i)
+    fallback = json.loads((folder / "fallback.json").read_text())["items"]
+    user_table = pq.read_table(folder / "users.parquet").to_pydict()
+    out = {}
+    for user_id, uidx in zip(user_table["user_id"], user_table["uidx"], strict=True):
+        if uidx not in users:
+            out[user_id] = fallback
+            continue
+        scored = [(-float(users[uidx] @ f), i) for i, f in items.items() if i not in seen.get(uidx, set())]
+        out[user_id] = [slugs[i] for _, i in sorted(scored)[:20]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def published(spark, settings: settings_module.Settings) -> tuple[Path, dict]:
+    folder = build_model_folder(spark, settings, VERSION)
+    report = job.precompute(settings, VERSION, spark=spark, users_per_task=16, block_users=8)
+    return folder, report
+
+
+def read_file(path: Path) -> tuple[dict[int, str], dict[str, str]]:
+    connection = sqlite3.connect(path)
+    rows = dict(connection.execute("SELECT user_id, items FROM recs"))
+    meta = dict(connection.execute("SELECT key, value FROM meta"))
+    connection.close()
+    return rows, meta
+
+
+def test_every_known_user_gets_the_exact_top_20_of_unseen_movies(spark, published, settings) -> None:
+    folder, report = published
+    rows, _ = read_file(registry.serving_path(settings, VERSION))
+    want = expected_lists(spark, folder)
+    users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
+
+    assert sorted(rows) == sorted(users) and report["users"] == len(users)
+    for user_id, line in rows.items():
+        got = line.split(",")
+        assert len(got) <= 20 and len(set(got)) == len(got)
+        # order matters: best first, as the reference sort (ties are unlikely with float factors)
+        assert got == want[user_id], f"user {user_id}"
+    uidx_of = dict(zip(users, range(len(users)), strict=True))
+    seen = pq.read_table(folder / "seen.parquet").to_pydict()
+    slugs = pq.read_table(folder / "movies.parquet").column("movie_id").to_pylist()
+    for uidx, iidx in zip(seen["uidx"], seen["iidx"], strict=True):
+        user_id = users[uidx]
+        assert slugs[iidx] not in rows[user_id].split(",") or uidx == uidx_of[NO_FACTOR_USER]
+
+
+def test_short_lists_and_users_without_factors(published, settings) -> None:
+    folder, report = published
+    rows, meta = read_file(registry.serving_path(settings, VERSION))
+    users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
+    assert len(rows[users[GREEDY_USER_UIDX]].split(",")) == 7  # all that is left unseen
+    assert rows[NO_FACTOR_USER] == meta["fallback"]
+    assert report["fallback_users"] >= 1
+
+
+def test_meta_comes_from_the_model_folder_and_the_file_publishes(published, settings) -> None:
+    folder, _ = published
+    path = registry.serving_path(settings, VERSION)
+    rows, meta = read_file(path)
+    assert set(registry.REQUIRED_META) <= set(meta)
+    assert meta["model_version"] == VERSION
+    assert meta["row_count"] == str(len(rows))
+    assert json.loads(meta["params"]) == json.loads((folder / "params.json").read_text())
+    assert json.loads(meta["metrics"])["recall_at_20"] == 0.25
+    assert json.loads(meta["data_manifest"])["offsets"] == {"movielog1": {"0": [0, 500]}}
+    assert meta["fallback"] == ",".join(json.loads((folder / "fallback.json").read_text())["items"])
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=registry.REPO_ROOT
+    )
+    assert meta["git_commit"].startswith(head.stdout.strip())
+    assert json.loads(meta["model"])["git_commit"] == "feed"
+
+    registry.publish(settings, VERSION)
+    assert registry.current_version(settings) == VERSION
+    with pytest.raises(RuntimeError, match="immutable"):
+        job.precompute(settings, VERSION)  # a published file is never rewritten
+
+
+def test_bad_model_folders_are_refused_before_any_work(settings) -> None:
+    with pytest.raises(FileNotFoundError, match="no model folder"):
+        job.precompute(settings, "20261202T000000Z")
+    broken = settings.models_dir / "20261203T000000Z"
+    broken.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"lacks users.parquet"):
+        job.precompute(settings, "20261203T000000Z")
+    with pytest.raises(ValueError, match="not a version id"):
+        job.precompute(settings, "../etc")
+    assert not registry.serving_path(settings, "20261203T000000Z").exists()
+
+
+def test_score_batches_is_the_pure_core(settings) -> None:
+    """The executor function on hand-made Arrow batches: ids to slugs, seen excluded, padding dropped."""
+    item_factors, slugs, row_of_iidx = job.item_table(
+        np.array([2, 0, 1]),
+        np.array([[1.0], [3.0], [2.0]]),
+        np.array([0, 1, 2, 3]),
+        ["a+1", "b+2", "c+3", "d+4"],
+    )
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": pa.array([7, 8], pa.int32()),
+            "features": pa.array([[1.0], [-1.0]], pa.list_(pa.float32())),
+            "seen": pa.array([[1, 3], None], pa.list_(pa.int32())),  # 3 has no factors: ignored
+        }
+    )
+    (out,) = job.score_batches(iter([batch]), item_factors, slugs, row_of_iidx, k=20)
+    assert out.to_pydict() == {
+        "uidx": [7, 8],
+        "items": ["a+1,c+3", "c+3,b+2,a+1"],
+    }  # scores 3,2,1 and their negatives
+    with pytest.raises(ValueError, match=r"not in movies.parquet"):
+        job.item_table(np.array([9]), np.zeros((1, 1)), np.array([0]), ["a+1"])
+
+
+def test_spark_submit_runs_the_job(spark, settings) -> None:
+    """The way the retrain DAG runs it: spark-submit in a child process, its log kept."""
+    version = "20261204T000000Z"
+    build_model_folder(spark, settings, version, seed=4)
+    report = spark_submit.submit(settings, "precompute", ["--version", version], tag=version)
+    assert report["users"] == N_USERS + 1
+    assert "users scored" in Path(report["log"]).read_text()  # the progress lines a person reads
+    registry.validate_version(settings, version)
+
+
+def test_a_popularity_model_serves_the_most_popular_unseen_movies(spark, settings) -> None:
+    """When popularity beat ALS offline, model.json says so and precompute ranks by recent viewers."""
+    version = "20261205T000000Z"
+    folder = build_model_folder(spark, settings, version, seed=5)
+    model_json = json.loads((folder / "model.json").read_text()) | {"model": "popularity"}
+    (folder / "model.json").write_text(json.dumps(model_json))
+    viewers = {iidx: (iidx * 7919) % 101 + iidx / 1000 for iidx in range(TRAINED_MOVIES)}  # no ties
+    popularity = folder / "candidates" / "popularity"
+    popularity.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                "iidx": pa.array(list(viewers), pa.int32()),
+                "viewers": pa.array(list(viewers.values()), pa.float64()),
+            }
+        ),
+        popularity / "all.parquet",
+    )
+    shutil.rmtree(folder / "als")  # a popularity folder has no factors
+
+    job.precompute(settings, version, spark=spark, users_per_task=16, block_users=8)
+    rows, _ = read_file(registry.serving_path(settings, version))
+    users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
+    slugs = pq.read_table(folder / "movies.parquet").column("movie_id").to_pylist()
+    seen: dict[int, set[int]] = {}
+    for u, i in zip(*pq.read_table(folder / "seen.parquet").to_pydict().values(), strict=True):
+        seen.setdefault(u, set()).add(i)
+    ranked = sorted(viewers, key=lambda iidx: -viewers[iidx])
+    for uidx, user_id in enumerate(users):
+        want = [slugs[i] for i in ranked if i not in seen.get(uidx, set())][:20]
+        assert rows[user_id].split(",") == want, f"user {user_id}"
+    assert len(set(rows.values())) > 1  # seen movies differ, so lists differ

@@ -1,0 +1,83 @@
+"""The blocked top-k must equal a full sort, whatever the scores: ties, seen items, short rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movierec.topk import csr_from_pairs, top_k, top_k_argpartition, top_k_naive, top_k_of_scores
+
+
+def _naive_with_seen(users: np.ndarray, items: np.ndarray, k: int, seen_pairs: list[tuple[int, int]]):
+    scores = users.astype(np.float32) @ items.astype(np.float32).T
+    for row, col in seen_pairs:
+        scores[row, col] = -np.inf
+    return top_k_naive(scores, k)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("groups", [4, 32, 256])
+def test_top_k_equals_full_sort_on_random_scores_with_ties(seed: int, groups: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Few distinct values: many ties everywhere, also across the k-th place.
+    scores = rng.integers(0, 6, size=(37, 300)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.3] = -np.inf
+    scores[3, :290] = -np.inf  # fewer than k finite scores
+    scores[3, 290:] = 1.0
+    scores[4, :] = -np.inf  # nothing left at all
+    got_items, got_scores = top_k_of_scores(scores, 20, groups=groups)
+    want_items, want_scores = top_k_naive(scores, 20)
+    np.testing.assert_array_equal(got_items, want_items)
+    np.testing.assert_array_equal(got_scores, want_scores)
+    assert (got_items[3] >= 0).sum() == 10
+    assert (got_items[4] == -1).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_top_k_from_factors_excludes_seen_and_matches_naive_across_blocks(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_users, n_items, rank, k = 50, 400, 8, 20
+    users = rng.normal(size=(n_users, rank)).astype(np.float32)
+    items = rng.normal(size=(n_items, rank)).astype(np.float32)
+    items[10] = items[11]  # identical items: exact ties broken by the lower index
+    random_pairs = zip(rng.integers(0, n_users, 600), rng.integers(0, n_items, 600), strict=True)
+    pairs = {(int(u), int(i)) for u, i in random_pairs}
+    pairs |= {(7, i) for i in range(n_items - 5)}  # a user who saw all but 5 movies
+    pairs |= {(8, i) for i in range(0, n_items, 2)}  # a user who saw half the catalog
+    seen_pairs = sorted(pairs)
+    rows, cols = np.array(seen_pairs).T
+    seen = csr_from_pairs(rows, cols, n_users)
+
+    result = top_k(users, items, k, seen, block_users=7, groups=64)  # blocks that do not divide the users
+    want_items, want_scores = _naive_with_seen(users, items, k, seen_pairs)
+
+    np.testing.assert_array_equal(result.items, want_items)
+    np.testing.assert_allclose(result.scores, want_scores, rtol=1e-5)
+    for user in range(n_users):
+        chosen = set(result.row(user))
+        assert not chosen & {i for u, i in seen_pairs if u == user}
+    unseen_7 = set(range(n_items)) - {i for u, i in seen_pairs if u == 7}
+    assert 0 < len(unseen_7) <= 5
+    assert set(result.row(7)) == unseen_7  # fewer than k unseen: all of them, then padding
+    assert (result.items[7, len(unseen_7) :] == -1).all()
+
+
+def test_top_k_without_seen_is_the_plain_argpartition_answer() -> None:
+    rng = np.random.default_rng(11)
+    users = rng.normal(size=(30, 16)).astype(np.float32)
+    items = rng.normal(size=(5000, 16)).astype(np.float32)  # continuous scores: no ties
+    result = top_k(users, items, 20)
+    plain_items, _ = top_k_argpartition(users @ items.T, 20)
+    np.testing.assert_array_equal(result.items, plain_items)
+
+
+def test_bad_inputs_are_refused_clearly() -> None:
+    users = np.zeros((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="rank differs"):
+        top_k(users, np.zeros((5, 3)), 2)
+    with pytest.raises(ValueError, match="k must be"):
+        top_k(users, np.zeros((5, 4)), 0)
+    with pytest.raises(ValueError, match="out of range"):
+        top_k(users, np.zeros((5, 4)), 2, csr_from_pairs(np.array([0]), np.array([9]), 3))
+    with pytest.raises(ValueError, match="row index out of range"):
+        csr_from_pairs(np.array([5]), np.array([0]), 3)
