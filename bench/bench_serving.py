@@ -1,0 +1,409 @@
+"""The recommendation service under wrk, beside a Flask + SQLite baseline and nginx static files.
+
+One run, same machine, same users:
+1. a full-scale serving file (1M users, 20 ids each) is generated, and a copy
+   under a second version for the swap test;
+2. three servers answer ``GET /recommend/<id>`` for the same lists: ``movierec
+   serve`` (its workers, provenance to a private real broker), Flask under
+   gunicorn (same number of sync workers, same SQLite lookup), and nginx (same
+   number of workers) serving one static file per sampled user;
+3. ``wrk`` (closed loop) against each: req/s, p50, p99, and the ratios;
+4. a fixed-rate check: ~2,000 req/s (wrk with a per-request delay) against the
+   service: p50/p99 at that rate;
+5. the swap test: ten re-pointings of ``current`` between the two full files
+   while wrk runs; failed or non-200 answers must be 0.
+
+Every request picks a random user of a sample (wrk's lua script), the same sample
+for all three (nginx needs one file per user; the service and Flask look up the
+full file). Run on demand:
+
+    .venv/bin/python bench/bench_serving.py [--users 1000000] [--sample 100000] [--seconds 10]
+
+Needs Debian's wrk and nginx (``apt-get install -y wrk nginx``) and the bench-only
+Python packages of requirements.txt (flask, gunicorn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from movierec.broker import broker
+from movierec.broker.broker import free_port
+from movierec.settings import REPO_ROOT
+
+WORKERS = 2
+PICK_LUA = """
+local ids = {}
+for line in io.lines("%(ids)s") do ids[#ids + 1] = line end
+math.randomseed(%(seed)d)
+request = function()
+  return wrk.format("GET", "/recommend/" .. ids[math.random(#ids)])
+end
+%(extra)s
+"""
+DELAY_LUA = "delay = function() return %(ms)d end"
+
+
+def need_tools() -> None:
+    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(f"bench_serving needs {' and '.join(missing)}: apt-get install -y wrk nginx")
+    try:
+        import flask  # noqa: F401
+        import gunicorn  # noqa: F401
+    except ImportError:
+        sys.exit("bench_serving needs flask and gunicorn: pip install -r requirements.txt -c constraints.txt")
+
+
+def progress(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+
+def movie_pool(count: int = 27_000) -> list[str]:
+    rng = random.Random(1)
+    words = ["the", "night", "river", "last", "star", "city", "love", "war", "dark", "blue", "road", "house"]
+    return [f"{'+'.join(rng.sample(words, 2))}+{n}+{rng.randint(1930, 2026)}" for n in range(count)]
+
+
+def write_full_file(path: Path, version: str, users: int) -> None:
+    """A serving file per DESIGN.md with ``users`` users of 20 ids each (progress every 200,000)."""
+    pool = movie_pool()
+    rng = random.Random(7)
+    path.unlink(missing_ok=True)
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode=OFF")
+    connection.execute("PRAGMA synchronous=OFF")
+    connection.execute("CREATE TABLE recs(user_id INTEGER PRIMARY KEY, items TEXT NOT NULL)")
+    connection.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)")
+    step = 200_000
+    for start in range(1, users + 1, step):
+        rows = ((u, ",".join(rng.sample(pool, 20))) for u in range(start, min(start + step, users + 1)))
+        connection.executemany("INSERT INTO recs VALUES (?, ?)", rows)
+        progress(f"  {path.name}: {min(start + step - 1, users):,} of {users:,} users")
+    meta = {
+        "model_version": version,
+        "created_at": "2026-11-28T04:00:00+00:00",
+        "git_commit": "bench",
+        "params": json.dumps({"bench": True}),
+        "data_manifest": json.dumps({"files": []}),
+        "metrics": json.dumps({}),
+        "row_count": str(users),
+        "fallback": ",".join(pool[:20]),
+    }
+    connection.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+    connection.commit()
+    connection.close()
+
+
+def copy_as_version(source: Path, target: Path, version: str) -> None:
+    shutil.copyfile(source, target)
+    with sqlite3.connect(target) as connection:
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'model_version'", (version,))
+    connection.close()
+
+
+def point_current(serving: Path, version: str) -> None:
+    staging = serving / f".current-{version}"
+    staging.unlink(missing_ok=True)
+    staging.symlink_to(f"recs-{version}.sqlite")
+    os.replace(staging, serving / "current")
+
+
+def write_static_files(serving_file: Path, sample: list[int], root: Path) -> None:
+    """nginx's copy: root/recommend/<id> holding the same line as the serving file."""
+    folder = root / "recommend"
+    folder.mkdir(parents=True)
+    connection = sqlite3.connect(f"file:{serving_file}?mode=ro&immutable=1", uri=True)
+    for user_id in sample:
+        (folder / str(user_id)).write_text(
+            connection.execute("SELECT items FROM recs WHERE user_id = ?", (user_id,)).fetchone()[0]
+        )
+    connection.close()
+
+
+# --- servers ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start(
+    name: str, command: list[str], port: int, log: Path, probe: str, env: dict[str, str] | None = None
+) -> Server:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = Server(name, f"http://127.0.0.1:{port}", process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{name} exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{server.url}{probe}", timeout=2).status_code == 200:
+                time.sleep(1.0)  # let every worker finish starting
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    sys.exit(f"{name} did not come up: {log.read_text()[-2000:]}")
+
+
+def nginx_conf(root: Path, port: int, work: Path) -> Path:
+    conf = work / "nginx.conf"
+    # open_file_cache keeps descriptors open: per worker it must stay well under `ulimit -n`
+    conf.write_text(
+        f"""worker_processes {WORKERS};
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/nginx-tmp;
+  proxy_temp_path {work}/nginx-tmp;
+  fastcgi_temp_path {work}/nginx-tmp;
+  uwsgi_temp_path {work}/nginx-tmp;
+  scgi_temp_path {work}/nginx-tmp;
+  open_file_cache max=5000 inactive=60s;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    default_type text/plain;
+  }}
+}}
+"""
+    )
+    return conf
+
+
+# --- wrk -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    failed: int  # socket errors + non-2xx answers
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(output: str) -> Result:
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", output).group(1))
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", output).group(1))
+    total = int(re.search(r"(\d+) requests in", output).group(1))
+    failed = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return Result(rate, p50, p99, total, failed + (int(non_2xx.group(1)) if non_2xx else 0))
+
+
+def run_wrk(url: str, script: Path, seconds: int, connections: int, threads: int = 2) -> Result:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    result = parse_wrk(output)
+    if result.failed or not result.requests:
+        print(output, flush=True)  # wrk's own account of what went wrong
+    return result
+
+
+def lua_script(work: Path, ids_file: Path, name: str, delay_ms: int | None = None) -> Path:
+    extra = DELAY_LUA % {"ms": delay_ms} if delay_ms else ""
+    script = work / f"{name}.lua"
+    script.write_text(PICK_LUA % {"ids": ids_file, "seed": 42, "extra": extra})
+    return script
+
+
+def metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--sample", type=int, default=100_000, help="users requested (nginx: one file each)")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration of each closed-loop run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=int, default=2_000, help="requests/s of the fixed-rate check")
+    parser.add_argument("--swaps", type=int, default=10)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+    need_tools()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    work.chmod(0o755)  # nginx's workers run as an unprivileged user and must read the static files
+    home = work / "home"
+    serving = home / "serving"
+    serving.mkdir(parents=True)
+    servers: list[Server] = []
+    kafka = broker.private_settings(work / "kafka", MOVIEREC_KAFKA_HEAP="512m")
+    try:
+        progress(f"writing a {args.users:,}-user serving file and a copy as a second version in {serving}")
+        first, second = serving / "recs-bench-a.sqlite", serving / "recs-bench-b.sqlite"
+        write_full_file(first, "bench-a", args.users)
+        copy_as_version(first, second, "bench-b")
+        point_current(serving, "bench-a")
+        progress(f"  {first.stat().st_size / 1e6:.0f} MB each")
+
+        sample = random.Random(3).sample(range(1, args.users + 1), min(args.sample, args.users))
+        ids_file = work / "ids.txt"
+        ids_file.write_text("\n".join(map(str, sample)) + "\n")
+        progress(f"writing {len(sample):,} static files for nginx")
+        write_static_files(first, sample, work / "static")
+
+        progress("starting a private Kafka broker for the service's provenance records")
+        broker.start(kafka)
+        broker.ensure_topics(kafka)
+
+        ports = {name: free_port() for name in ("movierec", "flask", "nginx")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "PROMETHEUS_"))}
+        env |= {
+            "MOVIEREC_HOME": str(home),
+            "MOVIEREC_SERVER_PORT": str(ports["movierec"]),
+            "MOVIEREC_SERVER_WORKERS": str(WORKERS),
+            "MOVIEREC_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap,
+        }
+        progress(f"starting movierec serve, Flask (gunicorn) and nginx, {WORKERS} workers each")
+        probe = f"/recommend/{sample[0]}"  # nginx has only the sampled users
+        serve = [sys.executable, "-m", "movierec.cli", "serve"]
+        service = start("movierec", serve, ports["movierec"], work / "serve.log", probe, env)
+        servers.append(service)
+        flask_app = f"bench.flask_baseline:create_app({str(first)!r})"
+        gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", f"127.0.0.1:{ports['flask']}"]
+        gunicorn += ["--log-level", "warning", flask_app]
+        servers.append(start("flask", gunicorn, ports["flask"], work / "flask.log", probe))
+        conf = nginx_conf(work / "static", ports["nginx"], work)
+        (work / "nginx-tmp").mkdir()
+        nginx = ["nginx", "-c", str(conf), "-p", str(work)]
+        servers.append(start("nginx", nginx, ports["nginx"], work / "nginx.log", probe))
+        pick = lua_script(work, ids_file, "pick")
+
+        results: dict[str, Result] = {}
+        for server in servers:
+            progress(f"wrk -c{args.connections} -d{args.seconds}s against {server.name}")
+            run_wrk(server.url, pick, 2, args.connections)  # warm-up: page cache, connections
+            results[server.name] = run_wrk(server.url, pick, args.seconds, args.connections)
+
+        connections = 20
+        delay = max(1, round(connections * 1000 / args.rate))
+        paced = lua_script(work, ids_file, "paced", delay)
+        progress(f"fixed rate: {connections} connections, {delay} ms between requests (~{args.rate} req/s)")
+        fixed = run_wrk(service.url, paced, args.seconds, connections)
+
+        progress(f"swap test: {args.swaps} re-pointings of current while wrk runs")
+        swaps_before = metric(service.url, "movierec_model_swaps_total")
+        swap_seconds = args.swaps * 1.0 + 3
+        holder: dict[str, Result] = {}
+        load = threading.Thread(
+            target=lambda: holder.update(r=run_wrk(service.url, pick, int(swap_seconds), args.connections))
+        )
+        load.start()
+        time.sleep(1.0)
+        for number in range(args.swaps):
+            point_current(serving, "bench-b" if number % 2 == 0 else "bench-a")
+            time.sleep(1.0)
+        load.join()
+        swapped = holder["r"]
+        swaps_seen = metric(service.url, "movierec_model_swaps_total") - swaps_before
+
+        report(results, fixed, args.rate, swapped, swaps_seen, args)
+    finally:
+        for server in servers:
+            server.stop()
+        broker.stop(kafka)
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def report(
+    results: dict[str, Result],
+    fixed: Result,
+    rate: int,
+    swapped: Result,
+    swaps_seen: float,
+    args: argparse.Namespace,
+) -> None:
+    ours = results["movierec"]
+    print()
+    print(
+        f"closed loop, wrk -t2 -c{args.connections} -d{args.seconds}s, {WORKERS} server workers, "
+        f"{args.users:,} users in the file, {args.sample:,} requested"
+    )
+    print(f"{'server':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}  movierec is")
+    for name, result in results.items():
+        ratio = ""
+        if name != "movierec":
+            ratio = f"{ours.requests_per_s / result.requests_per_s:.2f}x {name}" if result.requests else "-"
+        print(
+            f"{name:<10} {result.requests_per_s:>10,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
+            f"{result.failed:>7}  {ratio}"
+        )
+    print("goals: >=0.5x nginx, >=5x flask")
+    print()
+    print(
+        f"fixed rate (~{rate} req/s asked): {fixed.requests_per_s:,.0f} req/s, "
+        f"p50 {fixed.p50_ms:.2f} ms, p99 {fixed.p99_ms:.2f} ms, failed {fixed.failed}  (goal: p99 <= 5 ms)"
+    )
+    print(
+        f"swap test: {args.swaps} swaps ({swaps_seen:.0f} worker swaps seen), {swapped.requests:,} requests, "
+        f"{swapped.requests_per_s:,.0f} req/s, p99 {swapped.p99_ms:.2f} ms, "
+        f"failed or non-200: {swapped.failed}  (goal: 0)"
+    )
+
+
+if __name__ == "__main__":
+    main()

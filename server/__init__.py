@@ -1,0 +1,1 @@
+"""The Sanic recommendation service: precomputed lookups from versioned SQLite files."""

@@ -1,0 +1,293 @@
+"""The Sanic app: ``GET /recommend/<userid>``, ``/healthz`` and ``/metrics``.
+
+``create_app(settings)`` builds one app; ``movierec serve`` (server/run.py) runs
+it in several workers, each with its own open serving files, its own background
+loop (swaps, experiment changes, provenance callbacks) and its own producer.
+
+Answers (DESIGN.md, "The recommendation endpoint"):
+- 200 text/plain: the stored line of the user, or the file's fallback line for an
+  unknown user (header ``X-Fallback: 1``);
+- 400 text/plain: a malformed id, one line saying why;
+- 503 text/plain: no valid serving file at all (not caused by input), one line.
+Every answer carries ``X-Request-Id`` (the provenance record's id) and, when a
+model answered, ``X-Model-Version`` (and ``X-Variant`` while an experiment runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sanic import Request, Sanic
+from sanic.exceptions import SanicException
+from sanic.response import HTTPResponse
+from sanic.response import json as json_response
+
+from movierec.settings import Settings
+from server.experiment import ExperimentConfig
+from server.metrics import CONTENT_TYPE, ServerMetrics
+from server.provenance import ServedRecorder
+from server.store import CurrentModel, Model
+from server.userid import parse_segment
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25  # how soon a worker notices a re-pointed `current` or a changed experiment
+SHUTDOWN_FLUSH_SECONDS = 5.0
+NO_VARIANT = "none"  # the metrics label when no experiment is in force
+TEXT = "text/plain; charset=utf-8"
+_app_numbers = itertools.count(1)
+
+
+@dataclass
+class Service:
+    """What one worker serves from; built when the worker starts."""
+
+    settings: Settings
+    metrics: ServerMetrics
+    current: CurrentModel
+    experiment: ExperimentConfig
+    recorder: ServedRecorder
+
+    def choose(self, user_id: int) -> tuple[str | None, Model | None]:
+        """(variant name or None, the model that answers this user)."""
+        running = self.experiment.running
+        if running is None:
+            return None, self.current.model
+        variant = running.experiment.assign(user_id)
+        return variant.name, running.models[variant.name] or self.current.model
+
+    def publish_model_info(self) -> None:
+        """The model info gauge: 1 for each (version, variant) this worker serves now, 0 for the rest."""
+        info = self.metrics.model_info
+        served: dict[tuple[str, str], Model] = {}
+        running = self.experiment.running
+        if running is None:
+            if self.current.model is not None:
+                served[(self.current.model.version, NO_VARIANT)] = self.current.model
+        else:
+            for variant in running.experiment.variants:
+                model = running.models[variant.name] or self.current.model
+                if model is not None:
+                    served[(model.version, variant.name)] = model
+        for labels in list(info._metrics):  # previously served: 0, so the gauge shows only what is live
+            if labels not in served:
+                info.labels(*labels).set(0)
+        for labels in served:
+            info.labels(*labels).set(1)
+        if served:
+            oldest = min(datetime.fromisoformat(m.created_at) for m in served.values())
+            if oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=UTC)
+            self.metrics.model_created.set(oldest.timestamp())
+
+
+def create_app(settings: Settings) -> Sanic:
+    # env_prefix=None: Sanic must not read SANIC_* variables; settings is the one source of config.
+    app = Sanic(f"movierec_server_{next(_app_numbers)}", env_prefix=None)
+    app.config.FALLBACK_ERROR_FORMAT = "text"
+    app.config.NOISY_EXCEPTIONS = False
+    app.config.REQUEST_MAX_SIZE = 16_384  # nothing we serve takes a body
+    metrics = ServerMetrics()
+
+    @app.before_server_start
+    async def open_files(app: Sanic) -> None:
+        service = _start_service(settings, metrics)
+        app.ctx.service = service
+        app.add_task(_watch(service), name="movierec-watch")
+
+    @app.after_server_stop
+    async def close_files(app: Sanic) -> None:
+        service: Service | None = getattr(app.ctx, "service", None)
+        if service is None:
+            return
+        await asyncio.to_thread(service.recorder.close, SHUTDOWN_FLUSH_SECONDS)
+        service.current.close()
+        service.experiment.close()
+        metrics.worker_exited()
+
+    @app.get("/recommend/<segment:path>")
+    async def recommend(request: Request, segment: str) -> HTTPResponse:
+        return _answer(app.ctx.service, segment)
+
+    @app.get("/recommend")
+    async def recommend_nobody(request: Request) -> HTTPResponse:
+        return _answer(app.ctx.service, "")
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> HTTPResponse:
+        return _health(app.ctx.service)
+
+    @app.get("/metrics")
+    async def metrics_page(request: Request) -> HTTPResponse:
+        return HTTPResponse(metrics.render(), content_type=CONTENT_TYPE)
+
+    @app.exception(SanicException)
+    async def http_error(request: Request, exc: SanicException) -> HTTPResponse:
+        # Unknown routes, wrong methods, bad HTTP: one text line, like every other error here.
+        return HTTPResponse(_one_line(str(exc) or "error"), status=exc.status_code, content_type=TEXT)
+
+    return app
+
+
+def _start_service(settings: Settings, metrics: ServerMetrics) -> Service:
+    current = CurrentModel(
+        settings.serving_dir,
+        on_swap=lambda old, new: metrics.swaps.inc() if old is not None else None,
+        on_refuse=lambda reason: metrics.refused.labels("serving_file").inc(),
+    )
+    experiment = ExperimentConfig(
+        settings.experiment_path,
+        settings.serving_dir,
+        on_refuse=lambda reason: metrics.refused.labels("experiment").inc(),
+    )
+    recorder = ServedRecorder(
+        settings,
+        on_sent=metrics.provenance_sent.inc,
+        on_dropped=lambda reason: metrics.provenance_dropped.labels(reason).inc(),
+    )
+    service = Service(settings, metrics, current, experiment, recorder)
+    current.poll()  # before the first request: a worker starts serving its file at once
+    experiment.poll()
+    service.publish_model_info()
+    log.info("worker %d serving %s", os.getpid(), current.serving if current.model else current.problem)
+    return service
+
+
+async def _watch(service: Service) -> None:
+    """This worker's background loop: swap files, follow the experiment, count deliveries."""
+    while True:
+        await asyncio.sleep(POLL_SECONDS)
+        try:
+            before = (service.current.model, service.experiment.running)
+            await service.current.poll_async()
+            await service.experiment.poll_async()
+            if (service.current.model, service.experiment.running) != before:
+                service.publish_model_info()
+            service.recorder.poll()
+        except Exception:  # the loop must outlive any one bad round
+            log.exception("serving watch loop")
+
+
+def _answer(service: Service, segment: str) -> HTTPResponse:
+    started = time.perf_counter()
+    request_id = uuid.uuid4().hex
+    user_id, reason = parse_segment(segment)
+    variant: str | None = None
+    model: Model | None = None
+    line: bytes | None = None
+    fallback = False
+    if user_id is None:
+        status, body = 400, reason.encode()
+    else:
+        variant, model = service.choose(user_id)
+        if model is None:
+            status, body = 503, f"no model to answer from: {service.current.problem}".encode()
+        else:
+            status, line, fallback = 200, *_lookup(service, model, user_id)
+            body = line
+    metrics = service.metrics
+    label = variant or NO_VARIANT
+    metrics.requests.labels(str(status), label).inc()
+    if fallback:
+        metrics.fallback.labels(label).inc()
+    headers = {"X-Request-Id": request_id}
+    if model is not None:
+        headers["X-Model-Version"] = model.version
+    if variant is not None:
+        headers["X-Variant"] = variant
+    if fallback:
+        headers["X-Fallback"] = "1"
+    elapsed = time.perf_counter() - started
+    metrics.latency.observe(elapsed)
+    now = time.time()
+    service.recorder.record(
+        _record(request_id, now, user_id, variant, model, line, fallback, elapsed, status, reason),
+        int(now * 1000),
+    )
+    return HTTPResponse(body, status=status, headers=headers, content_type=TEXT)
+
+
+def _lookup(service: Service, model: Model, user_id: int) -> tuple[bytes, bool]:
+    """(the response line, whether it is the fallback)."""
+    try:
+        line = model.lookup(user_id)
+    except sqlite3.Error as exc:  # a damaged page the open-time check missed: degrade, do not fail
+        log.error("lookup of user %d in %s failed: %s", user_id, model.path.name, exc)
+        service.metrics.lookup_errors.inc()
+        line = None
+    return (model.fallback, True) if line is None else (line, False)
+
+
+def _record(
+    request_id: str,
+    now: float,
+    user_id: int | None,
+    variant: str | None,
+    model: Model | None,
+    line: bytes | None,
+    fallback: bool,
+    elapsed: float,
+    status: int,
+    reason: str,
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "request_id": request_id,
+        "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+        "user_id": user_id,
+        "variant": variant,
+        "model_version": None if model is None else model.version,
+        "items": None if line is None else line.decode(errors="replace"),
+        "fallback": fallback,
+        "latency_ms": round(elapsed * 1000, 3),
+        "status": status,
+    }
+    if reason:
+        record["reason"] = reason
+    return record
+
+
+def _health(service: Service) -> HTTPResponse:
+    model = service.current.model
+    running = service.experiment.running
+    body: dict[str, Any] = {"status": "ok" if model else "unavailable", "pid": os.getpid()}
+    if model is None:
+        body["reason"] = service.current.problem
+    else:
+        created = datetime.fromisoformat(model.created_at)
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        body |= {
+            "model_version": model.version,
+            "created_at": model.created_at,
+            "age_seconds": round((datetime.now(UTC) - created).total_seconds(), 1),
+            "file": str(model.path),
+            "users": model.row_count,
+        }
+    if running is not None:
+        body["experiment"] = {
+            "name": running.experiment.name,
+            "variants": {
+                v.name: {"share": v.share, "model_version": _variant_version(running.models[v.name], model)}
+                for v in running.experiment.variants
+            },
+        }
+    body["provenance_queued"] = service.recorder.queued
+    return json_response(body, status=200 if model else 503)
+
+
+def _variant_version(own: Model | None, current: Model | None) -> str | None:
+    chosen = own or current
+    return None if chosen is None else chosen.version
+
+
+def _one_line(text: str) -> bytes:
+    return " ".join(text.split())[:200].encode()

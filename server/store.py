@@ -1,0 +1,249 @@
+"""Serving files: open one read-only, check it, look users up; follow the ``current`` symlink.
+
+A serving file (DESIGN.md, "Serving files") is immutable once published, so each
+worker opens it with ``mode=ro&immutable=1``: SQLite then takes no locks and
+never looks for a journal, and a lookup is a primary-key read from the page cache.
+
+``CurrentModel`` watches ``serving/current``: a cheap ``stat`` of the link and its
+target on every ``poll``; when they change it opens and checks the new file
+(off the event loop) and swaps one reference. A lookup reads that reference once
+and never awaits, so a request that started on the old file finishes on it. A
+file that fails the check is refused, logged and counted; the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REQUIRED_META = (
+    "model_version",
+    "created_at",
+    "git_commit",
+    "params",
+    "data_manifest",
+    "metrics",
+    "row_count",
+    "fallback",
+)
+JSON_META = ("params", "data_manifest", "metrics")
+MAX_ITEMS = 20
+CURRENT_LINK = "current"
+_FILE_RE = re.compile(r"recs-(?P<version>.+)\.sqlite")
+
+
+class RefusedFile(Exception):
+    """A serving file that must not serve; the message says why, in one line."""
+
+
+def serving_file(serving_dir: Path, version: str) -> Path:
+    return serving_dir / f"recs-{version}.sqlite"
+
+
+@dataclass
+class Model:
+    """One open, checked serving file."""
+
+    path: Path
+    meta: dict[str, str]
+    fallback: bytes
+    row_count: int
+    connection: sqlite3.Connection = field(repr=False)
+
+    @property
+    def version(self) -> str:
+        return self.meta["model_version"]
+
+    @property
+    def created_at(self) -> str:
+        return self.meta["created_at"]
+
+    def lookup(self, user_id: int) -> bytes | None:
+        """The stored response line of ``user_id``, or None for an unknown user."""
+        row = self.connection.execute("SELECT items FROM recs WHERE user_id = ?", (user_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def check_meta(meta: dict[str, str], path: Path) -> list[str]:
+    """What is wrong with a file's meta table (empty when nothing is)."""
+    problems = [f"meta key {key!r} missing" for key in REQUIRED_META if meta.get(key) in (None, "")]
+    if problems:
+        return problems
+    for key in JSON_META:
+        try:
+            json.loads(meta[key])
+        except ValueError:
+            problems.append(f"meta {key!r} is not JSON")
+    if not meta["row_count"].isdigit():
+        problems.append(f"meta row_count {meta['row_count'][:40]!r} is not a count")
+    try:
+        datetime.fromisoformat(meta["created_at"])
+    except ValueError:
+        problems.append(f"meta created_at {meta['created_at'][:40]!r} is not ISO 8601")
+    named = _FILE_RE.fullmatch(path.name)
+    if named and named["version"] != meta["model_version"]:
+        problems.append(f"file name says version {named['version']!r}, meta says {meta['model_version']!r}")
+    problems.extend(f"fallback: {problem}" for problem in check_line(meta["fallback"].encode()))
+    return problems
+
+
+def check_line(line: bytes) -> list[str]:
+    """What is wrong with a response line: one line of at most 20 non-empty comma-separated ids."""
+    if b"\n" in line or b"\r" in line:
+        return ["more than one line"]
+    items = line.split(b",") if line else []
+    if len(items) > MAX_ITEMS:
+        return [f"{len(items)} items, at most {MAX_ITEMS}"]
+    if any(not item.strip() for item in items):
+        return ["an empty item"]
+    return []
+
+
+def open_model(path: Path) -> Model:
+    """Open ``path`` read-only and check it (meta, row count, sample lookups); raise RefusedFile if bad."""
+    try:
+        connection = sqlite3.connect(
+            f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False, cached_statements=8
+        )
+    except sqlite3.Error as exc:
+        raise RefusedFile(f"{path.name}: cannot open: {exc}") from None
+    try:
+        connection.text_factory = bytes  # the stored line is the response body: no decode/encode
+        meta = {
+            key.decode(errors="replace"): (value or b"").decode(errors="replace")
+            for key, value in connection.execute("SELECT key, value FROM meta")
+        }
+        problems = check_meta(meta, path)
+        if problems:
+            raise RefusedFile(f"{path.name}: {'; '.join(problems)}")
+        rows = connection.execute("SELECT count(*) FROM recs").fetchone()[0]
+        if rows != int(meta["row_count"]):
+            raise RefusedFile(f"{path.name}: recs has {rows} rows, meta row_count says {meta['row_count']}")
+        _check_samples(connection, path)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise RefusedFile(f"{path.name}: not a readable serving file: {exc}") from None
+    except RefusedFile:
+        connection.close()
+        raise
+    return Model(path, meta, meta["fallback"].encode(), rows, connection)
+
+
+def _check_samples(connection: sqlite3.Connection, path: Path) -> None:
+    """Look up the first, middle and last users as a request would; their lines must be well formed."""
+    bounds = connection.execute("SELECT min(user_id), max(user_id) FROM recs").fetchone()
+    if bounds[0] is None:
+        return  # an empty table is legal: everybody gets the fallback
+    for user_id in sorted({bounds[0], (bounds[0] + bounds[1]) // 2, bounds[1]}):
+        row = connection.execute("SELECT items FROM recs WHERE user_id >= ? LIMIT 1", (user_id,)).fetchone()
+        line = row[0] if row else None
+        if not isinstance(line, bytes):
+            raise RefusedFile(f"{path.name}: user {user_id}: items is not text")
+        problems = check_line(line)
+        if problems:
+            raise RefusedFile(f"{path.name}: user {user_id}: {'; '.join(problems)}")
+
+
+def _identity(path: Path) -> tuple[object, ...] | None:
+    """What changes when ``path`` (a symlink) is re-pointed or its target replaced; None if absent."""
+    try:
+        target = os.readlink(path) if path.is_symlink() else str(path)
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (target, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+class CurrentModel:
+    """The model behind ``serving/current`` in this worker, swapped when the link is re-pointed."""
+
+    def __init__(
+        self,
+        serving_dir: Path,
+        on_swap: Callable[[Model | None, Model], None] = lambda old, new: None,
+        on_refuse: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self.link = serving_dir / CURRENT_LINK
+        self.model: Model | None = None
+        self.problem = f"no serving file yet ({self.link} does not exist)"
+        self._on_swap = on_swap
+        self._on_refuse = on_refuse
+        self._seen: tuple[object, ...] | None = None
+        self._retired: list[Model] = []
+
+    def changed(self) -> tuple[object, ...] | None:
+        """The link's new identity if it differs from the last one looked at, else None (cheap)."""
+        identity = _identity(self.link)
+        if identity == self._seen:
+            return None
+        if identity is None:
+            self._seen = None
+            if self.model is None:
+                self.problem = f"no serving file ({self.link} does not exist)"
+            else:  # keep serving what we have; publishing is re-pointing the link, never removing it
+                log.warning("%s is gone; still serving %s", self.link, self.model.version)
+            return None
+        return identity
+
+    def poll(self) -> None:
+        """Check the link now and swap if it points at a new, valid file (blocking: for start-up)."""
+        identity = self.changed()
+        if identity is not None:
+            self._adopt(identity, self._open())
+
+    async def poll_async(self) -> None:
+        """``poll`` with the file check in a thread, so requests keep flowing while a file is checked."""
+        self._close_retired()
+        identity = self.changed()
+        if identity is not None:
+            self._adopt(identity, await asyncio.to_thread(self._open))
+
+    def _open(self) -> Model | str:
+        try:
+            return open_model(self.link.resolve())
+        except RefusedFile as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"{self.link}: {exc}"
+
+    def _adopt(self, identity: tuple[object, ...], opened: Model | str) -> None:
+        self._seen = identity  # a refused file is not retried until the link changes again
+        if isinstance(opened, str):
+            log.error("refused serving file: %s (still serving %s)", opened, self.serving)
+            if self.model is None:
+                self.problem = f"no valid serving file: {opened}"
+            self._on_refuse(opened)
+            return
+        old, self.model = self.model, opened  # one reference: a lookup sees the old or the new file
+        self.problem = ""
+        if old is not None:
+            self._retired.append(old)  # closed at the next poll, after requests in flight are done
+        log.info("serving %s (%s, %d users)", opened.version, opened.path.name, opened.row_count)
+        self._on_swap(old, opened)
+
+    @property
+    def serving(self) -> str:
+        return self.model.version if self.model else "nothing"
+
+    def _close_retired(self) -> None:
+        while self._retired:
+            self._retired.pop().close()
+
+    def close(self) -> None:
+        self._close_retired()
+        if self.model is not None:
+            self.model.close()
+            self.model = None

@@ -1,0 +1,183 @@
+"""Every kind of answer of the service, through sanic-testing (a real Sanic server per request).
+
+The provenance producer talks to the session's real broker; the answers and the
+metrics here are those of one process (the multi-worker service is in
+test_server_live.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+from sanic import Sanic
+
+from movierec import settings as settings_module
+from server.app import create_app
+from tests.test_server_store import FALLBACK, items_of, point_current, write_serving_file
+
+pytestmark = pytest.mark.kafka
+
+
+def app_for(home: Path, kafka: settings_module.Settings) -> Sanic:
+    return create_app(
+        settings_module.load(
+            {
+                "MOVIEREC_HOME": str(home),
+                "MOVIEREC_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap,
+                "MOVIEREC_SERVED_TOPIC": kafka.served_topic,
+            }
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, kafka: settings_module.Settings) -> Sanic:
+    home = tmp_path_factory.mktemp("server-app")
+    write_serving_file(home / "serving", "v1")
+    point_current(home / "serving", "v1")
+    return app_for(home, kafka)
+
+
+def metric(app: Sanic, name: str, **labels: str) -> float:
+    _, response = app.test_client.get("/metrics")
+    total = 0.0
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def test_a_known_user_gets_their_list(app: Sanic) -> None:
+    _, response = app.test_client.get("/recommend/42")
+    assert response.status == 200
+    assert response.content_type.startswith("text/plain")
+    assert response.text == items_of(42, "v1")
+    assert response.headers["x-model-version"] == "v1"
+    assert len(response.headers["x-request-id"]) == 32
+    assert "x-fallback" not in response.headers
+
+
+def test_an_unknown_user_gets_the_fallback(app: Sanic) -> None:
+    _, response = app.test_client.get("/recommend/100000")
+    assert (response.status, response.text, response.headers["x-fallback"]) == (200, FALLBACK, "1")
+
+
+def test_a_percent_encoded_id_is_the_id(app: Sanic) -> None:
+    _, response = app.test_client.get("/recommend/%34%32")
+    assert (response.status, response.text) == (200, items_of(42, "v1"))
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/recommend/abc", "decimal digits"),
+        ("/recommend/-5", "no sign"),
+        ("/recommend/+5", "no sign"),
+        ("/recommend/%2B5", "no sign"),
+        ("/recommend/0", "positive"),
+        ("/recommend/007", "leading zeros"),
+        ("/recommend/9223372036854775808", "above 9223372036854775807"),
+        ("/recommend/" + "9" * 20, "too long"),
+        ("/recommend/" + "1" * 5000, "too long"),
+        ("/recommend/", "empty user id"),
+        ("/recommend", "empty user id"),
+        ("/recommend/%ff%00", "decimal digits"),
+        ("/recommend/%0A1", "decimal digits"),
+        ("/recommend/%D9%A3", "decimal digits"),  # ARABIC-INDIC DIGIT THREE: a digit, not an ASCII one
+        ("/recommend/１２", "decimal digits"),  # fullwidth digits  # noqa: RUF001
+        ("/recommend/1.0", "decimal digits"),
+        ("/recommend/1/2", "decimal digits"),
+        ("/recommend/%20%201", "decimal digits"),
+    ],
+)
+def test_a_malformed_id_gets_400_with_one_line_reason(app: Sanic, path: str, reason: str) -> None:
+    _, response = app.test_client.get(path)
+    assert response.status == 400
+    assert reason in response.text
+    assert "\n" not in response.text and len(response.text) < 200
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(segment=st.text(min_size=0, max_size=60))
+def test_no_input_causes_a_server_error(app: Sanic, segment: str) -> None:
+    # arbitrary text, percent-encoded except for characters a client may send raw in a path
+    _, response = app.test_client.get("/recommend/" + quote(segment, safe="+-._~!$&'()*,;=:@%"))
+    assert response.status < 500, response.text
+    if response.status == 200:
+        assert segment.isascii() or "%" in segment
+    else:
+        assert response.status in (400, 404) and "\n" not in response.text
+
+
+def test_healthz_names_the_model_its_age_and_file(app: Sanic) -> None:
+    _, response = app.test_client.get("/healthz")
+    body = response.json
+    assert response.status == 200 and body["status"] == "ok"
+    assert body["model_version"] == "v1"
+    assert body["file"].endswith("recs-v1.sqlite") and body["users"] == 100
+    assert body["age_seconds"] > 0
+
+
+def test_metrics_count_answers_by_status_fallbacks_and_latency(app: Sanic) -> None:
+    before = {
+        "ok": metric(app, "movierec_recommend_requests_total", status="200"),
+        "bad": metric(app, "movierec_recommend_requests_total", status="400"),
+        "fallback": metric(app, "movierec_fallback_answers_total"),
+        "observed": metric(app, "movierec_recommend_latency_seconds_count"),
+    }
+    for path in ("/recommend/1", "/recommend/2", "/recommend/100001", "/recommend/x"):
+        app.test_client.get(path)
+    assert metric(app, "movierec_recommend_requests_total", status="200") == before["ok"] + 3
+    assert metric(app, "movierec_recommend_requests_total", status="400") == before["bad"] + 1
+    assert metric(app, "movierec_fallback_answers_total") == before["fallback"] + 1
+    assert metric(app, "movierec_recommend_latency_seconds_count") == before["observed"] + 4
+    assert metric(app, "movierec_model_info", version="v1", variant="none") == 1
+
+
+def test_without_a_serving_file_the_answer_is_503_with_a_reason(
+    tmp_path: Path, kafka: settings_module.Settings
+) -> None:
+    bare = app_for(tmp_path, kafka)
+    _, response = bare.test_client.get("/recommend/1")
+    assert response.status == 503 and "no model to answer from" in response.text
+    _, health = bare.test_client.get("/healthz")
+    assert health.status == 503 and "does not exist" in health.json["reason"]
+    _, bad = bare.test_client.get("/recommend/x")
+    assert bad.status == 400, "a malformed id is still the client's error"
+
+
+def test_a_variant_answers_from_its_own_file(tmp_path: Path, kafka: settings_module.Settings) -> None:
+    serving = tmp_path / "serving"
+    write_serving_file(serving, "v1")
+    write_serving_file(serving, "v2")
+    point_current(serving, "v1")
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "current.json").write_text(
+        json.dumps(
+            {
+                "name": "e",
+                "salt": "s",
+                "variants": [
+                    {"name": "control", "model_version": "current", "share": 0.5},
+                    {"name": "treatment", "model_version": "v2", "share": 0.5},
+                ],
+            }
+        )
+    )
+    app = app_for(tmp_path, kafka)
+    from server.experiment import parse_experiment
+
+    experiment = parse_experiment((tmp_path / "experiments" / "current.json").read_text())
+    for user in range(1, 11):
+        _, response = app.test_client.get(f"/recommend/{user}")
+        expected = "v2" if experiment.assign(user).name == "treatment" else "v1"
+        assert response.text == items_of(user, expected)
+    assert metric(app, "movierec_model_info", version="v2", variant="treatment") == 1
+    assert metric(app, "movierec_model_info", version="v1", variant="control") == 1

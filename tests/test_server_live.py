@@ -1,0 +1,348 @@
+"""The service as it runs: `movierec serve` in a subprocess with 2 workers, a private home, real HTTP.
+
+Covers what only the real thing shows: swapping under a stream of requests
+(and refusing a corrupt file while serving continues), metrics summed across
+workers, provenance records on the real broker, Kafka down, experiment
+assignment across restarts, `movierec explain` on a served answer, and a clean
+shutdown on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from movierec import settings as settings_module
+from movierec.settings import REPO_ROOT
+from tests.conftest import free_port
+from tests.test_server_store import FALLBACK, items_of, point_current, write_serving_file
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@dataclass
+class Running:
+    url: str
+    home: Path
+    process: subprocess.Popen
+    env: dict[str, str]
+    log: Path
+
+    def get(self, path: str) -> httpx.Response:
+        # a new connection per request, so requests spread over the workers
+        return httpx.get(f"{self.url}{path}", timeout=5)
+
+    def metric(self, name: str, **labels: str) -> float:
+        text = self.get("/metrics").text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
+
+def service_env(home: Path, port: int, bootstrap: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "SANIC_", "PROMETHEUS_"))}
+    return env | {
+        "MOVIEREC_HOME": str(home),
+        "MOVIEREC_SERVER_PORT": str(port),
+        "MOVIEREC_SERVER_WORKERS": "2",
+        "MOVIEREC_KAFKA_BOOTSTRAP": bootstrap,
+        **extra,
+    }
+
+
+@contextmanager
+def serve(home: Path, bootstrap: str, **extra: str) -> Iterator[Running]:
+    port = free_port()
+    env = service_env(home, port, bootstrap, **extra)
+    log = home / f"serve-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "movierec.cli", "serve"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    running = Running(f"http://127.0.0.1:{port}", home, process, env, log)
+    try:
+        _wait_until_up(running)
+        yield running
+    finally:
+        stop(running)
+
+
+def stop(running: Running) -> int:
+    if running.process.poll() is None:
+        running.process.send_signal(signal.SIGTERM)
+        try:
+            running.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            running.process.kill()
+            running.process.wait()
+    return running.process.returncode
+
+
+def _wait_until_up(running: Running) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            pytest.fail(f"movierec serve exited: {running.log.read_text()[-3000:]}")
+        try:
+            # every worker ready: a SIGTERM while one still starts up is another test's matter
+            ready = running.log.read_text(errors="replace").count("Worker ready")
+            if ready >= 2 and running.get("/healthz").status_code in (200, 503):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"movierec serve did not come up: {running.log.read_text()[-3000:]}")
+
+
+def wait_for(condition: object, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+class Load:
+    """Requests in a loop on a keep-alive connection per thread, until stopped; what came back."""
+
+    def __init__(self, running: Running, threads: int = 2) -> None:
+        self.running = running
+        self.statuses: Counter[object] = Counter()
+        self.versions: list[str] = []
+        self.wrong_bodies = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(n,)) for n in range(threads)]
+
+    def _loop(self, number: int) -> None:
+        user = number * 1000
+        with httpx.Client(base_url=self.running.url, timeout=5) as http:
+            while not self._stop.is_set():
+                user = user % 100 + 1
+                try:
+                    response = http.get(f"/recommend/{user}")
+                except httpx.HTTPError as exc:
+                    self.statuses[type(exc).__name__] += 1
+                    continue
+                self.statuses[response.status_code] += 1
+                version = response.headers.get("x-model-version", "")
+                self.versions.append(version)
+                if response.text != items_of(user, version):
+                    self.wrong_bodies += 1
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, kafka: settings_module.Settings) -> Iterator[Running]:
+    home = tmp_path_factory.mktemp("serve")
+    write_serving_file(home / "serving", "v1")
+    point_current(home / "serving", "v1")
+    with serve(home, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic) as running:
+        yield running
+
+
+def test_both_workers_answer_and_metrics_sum_over_them(service: Running) -> None:
+    pids = {service.get("/healthz").json()["pid"] for _ in range(40)}
+    assert len(pids) == 2, "two workers, and new connections reach both"
+    before = service.metric("movierec_recommend_requests_total", status="200")
+    fallback_before = service.metric("movierec_fallback_answers_total")
+    for user in range(1, 61):
+        assert service.get(f"/recommend/{user}").text == items_of(user, "v1")
+    for user in range(5001, 5011):
+        assert service.get(f"/recommend/{user}").text == FALLBACK
+    # whichever worker answers the scrape, it reports the sum over both
+    assert service.metric("movierec_recommend_requests_total", status="200") == before + 70
+    assert service.metric("movierec_fallback_answers_total") == fallback_before + 10
+    assert service.metric("movierec_model_info", version="v1", variant="none") == 1
+
+
+def test_swap_under_load_and_a_corrupt_file_is_refused(service: Running) -> None:
+    serving = service.home / "serving"
+    swaps = service.metric("movierec_model_swaps_total")
+    refused = service.metric("movierec_refused_files_total", kind="serving_file")
+    with Load(service) as load:
+        wait_for(lambda: len(load.versions) > 50, "requests flowing")
+        write_serving_file(serving, "v2")
+        point_current(serving, "v2")
+        wait_for(lambda: load.versions[-40:] == ["v2"] * 40, "both workers serving v2")
+
+        corrupt = serving / "recs-v3.sqlite"
+        corrupt.write_bytes(b"\x00garbage, not SQLite" * 4096)
+        point_current(serving, "v3")
+        wait_for(
+            lambda: service.metric("movierec_refused_files_total", kind="serving_file") == refused + 2,
+            "both workers refusing the corrupt file",
+        )
+        seen = len(load.versions)
+        wait_for(lambda: len(load.versions) > seen + 100, "more answers after the refusal")
+        assert set(load.versions[seen:]) == {"v2"}, "the refused file never serves; v2 keeps serving"
+
+        write_serving_file(serving, "v4")
+        point_current(serving, "v4")
+        wait_for(lambda: load.versions[-40:] == ["v4"] * 40, "both workers serving v4")
+    assert set(load.statuses) == {200}, load.statuses
+    assert load.wrong_bodies == 0
+    assert set(load.versions) <= {"v1", "v2", "v4"}
+    assert service.metric("movierec_model_swaps_total") == swaps + 4  # 2 swaps x 2 workers
+    assert service.get("/healthz").json()["model_version"] == "v4"
+    assert service.metric("movierec_model_info", version="v4", variant="none") == 1
+    assert service.metric("movierec_model_info", version="v1", variant="none") == 0
+    assert "refused serving file: recs-v3.sqlite" in service.log.read_text()
+
+
+def served_records(kafka: settings_module.Settings, request_ids: set[str], timeout: float = 30) -> dict:
+    """The records with these request ids on the served topic (read from the beginning)."""
+    consumer = Consumer(
+        {"bootstrap.servers": kafka.kafka_bootstrap, "group.id": "test-served", "enable.auto.commit": False}
+    )
+    partitions = consumer.list_topics(kafka.served_topic, timeout=10).topics[kafka.served_topic].partitions
+    consumer.assign([TopicPartition(kafka.served_topic, p, 0) for p in partitions])
+    found: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not request_ids <= found.keys():
+            for message in consumer.consume(1000, timeout=1):
+                if message.error() is None:
+                    record = json.loads(message.value())
+                    if record["request_id"] in request_ids:
+                        found[record["request_id"]] = record | {"_key": message.key()}
+    finally:
+        consumer.close()
+    return found
+
+
+def test_every_answer_is_recorded_on_the_served_topic(
+    service: Running, kafka: settings_module.Settings
+) -> None:
+    answers = {path: service.get(path) for path in ("/recommend/7", "/recommend/7777", "/recommend/x7")}
+    ids = {response.headers["x-request-id"]: path for path, response in answers.items()}
+    records = served_records(kafka, set(ids))
+    assert set(records) == set(ids)
+    by_path = {ids[rid]: record for rid, record in records.items()}
+    known = by_path["/recommend/7"]
+    assert known["user_id"] == 7 and known["status"] == 200 and known["_key"] == b"7"
+    assert known["items"] == answers["/recommend/7"].text
+    assert known["model_version"] == answers["/recommend/7"].headers["x-model-version"]
+    assert known["variant"] is None and known["fallback"] is False and known["latency_ms"] >= 0
+    assert known["time"].endswith("+00:00")
+    unknown = by_path["/recommend/7777"]
+    assert (unknown["items"], unknown["fallback"]) == (FALLBACK, True)
+    malformed = by_path["/recommend/x7"]
+    assert (malformed["status"], malformed["user_id"], malformed["items"]) == (400, None, None)
+    assert "decimal digits" in malformed["reason"]
+    wait_for(lambda: service.metric("movierec_provenance_sent_total") >= 3, "delivery reports counted")
+
+
+def test_explain_finds_the_answer_and_prints_its_model(
+    service: Running, kafka: settings_module.Settings
+) -> None:
+    response = service.get("/recommend/42")
+    version = response.headers["x-model-version"]
+    served_records(kafka, {response.headers["x-request-id"]})  # on the broker before explaining
+    result = subprocess.run(
+        [sys.executable, "-m", "movierec.cli", "explain", "42", "--json"],
+        cwd=REPO_ROOT,
+        env=service.env | {"MOVIEREC_SERVED_TOPIC": kafka.served_topic},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["served"]["request_id"] == response.headers["x-request-id"]
+    assert found["meta"]["model_version"] == version
+    assert found["meta"]["git_commit"] == f"commit-of-{version}"
+    assert found["meta"]["params"]["version"] == version
+    assert found["meta"]["data_manifest"]["files"][0]["path"] == f"lake/watch/{version}.parquet"
+
+
+def test_with_kafka_down_answers_continue_and_drops_are_counted(
+    tmp_path: Path, kafka: settings_module.Settings
+) -> None:
+    write_serving_file(tmp_path / "serving", "v1")
+    point_current(tmp_path / "serving", "v1")
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with serve(tmp_path, closed, MOVIEREC_SERVED_BUFFER="10") as running:
+        with httpx.Client(base_url=running.url, timeout=5) as http:
+            statuses = Counter(http.get(f"/recommend/{n % 100 + 1}").status_code for n in range(200))
+        assert statuses == {200: 200}
+        dropped = running.metric("movierec_provenance_dropped_total", reason="buffer_full")
+        assert dropped >= 200 - 2 * 10  # each worker buffers at most 10
+        # bounded: librdkafka's count also holds a few of its own pending requests (metadata, producer id)
+        assert running.get("/healthz").json()["provenance_queued"] <= 20
+
+
+def test_experiment_assignment_is_stable_across_restarts(
+    tmp_path: Path, kafka: settings_module.Settings
+) -> None:
+    serving = tmp_path / "serving"
+    for version in ("v1", "v2"):
+        write_serving_file(serving, version, range(1, 401))
+    point_current(serving, "v1")
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "current.json").write_text(
+        json.dumps(
+            {
+                "name": "live",
+                "salt": "salt-1",
+                "variants": [
+                    {"name": "control", "model_version": "current", "share": 0.5},
+                    {"name": "treatment", "model_version": "v2", "share": 0.5},
+                ],
+            }
+        )
+    )
+
+    def assignments() -> dict[int, tuple[str, str]]:
+        with serve(tmp_path, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic) as running:
+            seen = {}
+            for user in range(1, 401):
+                response = running.get(f"/recommend/{user}")
+                assert response.text == items_of(user, response.headers["x-model-version"])
+                seen[user] = (response.headers["x-variant"], response.headers["x-model-version"])
+            return seen
+
+    first, second = assignments(), assignments()
+    assert first == second
+    assert {pair for pair in first.values()} == {("control", "v1"), ("treatment", "v2")}
+    treated = sum(variant == "treatment" for variant, _ in first.values())
+    assert 150 <= treated <= 250  # 400 users at 50%: 5 standard deviations either side
+
+
+def test_sigterm_stops_the_service_cleanly(tmp_path: Path, kafka: settings_module.Settings) -> None:
+    with serve(tmp_path, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic) as running:
+        assert running.get("/recommend/1").status_code == 503  # no file yet: not the input's fault
+        code = stop(running)
+    assert code == 0, running.log.read_text()[-2000:]
+    assert "recommendation service stopped" in running.log.read_text()
