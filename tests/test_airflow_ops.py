@@ -93,17 +93,17 @@ def test_the_api_needs_a_login_and_lists_our_dags(running: Settings) -> None:
         answer = httpx.get(f"{url}/api/v2/dags", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert answer.status_code == 200
         dags = {d["dag_id"]: d for d in answer.json()["dags"]}
-        if {"catalog", "ingest_movielog"} <= dags.keys() or time.monotonic() > deadline:
+        if {"catalog", "ingest_movielog", "retrain"} <= dags.keys() or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert sorted(dags) == ["catalog", "ingest_movielog"]  # no examples
+    assert sorted(dags) == ["catalog", "ingest_movielog", "retrain"]  # no examples
     assert all(d["is_paused"] for d in dags.values())  # new DAGs wait paused until `make up` unpauses
     assert dags["ingest_movielog"]["max_active_runs"] == 1
 
 
 @pytest.mark.slow
 def test_unpause_all_switches_our_dags_on(running: Settings) -> None:
-    assert airflow_ops.unpause_all(running) == ["catalog", "ingest_movielog"]
+    assert airflow_ops.unpause_all(running) == ["catalog", "ingest_movielog", "retrain"]
     with airflow_ops.api_client(running) as client:
         assert not any(d["is_paused"] for d in airflow_ops.list_dags(client))
 
