@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -413,9 +413,10 @@ def import_errors(client: httpx.Client) -> list[dict[str, Any]]:
     return response.json()["import_errors"]
 
 
-def unpause_all(settings: Settings, timeout: float = 120.0) -> list[str]:
-    """Unpause every DAG of our dags folder once the dag-processor has registered them all;
-    the ids unpaused. A DAG file that does not import is an error (after the others are on)."""
+def unpause_all(settings: Settings, timeout: float = 120.0, keep_paused: Collection[str] = ()) -> list[str]:
+    """Unpause every DAG of our dags folder (but ``keep_paused``) once the dag-processor has
+    registered them all; the ids unpaused. A DAG file that does not import is an error (after the
+    others are on)."""
     wanted = set(dag_files())
     deadline = time.monotonic() + timeout
     with api_client(settings) as client:
@@ -430,7 +431,7 @@ def unpause_all(settings: Settings, timeout: float = 120.0) -> list[str]:
             time.sleep(1.0)
         unpaused = []
         for dag in dags:
-            if Path(dag["fileloc"]).name in wanted:
+            if Path(dag["fileloc"]).name in wanted and dag["dag_id"] not in keep_paused:
                 if dag["is_paused"]:
                     client.patch(
                         f"/api/v2/dags/{dag['dag_id']}", json={"is_paused": False}
@@ -455,6 +456,22 @@ def trigger(settings: Settings, dag_id: str, conf: Mapping[str, Any] | None = No
         if answer.status_code not in (200, 201):
             raise AirflowOpsError(f"triggering {dag_id} failed: {answer.status_code} {answer.text[:300]}")
         return answer.json()["dag_run_id"]
+
+
+def unpause(settings: Settings, dag_id: str) -> None:
+    with api_client(settings) as client:
+        client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+
+
+def active_runs(settings: Settings, dag_id: str) -> list[str]:
+    """Run ids of ``dag_id`` that are queued or running, oldest first."""
+    with api_client(settings) as client:
+        answer = client.get(
+            f"/api/v2/dags/{dag_id}/dagRuns",
+            params={"state": ["queued", "running"], "order_by": "id", "limit": 100},
+        )
+        answer.raise_for_status()
+        return [run["dag_run_id"] for run in answer.json()["dag_runs"]]
 
 
 def run_state(settings: Settings, dag_id: str, run_id: str) -> str:

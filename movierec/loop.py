@@ -71,6 +71,19 @@ def run_dag(settings: Settings, dag_id: str, timeout: float, conf: dict[str, Any
     return airflow_ops.wait_for_run(settings, dag_id, run_id, timeout=timeout, poll=3.0)
 
 
+def first_retrain(settings: Settings, timeout: float, wait_for_schedule: float = 30.0) -> str:
+    """Unpause retrain and wait for the run its schedule starts at once (catchup=False starts the
+    latest interval), or trigger one if none comes: one retrain, not a scheduled and a manual one."""
+    airflow_ops.unpause(settings, "retrain")
+    deadline = time.monotonic() + wait_for_schedule
+    while not (runs := airflow_ops.active_runs(settings, "retrain")) and time.monotonic() < deadline:
+        time.sleep(2.0)
+    if not runs:
+        return run_dag(settings, "retrain", timeout)
+    print(f"           retrain: run {runs[0]} (watch it at {airflow_ops.api_url(settings)}/dags/retrain)")
+    return airflow_ops.wait_for_run(settings, "retrain", runs[0], timeout=timeout, poll=3.0)
+
+
 def world(settings: Settings, *args: str) -> None:
     """A `movierec world ...` command in the foreground, its progress lines passed through."""
     subprocess.run([str(services.CLI), "world", *args], env=child_env(settings), check=True)
@@ -95,7 +108,8 @@ def up(
         services.start(settings, catalog["api"], env, timeout=300)  # first start builds the world
     with timeline.step("airflow", f"Airflow on {airflow_ops.api_url(settings)}"):
         airflow_ops.start(settings)
-        airflow_ops.unpause_all(settings)
+        # retrain stays paused until there is data: unpaused, its schedule starts a run at once
+        airflow_ops.unpause_all(settings, keep_paused=() if has_current_model(settings) else ("retrain",))
     with timeline.step("server", f"recommendation service on {settings.server_host}:{settings.server_port}"):
         services.start(settings, catalog["server"], env)
     if lake_is_empty(settings) and lines_waiting(settings) == 0:
@@ -112,7 +126,7 @@ def up(
         airflow_ops.trigger(settings, "catalog")
     if not has_current_model(settings):
         with timeline.step("retrain", "first retrain: prepare, train, evaluate, precompute, publish"):
-            state = run_dag(settings, "retrain", timeout=retrain_timeout)
+            state = first_retrain(settings, timeout=retrain_timeout)
             if state != "success" or not has_current_model(settings):
                 raise airflow_ops.AirflowOpsError("the first retrain did not publish a model: see its log")
     if live:
