@@ -1,15 +1,22 @@
-"""The ``retrain`` DAG: schedule, task order, the trigger form's parameters, and what each task calls.
-(Running it end to end needs precompute and publish of the other half of the issue; see test_dags.py
-for the import and call checks shared by every DAG.)"""
+"""The ``retrain`` DAG: schedule, task order, the trigger form's parameters, what each task calls,
+and a whole run with ``dag.test()`` on a small lake (real Spark under spark-submit, real SQLite):
+it publishes a serving file that holds every user of the model. (test_dags.py has the import and
+call checks shared by every DAG.)"""
 
 from __future__ import annotations
 
 import inspect
 import itertools
+import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
+from movierec import airflow_ops, registry, versions
+from tests.learning_data import build_small_lake, learning_settings
 from tests.test_dags import movierec_calls
 
 
@@ -56,3 +63,31 @@ def test_the_spark_tasks_submit_their_job_and_publish_calls_the_registry(dag: An
         assert "--version" in inspect.getsource(callable_)
     publish = movierec_calls(dag.get_task("publish").python_callable)[("movierec.registry", "publish")]
     assert [k.arg for k in publish.keywords] == ["force"]
+
+
+@pytest.mark.slow
+def test_a_whole_run_publishes_a_file_for_every_user_of_the_model(
+    dag: Any, airflow_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = learning_settings(tmp_path, MOVIEREC_ALS_ITERATIONS="3", MOVIEREC_ALS_RANK="16")
+    build_small_lake(settings)
+    for name, value in airflow_ops.movierec_env(settings).items():  # the tasks load MOVIEREC_*
+        monkeypatch.setenv(name, value)
+
+    assert dag.test().state == "success"
+
+    version = registry.current_version(settings)
+    assert version is not None
+    folder = versions.model_dir(settings, version)
+    users = pq.read_table(folder / versions.USERS_FILE).column("user_id").to_pylist()
+    movies = set(pq.read_table(folder / versions.MOVIES_FILE).column("movie_id").to_pylist())
+    with sqlite3.connect(f"file:{settings.serving_dir / 'current'}?mode=ro", uri=True) as connection:
+        rows = dict(connection.execute("SELECT user_id, items FROM recs"))
+        meta = dict(connection.execute("SELECT key, value FROM meta"))
+    assert sorted(rows) == sorted(users)
+    assert all(set(line.split(",")) <= movies for line in rows.values())
+    assert len(set(rows.values())) > len(rows) // 10  # not one list for everybody
+    assert meta["model_version"] == version
+    chosen = json.loads((folder / versions.MODEL_FILE).read_text())["candidate"]
+    report = json.loads((versions.report_dir(settings, version) / versions.REPORT_JSON).read_text())
+    assert report["chosen"] == chosen and report["serving"]["file_bytes"] > 0
