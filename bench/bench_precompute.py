@@ -1,8 +1,10 @@
-"""Precompute at full scale: our blocked top-k inside mapInArrow vs ``ALSModel.recommendForAllUsers``,
-on the same model, plus the top-k step alone (blocked vs plain argpartition) in numpy.
+"""Precompute at full scale: our blocked top-k inside mapInArrow vs the GEMM bound, vs
+``ALSModel.recommendForAllUsers`` and vs the ``implicit`` library's batch ``recommend``, on the same
+model, plus the top-k step alone (blocked vs plain argpartition) in numpy.
 
     .venv/bin/python bench/bench_precompute.py [--users 1000000] [--movies 27000] [--rank 64]
         [--interactions 3000000] [--spark-sample 100000] [--numpy-sample 50000]
+        [--implicit-batch 100000] [--check-sample 2000]
 
 The model is an ALS model folder as training leaves it (``movierec/versions.py``) with random
 factors of the full size: a tiny ALS is fitted for its metadata, then its factor tables are
@@ -12,6 +14,20 @@ sample of users with ``recommendForUserSubset`` and extrapolated linearly (all o
 ~15 minutes here); note it neither excludes seen movies nor maps ids back to slugs, so it does
 less than our job. Everything runs in one process, side by side; the figures to read are the
 ratios.
+
+The GEMM bound is what scoring every user against every movie costs at this machine's measured
+float32 GEMM rate (numpy, all cores, blocks of 1024 users as our job scores them, output written
+into a reused buffer): ``2 * users * movies * rank`` flops over the measured flop/s. No exact
+top-k can beat it, so ours / bound says how much the rest (top-k, seen mask, Spark, Parquet)
+costs; the goal is within 2x.
+
+``implicit`` (``implicit.cpu.als.AlternatingLeastSquares``) is given our float32 factors as its
+``user_factors`` / ``item_factors`` and asked for every user's top-20 with
+``filter_already_liked_items=True`` over the same seen pairs as a CSR matrix, ``--implicit-batch``
+users per call, ``num_threads`` = cores and BLAS limited to one thread (as implicit asks: its own
+threads each call the GEMM). It returns item rows, no slugs, no Parquet, so it does less than our
+job. Its lists are compared with the ones our job wrote for ``--check-sample`` users, as sets; a
+list that differs only in items scoring within float rounding of our 20th score counts as a tie.
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +52,8 @@ from spark_jobs.session import build_session
 
 log = logging.getLogger("bench_precompute")
 VERSION = "20261128T000000Z"
+K = 20
+TIE_TOLERANCE = 1e-5  # scores (O(1) here) this close are a tie: GEMM rounding may order them either way
 
 
 def random_factors(rows: int, rank: int, seed: int) -> np.ndarray:
@@ -48,8 +67,23 @@ def factor_table(factors: np.ndarray) -> pa.Table:
     return pa.table({"id": pa.array(np.arange(len(factors), dtype=np.int32)), "features": features})
 
 
-def build_model(spark, settings, args: argparse.Namespace) -> Path:
-    """A full-size model folder: tiny ALS for the metadata, random factor tables of the full size."""
+def seen_pairs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """(uidx, iidx) of the seen pairs: uniform at random (duplicates are harmless)."""
+    rng = np.random.default_rng(3)
+    return (
+        rng.integers(0, args.users, args.interactions, dtype=np.int32),
+        rng.integers(0, args.movies, args.interactions, dtype=np.int32),
+    )
+
+
+def build_model(
+    spark,
+    settings,
+    args: argparse.Namespace,
+    factors: dict[str, np.ndarray],
+    seen: tuple[np.ndarray, np.ndarray],
+) -> Path:
+    """A full-size model folder: tiny ALS for the metadata, the given factors as its factor tables."""
     from pyspark.ml.recommendation import ALS
 
     folder = versions.model_dir(settings, VERSION)
@@ -59,12 +93,11 @@ def build_model(spark, settings, args: argparse.Namespace) -> Path:
         rank=args.rank, maxIter=1, implicitPrefs=True, userCol="uidx", itemCol="iidx", ratingCol="confidence"
     )
     als.fit(tiny).write().save(str(folder / versions.ALS_DIR))
-    for name, rows, seed in (("userFactors", args.users, 1), ("itemFactors", args.movies, 2)):
+    for name, matrix in factors.items():
         target = folder / versions.ALS_DIR / name
         for old in target.glob("*"):
             old.unlink()
-        pq.write_table(factor_table(random_factors(rows, args.rank, seed)), target / "part-00000.parquet")
-    rng = np.random.default_rng(3)
+        pq.write_table(factor_table(matrix), target / "part-00000.parquet")
     users = np.arange(args.users, dtype=np.int32)
     pq.write_table(
         pa.table({"user_id": users.astype(np.int64) + 1, "uidx": users}), folder / versions.USERS_FILE
@@ -74,28 +107,92 @@ def build_model(spark, settings, args: argparse.Namespace) -> Path:
         pa.table({"movie_id": slugs, "iidx": np.arange(args.movies, dtype=np.int32)}),
         folder / versions.MOVIES_FILE,
     )
-    seen = pa.table(
-        {
-            "uidx": rng.integers(0, args.users, args.interactions, dtype=np.int32),
-            "iidx": rng.integers(0, args.movies, args.interactions, dtype=np.int32),
-        }
-    )
-    pq.write_table(seen, folder / versions.SEEN_FILE)
+    pq.write_table(pa.table({"uidx": seen[0], "iidx": seen[1]}), folder / versions.SEEN_FILE)
     (folder / versions.FALLBACK_FILE).write_text(json.dumps({"items": slugs[:20]}))
     (folder / versions.MODEL_FILE).write_text(json.dumps({"version": VERSION, "model": "als"}))
     return folder
 
 
-def time_ours(spark, folder: Path, users: int) -> float:
-    """Our job's scoring: every user's exact top-20 of unseen movies, as slugs, written to Parquet."""
-    began = time.monotonic()
-    frame = precompute.recommend_all(spark, folder, "fallback")
+def time_ours(spark, folder: Path, users: int, check: np.ndarray) -> tuple[float, dict[int, list[int]]]:
+    """Our job's scoring: every user's exact top-20 of unseen movies, as slugs, written to Parquet.
+
+    Returns the seconds and, read back after the timing, the lists of the ``check`` users (by uidx,
+    as item indices: the slugs are ``movie+<iidx>+<year>``).
+    """
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        began = time.monotonic()
+        frame = precompute.recommend_all(spark, folder, "fallback")
         frame.write.parquet(f"{scratch}/recs")
-        written = pq.read_metadata(next(Path(scratch, "recs").glob("*.parquet"))).num_rows
-    seconds = time.monotonic() - began
-    log.info("ours: %s users in %.1f s (a part file holds %s rows)", f"{users:,}", seconds, f"{written:,}")
-    return seconds
+        seconds = time.monotonic() - began
+        written = pq.read_table(f"{scratch}/recs", filters=[("user_id", "in", (check + 1).tolist())])
+    log.info("ours: %s users in %.1f s", f"{users:,}", seconds)
+    lines = zip(written.column("user_id").to_pylist(), written.column("items").to_pylist(), strict=True)
+    return seconds, {
+        user_id - 1: [int(slug.split("+")[1]) for slug in line.split(",") if slug != "fallback"]
+        for user_id, line in lines
+    }
+
+
+def gemm_flops(movies: int, rank: int, blocks: int = 8) -> float:
+    """Measured float32 GEMM rate (flop/s) of 1024-user blocks against all movies, numpy, all cores."""
+    users = random_factors(topk.DEFAULT_BLOCK_USERS, rank, 6)
+    items_t = np.ascontiguousarray(random_factors(movies, rank, 7).T)
+    out = np.empty((len(users), movies), dtype=np.float32)
+    np.matmul(users, items_t, out=out)  # warm: pages of ``out`` touched, BLAS threads started
+    began = time.perf_counter()
+    for _ in range(blocks):
+        np.matmul(users, items_t, out=out)
+    seconds = time.perf_counter() - began
+    return 2.0 * blocks * len(users) * movies * rank / seconds
+
+
+def time_implicit(
+    factors: dict[str, np.ndarray], seen: tuple[np.ndarray, np.ndarray], batch: int
+) -> tuple[float, np.ndarray]:
+    """implicit's batch recommend of every user (seen excluded) on our factors: (seconds, items)."""
+    import scipy.sparse
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    user_factors, item_factors = factors["userFactors"], factors["itemFactors"]
+    users, movies = len(user_factors), len(item_factors)
+    user_items = scipy.sparse.csr_matrix(
+        (np.ones(len(seen[0]), dtype=np.float32), (seen[0], seen[1])), shape=(users, movies)
+    )
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=user_factors.shape[1], num_threads=os.cpu_count() or 1)
+        model.user_factors, model.item_factors = user_factors, item_factors
+        items = np.empty((users, K), dtype=np.int32)
+        began = time.monotonic()
+        for start in range(0, users, batch):
+            stop = min(start + batch, users)
+            ids, _scores = model.recommend(
+                np.arange(start, stop), user_items[start:stop], N=K, filter_already_liked_items=True
+            )
+            items[start:stop] = ids
+        seconds = time.monotonic() - began
+    log.info("implicit: %s users in %.1f s", f"{users:,}", seconds)
+    return seconds, items
+
+
+def compare_lists(
+    ours: dict[int, list[int]], theirs: np.ndarray, factors: dict[str, np.ndarray]
+) -> tuple[float, float]:
+    """(share of users whose two lists are equal as sets, share that differ only by a tie at the cut)."""
+    user_factors, item_factors = factors["userFactors"], factors["itemFactors"]
+    equal = tied = 0
+    for uidx, mine in ours.items():
+        other = [int(i) for i in theirs[uidx] if i >= 0]
+        if set(mine) == set(other):
+            equal += 1
+            continue
+        # a tie: every item in one list only scores within rounding of our 20th score
+        scores = item_factors.astype(np.float64) @ user_factors[uidx].astype(np.float64)
+        gaps = np.abs(scores[list(set(mine) ^ set(other))] - scores[mine].min())
+        if len(mine) == len(other) and np.all(gaps <= TIE_TOLERANCE):
+            tied += 1
+    n = max(len(ours), 1)
+    return equal / n, tied / n
 
 
 def time_spark_builtin(spark, folder: Path, sample: int, users: int) -> float:
@@ -141,32 +238,54 @@ def main() -> None:
     parser.add_argument(
         "--numpy-sample", type=int, default=50_000, help="users for the numpy top-k comparison"
     )
+    parser.add_argument("--implicit-batch", type=int, default=100_000, help="users per implicit call")
+    parser.add_argument(
+        "--check-sample", type=int, default=2_000, help="users whose lists are compared with implicit's"
+    )
     args = parser.parse_args()
     setup_logging()
+    factors = {
+        "userFactors": random_factors(args.users, args.rank, 1),
+        "itemFactors": random_factors(args.movies, args.rank, 2),
+    }
+    seen = seen_pairs(args)
+    check = np.random.default_rng(8).choice(args.users, min(args.check_sample, args.users), replace=False)
     with tempfile.TemporaryDirectory(prefix="bench-precompute-") as home:
         settings = settings_module.load({"MOVIEREC_HOME": home, "MOVIEREC_SPARK_DRIVER_MEMORY": "4g"})
         spark = build_session(settings, "bench-precompute")
-        folder = build_model(spark, settings, args)
+        folder = build_model(spark, settings, args, factors, seen)
         precompute._ship_by_value()
-        ours = time_ours(spark, folder, args.users)
+        ours, our_lists = time_ours(spark, folder, args.users, check)
         builtin = time_spark_builtin(spark, folder, args.spark_sample, args.users)
         spark.stop()
-        numpy_figures = time_topk_numpy(args.numpy_sample, args.movies, args.rank)
+    flops = gemm_flops(args.movies, args.rank)
+    bound = 2.0 * args.users * args.movies * args.rank / flops
+    implicit_seconds, implicit_items = time_implicit(factors, seen, args.implicit_batch)
+    same, tied = compare_lists(our_lists, implicit_items, factors)
+    del implicit_items
+    numpy_figures = time_topk_numpy(args.numpy_sample, args.movies, args.rank)
     scale = f"{args.users:,} users x {args.movies:,} movies, rank {args.rank}"
     print(f"\nprecompute of every user's top-20, {scale}, {settings.spark_master}")
-    print(f"{'method':<46}{'seconds':>10}{'µs/user':>10}{'ratio':>8}")
+    print(f"{'method':<52}{'seconds':>10}{'µs/user':>10}{'ratio':>8}")
     for name, seconds in (
         ("ours: mapInArrow + blocked top-k (seen excluded)", ours),
+        (f"GEMM bound ({flops / 1e9:.1f} GFLOP/s measured)", bound),
         (f"recommendForAllUsers (from {args.spark_sample:,} users)", builtin),
+        ("implicit recommend (seen excluded)", implicit_seconds),
     ):
-        print(f"{name:<46}{seconds:>10.1f}{1e6 * seconds / args.users:>10.1f}{seconds / ours:>7.2f}x")
+        print(f"{name:<52}{seconds:>10.2f}{1e6 * seconds / args.users:>10.1f}{seconds / ours:>7.2f}x")
+    print(f"ours / GEMM bound: {ours / bound:.2f}x (goal: within 2x)")
+    print(
+        f"implicit's lists equal ours as sets: {same:.4f} of {len(our_lists):,} sampled users"
+        f" ({tied:.4f} more differ only by a tie at the 20th score)"
+    )
     n = args.numpy_sample
     gemm = numpy_figures["gemm"]
     print(f"\ntop-k step alone, numpy, one process, {n:,} users (after the same GEMM, {gemm:.1f} s)")
     for name in ("blocked_topk", "argpartition_topk"):
         seconds = numpy_figures[name]
         ratio = seconds / numpy_figures["blocked_topk"]
-        print(f"{name:<46}{seconds:>10.1f}{1e6 * seconds / n:>10.1f}{ratio:>7.2f}x")
+        print(f"{name:<52}{seconds:>10.2f}{1e6 * seconds / n:>10.1f}{ratio:>7.2f}x")
     print(f"lists equal as sets: {numpy_figures['same_lists']:.4f} of users (ties may differ)")
 
 
