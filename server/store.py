@@ -24,21 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from movierec.registry import CURRENT, JSON_META, MAX_ITEMS, REQUIRED_META
+
 log = logging.getLogger(__name__)
 
-REQUIRED_META = (
-    "model_version",
-    "created_at",
-    "git_commit",
-    "params",
-    "data_manifest",
-    "metrics",
-    "row_count",
-    "fallback",
-)
-JSON_META = ("params", "data_manifest", "metrics")
-MAX_ITEMS = 20
-CURRENT_LINK = "current"
+# The serving-file contract is the registry's (the writer's); the server checks the same keys.
+CURRENT_LINK = CURRENT
 _FILE_RE = re.compile(r"recs-(?P<version>.+)\.sqlite")
 
 
