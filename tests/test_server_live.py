@@ -195,7 +195,10 @@ def test_swap_under_load_and_a_corrupt_file_is_refused(service: Running) -> None
         wait_for(lambda: len(load.versions) > 50, "requests flowing")
         write_serving_file(serving, "v2")
         point_current(serving, "v2")
-        wait_for(lambda: load.versions[-40:] == ["v2"] * 40, "both workers serving v2")
+        wait_for(lambda: load.versions[-40:] == ["v2"] * 40, "answers from v2")
+        # Both keep-alive connections may land on one worker; the other swaps on its own watch,
+        # and must have swapped to v2 before v3 is pointed at, or it would skip v2.
+        wait_for(lambda: service.metric("movierec_model_swaps_total") == swaps + 2, "both workers on v2")
 
         corrupt = serving / "recs-v3.sqlite"
         corrupt.write_bytes(b"\x00garbage, not SQLite" * 4096)
@@ -210,7 +213,8 @@ def test_swap_under_load_and_a_corrupt_file_is_refused(service: Running) -> None
 
         write_serving_file(serving, "v4")
         point_current(serving, "v4")
-        wait_for(lambda: load.versions[-40:] == ["v4"] * 40, "both workers serving v4")
+        wait_for(lambda: load.versions[-40:] == ["v4"] * 40, "answers from v4")
+        wait_for(lambda: service.metric("movierec_model_swaps_total") >= swaps + 4, "both workers on v4")
     assert set(load.statuses) == {200}, load.statuses
     assert load.wrong_bodies == 0
     assert set(load.versions) <= {"v1", "v2", "v4"}
