@@ -53,16 +53,28 @@ def service(history: History) -> Iterator[str]:
 
 
 def run_for(
-    history: History, url: str, seconds: float, follow: float = 1.0
+    history: History, url: str, seconds: float, follow: float = 1.0, until_recos: int | None = None
 ) -> tuple[list[str], dict[str, int]]:
+    """Live viewers for ``seconds`` of wall time, or until ``until_recos`` reco lines (a loaded
+    machine runs fewer sessions per second; the count, not the clock, is what the test needs)."""
     lines: list[str] = []
 
     async def main() -> dict[str, int]:
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(seconds, stop.set)
+
+        recos = 0
+
+        def write(line: str, _user: int) -> None:
+            nonlocal recos
+            lines.append(line)
+            recos += "recommendation request" in line
+            if until_recos is not None and recos >= until_recos:
+                stop.set()
+
         return await run_live(
             history,
-            lambda line, _user: lines.append(line),
+            write,
             url,
             seed=1,
             lines_per_second=2_000,  # a busy site, so a few seconds show every kind of line
@@ -75,7 +87,7 @@ def run_for(
 
 
 def test_live_viewers_ask_the_service_then_watch(history: History, service: str) -> None:
-    lines, counts = run_for(history, service, 3.0)
+    lines, counts = run_for(history, service, 60.0, until_recos=40)
     parsed = [parse_line(line) for line in lines]
     assert not [p for p in parsed if isinstance(p, Malformed)]
     recos = [p for p in parsed if isinstance(p, RecoEvent)]
