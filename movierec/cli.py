@@ -178,6 +178,10 @@ def cmd_world(args: argparse.Namespace) -> int:
             )
         elif args.mode == "api":
             commands.api(settings)
+        elif args.mode == "truth-report":
+            from simulator.oracle import render, truth_report
+
+            print(render(truth_report(settings, args.version, args.users)), end="")
     except ScenarioError as exc:
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
@@ -315,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="where scenarios log what they did (default: $MOVIEREC_HOME/world/ground_truth.jsonl)",
         )
     modes.add_parser("api", help="the catalog API (users, movies)")
+    truth = modes.add_parser(
+        "truth-report", help="evaluation only: a model version's lists against the ground truth"
+    )
+    truth.add_argument("--version", required=True, help="model version id (UTC YYYYMMDDTHHMMSSZ)")
+    truth.add_argument("--users", type=int, default=5_000, help="users of the model to sample")
     scenario = modes.add_parser("scenario", help="the scenarios a backfill or run can play")
     scenario.add_argument("action", choices=["list"], help="list: the kinds, their strength and options")
     world.set_defaults(handler=cmd_world)

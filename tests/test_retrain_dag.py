@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from movierec import airflow_ops, registry, versions
+from simulator import oracle
 from tests.learning_data import build_small_lake, learning_settings
 from tests.test_dags import movierec_calls
 
@@ -91,3 +92,14 @@ def test_a_whole_run_publishes_a_file_for_every_user_of_the_model(
     chosen = json.loads((folder / versions.MODEL_FILE).read_text())["candidate"]
     report = json.loads((versions.report_dir(settings, version) / versions.REPORT_JSON).read_text())
     assert report["chosen"] == chosen and report["serving"]["file_bytes"] > 0
+
+    # Evaluation only: the same version against the simulator's ground truth.
+    truth = oracle.truth_report(settings, version, sample_size=300)
+    candidates = {p.name for p in (folder / versions.CANDIDATES_DIR).iterdir() if (p / "train.json").exists()}
+    assert set(truth["closeness"]) == candidates | {f"served file (recs-{version})"}
+    for row in truth["closeness"].values():
+        assert 0 <= row["overlap_at_20"] <= 1
+        # the true top-20 are the best unseen movies by true affinity: no list can beat them
+        assert row["mean_true_affinity"] <= truth["true_top20_mean_affinity"]
+    assert all(0 <= value <= 1 for value in truth["headroom"]["recall_at_20"].values())
+    assert (versions.report_dir(settings, version) / oracle.TRUTH_MD).read_text().startswith("# Lists")
