@@ -8,8 +8,10 @@ SIGTERM it stops them gracefully (requests in flight finish, producers flush).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import shutil
+import traceback
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     from sanic import Sanic
 
 log = logging.getLogger(__name__)
+
+WORKER_STATE_FUNCTIONS = {"set_state", "_get_process_states"}  # Sanic's readers of its shared states
 
 
 def metrics_dir(settings: Settings) -> Path:
@@ -68,5 +72,38 @@ def serve(settings: Settings) -> None:
         workers,
         settings.serving_dir / "current",
     )
-    Sanic.serve(primary=app, app_loader=loader)
+    try:
+        Sanic.serve(primary=app, app_loader=loader)
+    except (TypeError, AttributeError) as exc:
+        # Sanic 25.12's manager can read a torn entry of its shared worker-state dict while it stops
+        # the workers (seen under load in CI: "'NoneType' object is not a mapping" in set_state, then
+        # "'str' object has no attribute 'get'"), and gives up before signalling every worker.
+        # Finish the stop here instead of leaving workers and the state manager behind; any other
+        # failure is not ours to hide.
+        if not _in_worker_state_bookkeeping(exc):
+            raise
+        log.warning("Sanic's worker bookkeeping failed while stopping (%s); stopping workers directly", exc)
+        _stop_children()
     log.info("recommendation service stopped")
+
+
+def _in_worker_state_bookkeeping(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the exception it interrupted) was raised reading Sanic's worker states."""
+    current: BaseException | None = exc
+    while current is not None:
+        frames = traceback.extract_tb(current.__traceback__)
+        if any(frame.name in WORKER_STATE_FUNCTIONS for frame in frames):
+            return True
+        current = current.__context__
+    return False
+
+
+def _stop_children(timeout: float = 10.0) -> None:
+    """SIGTERM every child process left (workers finish in-flight requests on it), then wait."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()

@@ -1,0 +1,45 @@
+"""``movierec serve``'s guard around Sanic's shutdown race: only that race is absorbed."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.run import _in_worker_state_bookkeeping
+
+
+def set_state(worker_state: dict) -> None:  # named as Sanic's WorkerProcess.set_state
+    worker_state["Srv 0"] = {**worker_state["Srv 0"], "state": "TERMINATED"}
+
+
+def _get_process_states(worker_state: dict) -> list:  # named as Sanic's reader of the states
+    return [s.get("state") for s in worker_state.values()]
+
+
+def caught(call: object, *args: object) -> BaseException:
+    with pytest.raises((TypeError, AttributeError)) as info:
+        call(*args)  # type: ignore[operator]
+    return info.value
+
+
+def test_a_torn_state_read_in_sanics_bookkeeping_is_recognised() -> None:
+    assert _in_worker_state_bookkeeping(caught(set_state, {"Srv 0": None}))
+    assert _in_worker_state_bookkeeping(caught(_get_process_states, {"Srv 0": "RUNNING"}))
+
+
+def test_the_race_is_recognised_when_it_interrupted_another_failure() -> None:
+    def stop_then_count() -> None:
+        try:
+            set_state({"Srv 0": None})
+        finally:
+            len(None)  # type: ignore[arg-type]
+
+    error = caught(stop_then_count)
+    assert isinstance(error, TypeError) and "len()" in str(error)
+    assert _in_worker_state_bookkeeping(error)
+
+
+def test_any_other_type_error_is_not_hidden() -> None:
+    def create_app(settings: None) -> None:
+        settings.server_port  # type: ignore[attr-defined]  # noqa: B018
+
+    assert not _in_worker_state_bookkeeping(caught(create_app, None))
