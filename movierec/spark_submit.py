@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -93,7 +94,7 @@ def submit(settings: Settings, job: str, args: list[str], *, tag: str | None = N
                 result = result if result is not None and "_plain" not in result else last | {"_plain": True}
             elif PROGRESS_MARK in line:
                 log.info("%s| %s", job, line.rstrip())
-        code = process.wait()
+        code, peak_mb = _wait_with_peak_memory(process)
     seconds = time.monotonic() - began
     if code != 0 or result is None:
         why = f"exit code {code}" if code != 0 else "no RESULT line"
@@ -101,9 +102,18 @@ def submit(settings: Settings, job: str, args: list[str], *, tag: str | None = N
             f"spark job {job} failed ({why}) after {seconds:.0f} s; log {path}; last lines:\n"
             + "\n".join(tail)
         )
-    log.info("spark job %s done in %.0f s", job, seconds)
+    log.info("spark job %s done in %.0f s, peak memory %.0f MB", job, seconds, peak_mb)
     result.pop("_plain", None)
-    return result | {"log": str(path), "submit_seconds": round(seconds, 1)}
+    return result | {"log": str(path), "submit_seconds": round(seconds, 1), "peak_rss_mb": peak_mb}
+
+
+def _wait_with_peak_memory(process: subprocess.Popen[str]) -> tuple[int, float]:
+    """Exit code and peak resident memory (MB) of the job: the kernel's max RSS of the process
+    spark-submit became (in local mode the JVM that is driver and executors at once; its Python
+    workers are smaller and not counted)."""
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, round(usage.ru_maxrss / 1024, 1)  # Linux: ru_maxrss is in KiB
 
 
 def _json_object(line: str) -> dict[str, Any] | None:

@@ -251,6 +251,7 @@ def test_spark_submit_runs_the_job(spark, settings) -> None:
     report = spark_submit.submit(settings, "precompute", ["--version", version], tag=version)
     assert report["users"] == N_USERS + 1
     assert "users scored" in Path(report["log"]).read_text()  # the progress lines a person reads
+    assert report["peak_rss_mb"] > 100  # the driver JVM's peak, as the kernel counted it
     registry.validate_version(settings, version)
 
 
