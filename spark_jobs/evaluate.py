@@ -36,6 +36,7 @@ log = logging.getLogger("movierec.evaluate")
 
 SUBGROUPS = ("tenure", "activity", "age_band", "gender", "occupation")
 REFERENCE = "random"
+RANDOM_BLOCK_USERS = 4096
 
 
 class EvaluationData:
@@ -93,12 +94,16 @@ def popularity_lists(data: EvaluationData, scores: np.ndarray, k: int) -> tuple[
 def random_lists(data: EvaluationData, k: int, seed: int) -> list[list[int]]:
     """Unseen movies drawn uniformly: the floor every model must clear."""
     rng = np.random.default_rng(seed)
-    noise = rng.random((len(data.users), data.n_movies)).astype(np.float32)
-    indptr, indices = data.seen_csr(np.arange(len(data.users)))
-    rows = np.repeat(np.arange(len(data.users)), np.diff(indptr))
-    noise[rows, indices] = -np.inf
-    items, _scores = topk.top_k_of_scores(noise, k)
-    return [[int(i) for i in row if i >= 0] for row in items]
+    lists: list[list[int]] = []
+    # in blocks of users: all of them at once is users x movies floats (80K x 18K: 6 GB, float32)
+    for start in range(0, len(data.users), RANDOM_BLOCK_USERS):
+        block = np.arange(start, min(start + RANDOM_BLOCK_USERS, len(data.users)))
+        noise = rng.random((len(block), data.n_movies), dtype=np.float32)
+        indptr, indices = data.seen_csr(block)
+        noise[np.repeat(np.arange(len(block)), np.diff(indptr)), indices] = -np.inf
+        items, _scores = topk.top_k_of_scores(noise, k)
+        lists += [[int(i) for i in row if i >= 0] for row in items]
+    return lists
 
 
 def factors(frame: Any, size: int) -> tuple[np.ndarray, np.ndarray]:

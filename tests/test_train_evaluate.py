@@ -9,10 +9,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from movierec import spark_submit, versions
+from spark_jobs import evaluate as evaluate_module
 from spark_jobs import files, metrics
 from spark_jobs.evaluate import evaluate
 from spark_jobs.prepare import prepare
@@ -180,3 +182,19 @@ def test_a_failing_job_raises_with_its_log(tmp_path: Path) -> None:
     assert "invalid check_version value: 'not-a-version'" in str(failure.value)  # the log's tail
     log = spark_submit.log_path(settings, "prepare", "bad")
     assert "not-a-version" in log.read_text()
+
+
+def test_the_random_floor_never_lists_what_a_user_met_across_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drawn block by block (memory), each list is k distinct unseen movies, rows in user order."""
+    monkeypatch.setattr(evaluate_module, "RANDOM_BLOCK_USERS", 3)
+    # only the fields random_lists reads
+    data = evaluate_module.EvaluationData.__new__(evaluate_module.EvaluationData)
+    data.users = np.arange(7)
+    data.n_movies = 12
+    data.seen_rows = np.array([0, 0, 4, 6, 6, 6])
+    data.seen_items = np.array([1, 2, 5, 0, 3, 11])
+    lists = evaluate_module.random_lists(data, 5, seed=3)
+    assert len(lists) == 7 and all(len(set(row)) == 5 for row in lists)
+    seen = {0: {1, 2}, 4: {5}, 6: {0, 3, 11}}
+    assert all(not set(lists[user]) & met for user, met in seen.items())
+    assert lists == evaluate_module.random_lists(data, 5, seed=3)  # seeded
