@@ -227,6 +227,9 @@ def judge(rows: int, bad: int, outcomes: list[dict[str, Any]], max_bad_share: fl
 
 # --- the GX context: I/O -----------------------------------------------------------------------
 
+GX_CONFIG_FILE = "great_expectations.yml"
+# What _sync installs from expectations/ (results and data docs under uncommitted/ are kept).
+DERIVED_STORES = ("checkpoints", "validation_definitions", "expectations")
 _CONTEXTS: dict[Path, Any] = {}  # one file context per MOVIEREC_HOME and process (building one costs)
 
 
@@ -252,24 +255,58 @@ def _locked(settings: Settings) -> Iterator[None]:
 
 
 def context(settings: Settings) -> Any:
-    """The GX file context of ``settings.home``, in line with expectations/ (cached per process)."""
+    """The GX file context of ``settings.home``, in line with expectations/ (cached per process).
+
+    GX rewrites its files in place, so a task killed while it writes (SIGKILL, out of memory; the
+    ingest crash test does it) can leave ``great_expectations.yml`` truncated, or still valid YAML
+    that lost the data source the stored checkpoints name, and every later run would fail on it.
+    The project config and the stores that refer to it are derived from our settings and
+    ``expectations/``, so when they cannot be read back they are set aside (kept to look at) and
+    installed anew, once; validation results and data docs stay. A second failure is raised.
+    """
     home = settings.home.resolve()
     if home not in _CONTEXTS:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
         logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO chatter floods task logs
         suites, checkpoints = load_definitions()
         with _locked(settings):
-            ctx = gx.get_context(mode="file", project_root_dir=str(home))
-            if ctx.variables.progress_bars is None or ctx.variables.analytics_enabled is not False:
-                # tqdm bars would flood the task logs; our own log line reports progress
-                ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-                ctx.variables.analytics_enabled = False
-                ctx.variables.save()
-            _sync(ctx, suites, checkpoints)
+            try:
+                ctx = _open_and_sync(settings, suites, checkpoints)
+            except Exception as exc:  # whatever GX raises reading its own files back
+                _set_aside(settings, exc)
+                ctx = _open_and_sync(settings, suites, checkpoints)
         _CONTEXTS[home] = ctx
     return _CONTEXTS[home]
+
+
+def _open_and_sync(settings: Settings, suites: dict[str, dict], checkpoints: dict[str, dict]) -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="file", project_root_dir=str(settings.home.resolve()))
+    if ctx.variables.progress_bars is None or ctx.variables.analytics_enabled is not False:
+        # tqdm bars would flood the task logs; our own log line reports progress
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        ctx.variables.analytics_enabled = False
+        ctx.variables.save()
+    _sync(ctx, suites, checkpoints)
+    return ctx
+
+
+def _set_aside(settings: Settings, exc: Exception) -> None:
+    """Move the project config aside and drop the stores derived from it, for a fresh install."""
+    folder = gx_dir(settings)
+    config = folder / GX_CONFIG_FILE
+    aside = config.with_name(f"{GX_CONFIG_FILE}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
+    if config.exists():
+        config.rename(aside)
+    for store in DERIVED_STORES:
+        shutil.rmtree(folder / store, ignore_errors=True)
+    log.warning(
+        "quality: the GX project could not be read back (%s: %s); config kept as %s, reinstalled",
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+        aside.name,
+    )
 
 
 def _sync(ctx: Any, suites: dict[str, dict], checkpoints: dict[str, dict]) -> None:

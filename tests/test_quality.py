@@ -321,3 +321,19 @@ def test_ingest_moves_rows_failing_quality_to_quarantine(settings: settings_modu
     assert quarantine["line"].to_pylist() == [lines[1].decode(), lines[2].decode()]
     assert tables["watch"].num_rows == 11 and tables["rate"].num_rows == 1
     assert 51 not in tables["watch"]["offset"].to_pylist()
+
+
+def test_a_project_config_truncated_by_a_killed_run_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
+    """What the ingest crash test caught: SIGKILL while GX rewrote its yml left it unreadable."""
+    settings = replace(settings_module.load({"MOVIEREC_HOME": str(tmp_path)}), quality_max_bad_share=0.5)
+    quality.context(settings)  # the project exists, as after a first run
+    config = quality.gx_dir(settings) / quality.GX_CONFIG_FILE
+    whole = config.read_text()
+    config.write_text(whole[: len(whole) // 3])  # cut mid-write
+    quality._CONTEXTS.clear()  # a new process
+
+    result = quality.check_tables(settings, {"watch": watch(30, minute={3: -1})}, "after-the-crash")
+
+    assert result.summary["watch"]["success"] is False and result.bad_rows["watch"].sum() == 1
+    assert len(list(config.parent.glob(quality.GX_CONFIG_FILE + ".broken-*"))) == 1  # kept to look at
+    assert f"{quality.DATASOURCE}:" in config.read_text()  # the data source is installed again
