@@ -108,9 +108,9 @@ def submit(settings: Settings, job: str, args: list[str], *, tag: str | None = N
 
 
 def _wait_with_peak_memory(process: subprocess.Popen[str]) -> tuple[int, float]:
-    """Exit code and peak resident memory (MB) of the job: the kernel's max RSS of the process
-    spark-submit became (in local mode the JVM that is driver and executors at once; its Python
-    workers are smaller and not counted)."""
+    """Exit code and peak resident memory (MB) of the job: the kernel's max RSS over the process
+    spark-submit became and the descendants it waited for (the JVM, driver and executors at once
+    in local mode, and the job's Python driver), i.e. the largest of them, not their sum."""
     _pid, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return process.returncode, round(usage.ru_maxrss / 1024, 1)  # Linux: ru_maxrss is in KiB

@@ -80,7 +80,7 @@ def top_k(
     for start, stop in _blocks(n_users, block_users):
         scores = users[start:stop] @ items_t
         if indptr is not None:
-            _mask_seen(scores, indptr[start : stop + 1], indices)
+            mask_seen(scores, indptr[start : stop + 1], indices)
         block_items, block_scores = top_k_of_scores(scores, k, groups=groups)
         out_items[start:stop] = block_items
         out_scores[start:stop] = block_scores
@@ -92,7 +92,7 @@ def _blocks(n: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, n)
 
 
-def _mask_seen(scores: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
+def mask_seen(scores: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
     """Set the seen (row, item) cells of this block to -inf, in place; ``indptr`` is the block's slice."""
     lo, hi = int(indptr[0]), int(indptr[-1])
     if hi == lo:

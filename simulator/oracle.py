@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from movierec import topk, versions
+from movierec import registry, topk, versions
 from movierec.settings import Settings
 from simulator.catalog import load_world
-from simulator.truth import Truth, load_truth
+from simulator.truth import Truth, load_truth, scores_for_users
 from simulator.viewers import CHOICE_TEMPERATURE
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,8 @@ def recall_at_k(lists: np.ndarray, relevant: list[set[int]], k: int = K) -> floa
 
 def top_k_masked(scores: np.ndarray, seen: tuple[np.ndarray, np.ndarray], k: int = K) -> np.ndarray:
     """Top-k columns of a dense score block, ``seen`` (CSR rows) excluded, best first (-1 pads)."""
-    indptr, indices = seen
     masked = np.array(scores, dtype=np.float32)
-    masked[np.repeat(np.arange(len(masked)), np.diff(indptr)), indices] = -np.inf
+    topk.mask_seen(masked, *seen)
     return topk.top_k_of_scores(masked, k)[0].astype(np.int64)
 
 
@@ -154,7 +153,7 @@ def served_lists(
     settings: Settings, version: str, user_ids: np.ndarray, world_index: dict[str, int]
 ) -> np.ndarray:
     """The lists the version's serving file answers for ``user_ids``, in world indices."""
-    path = settings.home / "serving" / f"recs-{version}.sqlite"
+    path = registry.serving_path(settings, version)
     out = np.full((len(user_ids), K), -1, np.int64)
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         for i, user in enumerate(user_ids):
@@ -177,7 +176,7 @@ def truth_report(settings: Settings, version: str, sample_size: int = SAMPLE_USE
     rng = np.random.default_rng(settings.seed)
     sample = np.sort(rng.choice(len(data.user_ids), min(sample_size, len(data.user_ids)), replace=False))
     seen = data.seen_world(sample, n_movies)
-    affinities = _affinities(truth, data.user_ids[sample])
+    affinities = scores_for_users(truth, data.user_ids[sample])
     true_top = top_k_masked(affinities, seen)
     best = mean_affinity(true_top, affinities)
     lists: dict[str, np.ndarray] = {}
@@ -207,15 +206,6 @@ def truth_report(settings: Settings, version: str, sample_size: int = SAMPLE_USE
     return report
 
 
-def _affinities(truth: Truth, user_ids: np.ndarray) -> np.ndarray:
-    rows = user_ids - 1
-    return (
-        truth.user_factors[rows] @ truth.movie_factors.T
-        + truth.movie_bias
-        + truth.user_pop_affinity[rows, None] * truth.movie_pop
-    ).astype(np.float32)
-
-
 def headroom(settings: Settings, version: str, truth: Truth, world: Any, data: VersionData) -> dict[str, Any]:
     """Recall@20 on the version's test window (returning users) of popularity and of truth-aware lists.
 
@@ -240,13 +230,14 @@ def headroom(settings: Settings, version: str, truth: Truth, world: Any, data: V
     movies = data.movie_world[mine["iidx"].to_numpy()]
     rows = position[mine["uidx"].to_numpy()]
     seen = topk.csr_from_pairs(rows[movies >= 0], movies[movies >= 0], len(users))
+    # the product's popularity candidate as evaluate scored it: recent viewers before T
+    before_t = pq.read_table(versions.candidate_dir(settings, version, "popularity") / "before_t.parquet")
     popularity = np.zeros(world.n_movies, np.float32)
-    counts = train.groupby("iidx")["uidx"].nunique()
-    popularity[data.movie_world[counts.index.to_numpy()]] = counts.to_numpy()
-    affinities = _affinities(truth, data.user_ids[users])
+    popularity[data.movie_world[before_t.column("iidx").to_numpy()]] = before_t.column("viewers").to_numpy()
+    affinities = scores_for_users(truth, data.user_ids[users])
     exposure = np.log(np.asarray(world.popularity, np.float64) + 1e-3).astype(np.float32)
     ranked = {
-        "popularity (training users per movie)": np.tile(popularity, (len(users), 1)),
+        "popularity (the candidate, fitted before T)": np.tile(popularity, (len(users), 1)),
         "true affinity alone": affinities,
         "truth + exposure": exposure + affinities / CHOICE_TEMPERATURE,
     }

@@ -213,11 +213,16 @@ def affinity(truth: Truth, user_ids: np.ndarray | int, movie_indices: np.ndarray
 
 def scores_for_user(truth: Truth, user_id: int) -> np.ndarray:
     """The affinity of ``user_id`` for every movie, indexed by movie index."""
-    row = user_id - 1
+    return scores_for_users(truth, np.array([user_id]))[0]
+
+
+def scores_for_users(truth: Truth, user_ids: np.ndarray) -> np.ndarray:
+    """The affinity of each of ``user_ids`` for every movie: (users, movies), one GEMM."""
+    rows = np.asarray(user_ids) - 1
     return (
-        truth.movie_factors @ truth.user_factors[row]
+        truth.user_factors[rows] @ truth.movie_factors.T
         + truth.movie_bias
-        + truth.user_pop_affinity[row] * truth.movie_pop
+        + truth.user_pop_affinity[rows, None] * truth.movie_pop
     )
 
 

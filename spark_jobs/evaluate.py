@@ -99,8 +99,7 @@ def random_lists(data: EvaluationData, k: int, seed: int) -> list[list[int]]:
     for start in range(0, len(data.users), RANDOM_BLOCK_USERS):
         block = np.arange(start, min(start + RANDOM_BLOCK_USERS, len(data.users)))
         noise = rng.random((len(block), data.n_movies), dtype=np.float32)
-        indptr, indices = data.seen_csr(block)
-        noise[np.repeat(np.arange(len(block)), np.diff(indptr)), indices] = -np.inf
+        topk.mask_seen(noise, *data.seen_csr(block))
         items, _scores = topk.top_k_of_scores(noise, k)
         lists += [[int(i) for i in row if i >= 0] for row in items]
     return lists

@@ -18,6 +18,7 @@ from simulator.truth import (
     generate_truth,
     load_truth,
     scores_for_user,
+    scores_for_users,
     true_top_k,
 )
 from tests.test_simulator_catalog import small_settings
@@ -127,6 +128,9 @@ def test_affinity_broadcasts_and_agrees_with_scalar_calls(truth: Truth) -> None:
         for b, movie in enumerate(movies):
             assert grid[a, b] == pytest.approx(float(affinity(truth, int(user), int(movie))), rel=1e-5)
     assert np.allclose(affinity(truth, 5, np.arange(300)), scores_for_user(truth, 5), atol=1e-5)
+    grid = scores_for_users(truth, np.array([5, 9]))
+    assert grid.shape == (2, 300)
+    assert np.allclose(grid[1], affinity(truth, 9, np.arange(300)), atol=1e-5)
     assert affinity(truth, users, movies[:3]).shape == (3,)
 
 
