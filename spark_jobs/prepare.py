@@ -7,7 +7,8 @@ Interactions are one row per (user, movie) of ``watch_session`` (summed over day
 the data end minus ``settings.test_days``, rounded to the nearest midnight (session rows are cut
 at midnight, so no row straddles T); training sees only rows that ended before T, the test window
 is everything from T on. Writes the contract files users/movies/seen.parquet, fallback.json,
-params.json, data_manifest.json and the job's own ``prepared/`` data.
+params.json, data_manifest.json and the job's own ``prepared/`` data, among it the users'
+demographic features as pseudo-items (see ``demographic_features``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ RATING_WEIGHT = 0.5  # a 5 adds what watching the whole movie adds; a 1 takes it
 # Activity level by interactions before T (new = none: those users get the fallback list).
 ACTIVITY_LEVELS = ((1, "light 1-2"), (3, "medium 3-9"), (10, "heavy 10+"))
 AGE_BANDS = ((18, "under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (50, "45-49"), (56, "50-55"))
+# A user's demographic pseudo-item weighs as much as three fully watched movies: with one or two
+# interactions per user (most users here) it is what places a user among people of their kind.
+FEATURE_STRENGTH = 3.0
 
 
 class PrepareError(RuntimeError):
@@ -173,6 +177,44 @@ def age_band(age: Column) -> Column:
     return band.otherwise(F.lit("56+"))
 
 
+def demographic_features(users: DataFrame, first_iidx: int) -> tuple[DataFrame, DataFrame]:
+    """(uidx, iidx, strength) rows tying each user to their demographic pseudo-items, and the index.
+
+    ``users`` has uidx, age, gender, occupation (null: not fetched from the catalog API). Each user
+    with a known value gets one row per feature: age band, gender, occupation, age band x gender.
+    The pseudo-items are numbered from ``first_iidx`` (the movie count), so a model fitted with
+    them has item factors past the movies, which scoring leaves out. The index is (feature, iidx).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    band = age_band(F.col("age"))
+    named = users.select(
+        "uidx",
+        F.explode(
+            F.array(
+                F.when(F.col("age").isNotNull(), F.concat(F.lit("age="), band)),
+                F.when(F.col("gender").isNotNull(), F.concat(F.lit("gender="), "gender")),
+                F.when(F.col("occupation").isNotNull(), F.concat(F.lit("occupation="), "occupation")),
+                F.when(
+                    F.col("age").isNotNull() & F.col("gender").isNotNull(),
+                    F.concat(F.lit("age x gender="), band, F.lit("/"), "gender"),
+                ),
+            )
+        ).alias("feature"),
+    ).filter(F.col("feature").isNotNull())
+    order = Window.orderBy("feature")  # one partition: a few dozen names
+    index = (
+        named.select("feature")
+        .distinct()
+        .withColumn("iidx", (F.row_number().over(order) - 1 + first_iidx).cast("int"))
+    )
+    rows = named.join(F.broadcast(index), "feature").select(
+        "uidx", "iidx", F.lit(FEATURE_STRENGTH).cast("double").alias("strength")
+    )
+    return rows, index
+
+
 # --- reading the lake ----------------------------------------------------------------------
 
 # The columns read from each table (as Spark DDL: also the schema of a table with no files yet).
@@ -297,6 +339,12 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     )
     groups.write.mode("overwrite").parquet(str(prepared / "user_groups.parquet"))
 
+    features, feature_index = demographic_features(
+        users.join(lake["users"], "user_id").select("uidx", "age", "gender", "occupation"), movies.count()
+    )
+    features.write.mode("overwrite").parquet(str(prepared / "user_features.parquet"))
+    files.write_single_parquet(feature_index.orderBy("iidx"), prepared / "feature_index.parquet")
+
     fallback = ranked_popular(recent_popularity(every, data_end + timedelta(microseconds=1)), FALLBACK_SIZE)
     files.write_json(folder / versions.FALLBACK_FILE, {"items": fallback})
 
@@ -308,6 +356,7 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
         "train_negative": train_idx.filter(F.col("strength") <= 0).count(),
         "test_pairs": test_idx.count(),
         "test_users": test_idx.select("uidx").distinct().count(),
+        "users_with_features": features.select("uidx").distinct().count(),
     }
     if counts["train_interactions"] == 0:
         raise PrepareError(f"no interactions before T={cut}: nothing to train on")

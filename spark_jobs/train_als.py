@@ -4,7 +4,9 @@
                                          [--iterations 10]
 
 Candidates: ``popularity`` (distinct recent viewers per movie), ``als_r16`` and ``als_r<rank>``
-(implicit-preference ALS with the given rank; 64 when the given rank is 16 itself). Each is fitted
+(implicit-preference ALS with the given rank; 64 when the given rank is 16 itself), and
+``als_r16_demo``: rank 16 on the same interactions plus each user's demographic pseudo-items
+(``prepare.demographic_features``), for users who are in the window. Each is fitted
 on the training interactions (before T) into ``candidates/<name>/before_t`` and refitted on all
 interactions into ``candidates/<name>/all``; ``evaluate`` then picks one and the refit of that one
 is served. Refitting every ALS candidate costs one extra fit of the cheap rank-16 model, and keeps
@@ -34,10 +36,22 @@ CHECKPOINT_INTERVAL = 5  # cut the RDD lineage every 5 iterations (deep lineage 
 SMALL_RANK = 16
 
 
+DEMOGRAPHIC_SUFFIX = "_demo"
+
+
 def candidate_ranks(rank: int) -> dict[str, int]:
-    """The ALS candidates: rank 16 and the given rank (64 when that is 16 too)."""
+    """The ALS candidates: rank 16 and the given rank (64 when that is 16 too), and rank 16 with
+    demographic pseudo-items (its name ends in ``DEMOGRAPHIC_SUFFIX``)."""
     other = rank if rank != SMALL_RANK else 64
-    return {f"als_r{SMALL_RANK}": SMALL_RANK, f"als_r{other}": other}
+    small = f"als_r{SMALL_RANK}"
+    return {small: SMALL_RANK, f"als_r{other}": other, small + DEMOGRAPHIC_SUFFIX: SMALL_RANK}
+
+
+def with_features(interactions: DataFrame, features: DataFrame) -> DataFrame:
+    """``interactions`` (uidx, iidx, strength) plus the feature rows of the users present in it."""
+    present = interactions.select("uidx").distinct()
+    own = features.join(present, "uidx").select("uidx", "iidx", "strength")
+    return interactions.select("uidx", "iidx", "strength").unionByName(own)
 
 
 def als_estimator(rank: int, reg: float, alpha: float, iterations: int, seed: int) -> Any:
@@ -93,6 +107,7 @@ def train(
             data_end + timedelta(microseconds=1),
         ),
     }
+    features = spark.read.parquet(str(prepared / "user_features.parquet"))
     report: dict[str, Any] = {}
 
     folder = versions.candidate_dir(settings, version, "popularity")
@@ -115,10 +130,14 @@ def train(
             "implicit_prefs": True,
             "seed": settings.seed,
         }
+        demographic = name.endswith(DEMOGRAPHIC_SUFFIX)
+        if demographic:
+            als_params["demographic_features"] = "age band, gender, occupation, age band x gender"
         entry = {"model": "als", "params": als_params, "cost": {}}
-        for window, (frame, _until) in windows.items():
+        for window, (interactions, _until) in windows.items():
+            frame = with_features(interactions, features) if demographic else interactions
             estimator = als_estimator(candidate_rank, reg, alpha, iterations, settings.seed)
-            label = f"{name} {window} ({iterations} iterations, {frame.count():,} interactions)"
+            label = f"{name} {window} ({iterations} iterations, {frame.count():,} rows)"
             with measured(spark, label) as cost:
                 model = estimator.fit(frame)
                 model.userFactors.count()  # the fit is lazy in parts: force the factors inside the timing

@@ -22,7 +22,14 @@ from movierec import lake, versions
 from movierec.schemas import RATE, WATCH_SESSION
 from movierec.settings import Settings
 from spark_jobs import files
-from spark_jobs.prepare import PrepareError, prepare, split_time, strength
+from spark_jobs.prepare import (
+    FEATURE_STRENGTH,
+    PrepareError,
+    demographic_features,
+    prepare,
+    split_time,
+    strength,
+)
 from spark_jobs.session import build_session
 from tests.learning_data import build_small_lake, learning_settings
 
@@ -158,6 +165,50 @@ def test_the_index_is_contiguous_sorted_and_invertible(prepared: dict[str, Any])
     assert seen.schema.field("uidx").type == pa.int32()
     assert seen.num_rows == prepared["report"]["interactions"]
     assert pc.max(seen["uidx"]).as_py() < users.num_rows and pc.max(seen["iidx"]).as_py() < movies.num_rows
+
+
+def test_demographic_features_on_hand_made_users(spark: Any) -> None:
+    users = spark.createDataFrame(
+        [(0, 30, "F", "writer"), (1, 30, None, "writer"), (2, None, None, None), (3, 70, "M", "retired")],
+        "uidx int, age short, gender string, occupation string",
+    )
+    rows, index = demographic_features(users, first_iidx=100)
+    names = {row["feature"]: row["iidx"] for row in index.collect()}
+    assert names == {  # sorted names numbered from the movie count
+        name: 100 + i
+        for i, name in enumerate(
+            sorted(
+                [
+                    "age=25-34", "age=56+", "gender=F", "gender=M", "occupation=retired",
+                    "occupation=writer", "age x gender=25-34/F", "age x gender=56+/M",
+                ]
+            )
+        )
+    }  # fmt: skip
+    got: dict[int, set[int]] = {}
+    for row in rows.collect():
+        assert row["strength"] == FEATURE_STRENGTH
+        got.setdefault(row["uidx"], set()).add(row["iidx"])
+    assert got == {
+        0: {names["age=25-34"], names["gender=F"], names["occupation=writer"], names["age x gender=25-34/F"]},
+        1: {names["age=25-34"], names["occupation=writer"]},  # no gender: no gender, no age x gender
+        3: {names["age=56+"], names["gender=M"], names["occupation=retired"], names["age x gender=56+/M"]},
+    }  # user 2: nothing known, no rows
+
+
+def test_feature_rows_point_past_the_movies(prepared: dict[str, Any]) -> None:
+    folder = versions.model_dir(prepared["settings"], VERSION)
+    movies = pq.read_metadata(folder / versions.MOVIES_FILE).num_rows
+    users = pq.read_metadata(folder / versions.USERS_FILE).num_rows
+    prepared_dir = versions.prepared_dir(prepared["settings"], VERSION)
+    index = pq.read_table(prepared_dir / "feature_index.parquet")
+    rows = read_dir(prepared_dir / "user_features.parquet")
+    assert index.num_rows > 0 and pc.min(index["iidx"]).as_py() == movies
+    assert sorted(index["iidx"].to_pylist()) == list(range(movies, movies + index.num_rows))
+    assert set(rows["iidx"].to_pylist()) <= set(index["iidx"].to_pylist())
+    assert pc.max(rows["uidx"]).as_py() < users
+    params = files.read_json(folder / versions.PARAMS_FILE)
+    assert params["counts"]["users_with_features"] == len(set(rows["uidx"].to_pylist())) > 0
 
 
 def test_contract_files_fallback_and_params(prepared: dict[str, Any]) -> None:

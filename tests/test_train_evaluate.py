@@ -59,8 +59,8 @@ def test_coverage_and_mean_popularity() -> None:
 
 
 def test_candidates_are_rank_16_and_the_given_rank() -> None:
-    assert candidate_ranks(64) == {"als_r16": 16, "als_r64": 64}
-    assert candidate_ranks(16) == {"als_r16": 16, "als_r64": 64}
+    assert candidate_ranks(64) == {"als_r16": 16, "als_r64": 64, "als_r16_demo": 16}
+    assert candidate_ranks(16) == {"als_r16": 16, "als_r64": 64, "als_r16_demo": 16}
 
 
 # --- Spark ---------------------------------------------------------------------------------------
@@ -100,8 +100,8 @@ def trained(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
 
 def test_every_candidate_is_fitted_before_t_and_on_all_data(trained: dict[str, Any], spark: Any) -> None:
     settings = trained["settings"]
-    assert set(trained["train"]) == {"popularity", "als_r16", "als_r32"}
-    for name in ("als_r16", "als_r32"):
+    assert set(trained["train"]) == {"popularity", "als_r16", "als_r32", "als_r16_demo"}
+    for name in ("als_r16", "als_r32", "als_r16_demo"):
         folder = versions.candidate_dir(settings, VERSION, name)
         for window in ("before_t", "all"):
             assert (folder / window / "userFactors").is_dir()
@@ -136,7 +136,7 @@ def test_the_model_folder_holds_the_contract_files(trained: dict[str, Any]) -> N
 def test_als_beats_random_and_the_choice_is_the_best_recall(trained: dict[str, Any]) -> None:
     report = files.read_json(versions.report_dir(trained["settings"], VERSION) / versions.REPORT_JSON)
     recall = {name: r["overall"]["recall_at_20"] for name, r in report["models"].items()}
-    assert set(recall) == {"popularity", "als_r16", "als_r32", "random"}
+    assert set(recall) == {"popularity", "als_r16", "als_r32", "als_r16_demo", "random"}
     assert recall["als_r16"] > 1.5 * recall["random"]
     assert recall["popularity"] > recall["random"]
     candidates = {n: v for n, v in recall.items() if n != "random"}
@@ -145,7 +145,27 @@ def test_als_beats_random_and_the_choice_is_the_best_recall(trained: dict[str, A
     new = {
         n: r["subgroups"]["tenure"].get("new", {}).get("recall_at_20") for n, r in report["models"].items()
     }
-    assert new["als_r16"] == new["als_r32"] == new["popularity"]
+    assert new["als_r16"] == new["als_r32"] == new["als_r16_demo"] == new["popularity"]
+
+
+def test_the_demographic_candidate_fits_pseudo_items_of_the_window_users_only(
+    trained: dict[str, Any], spark: Any
+) -> None:
+    settings = trained["settings"]
+    movies = pq.read_metadata(versions.model_dir(settings, VERSION) / versions.MOVIES_FILE).num_rows
+    prepared = versions.prepared_dir(settings, VERSION)
+    features = pq.read_table(prepared / "feature_index.parquet").num_rows
+    train_users = set(pq.read_table(prepared / "train.parquet", columns=["uidx"])["uidx"].to_pylist())
+    folder = versions.candidate_dir(settings, VERSION, "als_r16_demo") / "before_t"
+    items = pq.read_table(folder / "itemFactors", columns=["id"])["id"].to_pylist()
+    users = set(pq.read_table(folder / "userFactors", columns=["id"])["id"].to_pylist())
+    assert sum(i >= movies for i in items) == features  # the pseudo-items have factors ...
+    assert users == train_users  # ... but no user who only appears after T gets a row from them
+    params = trained["train"]["als_r16_demo"]["params"]
+    assert params["rank"] == 16 and "gender" in params["demographic_features"]
+    report = files.read_json(versions.report_dir(settings, VERSION) / versions.REPORT_JSON)
+    # scored like the others, and lists hold movies only (coverage is over the movie index)
+    assert 0 < report["models"]["als_r16_demo"]["overall"]["coverage"] <= 1
 
 
 def test_the_report_has_all_models_definitions_and_the_argument(trained: dict[str, Any]) -> None:
