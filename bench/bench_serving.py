@@ -6,7 +6,10 @@ One run, same machine, same users:
 2. three servers answer ``GET /recommend/<id>`` for the same lists: ``movierec
    serve`` (its workers, provenance to a private real broker), Flask under
    gunicorn (same number of sync workers, same SQLite lookup), and nginx (same
-   number of workers) serving one static file per sampled user;
+   number of workers) serving one static file per sampled user; a fourth,
+   ``sanic-bare`` (bench/sanic_bare.py: the same route answering a constant
+   line), is the framework's ceiling on this machine: what is left for the
+   service's own work (lookup, experiment, provenance, metrics);
 3. ``wrk`` (closed loop) against each: req/s, p50, p99, and the ratios;
 4. a fixed-rate check: ~2,000 req/s (wrk with a per-request delay) against the
    service: p50/p99 at that rate;
@@ -307,7 +310,7 @@ def main() -> None:
         broker.start(kafka)
         broker.ensure_topics(kafka)
 
-        ports = {name: free_port() for name in ("movierec", "flask", "nginx")}
+        ports = {name: free_port() for name in ("movierec", "flask", "nginx", "sanic-bare")}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "PROMETHEUS_"))}
         env |= {
             "MOVIEREC_HOME": str(home),
@@ -328,6 +331,9 @@ def main() -> None:
         (work / "nginx-tmp").mkdir()
         nginx = ["nginx", "-c", str(conf), "-p", str(work)]
         servers.append(start("nginx", nginx, ports["nginx"], work / "nginx.log", probe))
+        bare = [sys.executable, "-m", "sanic", "bench.sanic_bare:create_app", "--factory"]
+        bare += ["--workers", str(WORKERS), "--port", str(ports["sanic-bare"]), "--no-access-logs"]
+        servers.append(start("sanic-bare", bare, ports["sanic-bare"], work / "sanic-bare.log", probe))
         pick = lua_script(work, ids_file, "pick")
 
         results: dict[str, Result] = {}
@@ -392,7 +398,7 @@ def report(
             f"{name:<10} {result.requests_per_s:>10,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
             f"{result.failed:>7}  {ratio}"
         )
-    print("goals: >=0.5x nginx, >=5x flask")
+    print("goals: >=0.5x nginx, >=5x flask; sanic-bare (a constant answer) is the framework's ceiling here")
     print()
     print(
         f"fixed rate (~{rate} req/s asked): {fixed.requests_per_s:,.0f} req/s, "
