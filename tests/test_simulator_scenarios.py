@@ -506,7 +506,9 @@ def test_live_scraper_enumerates_consecutive_ids_and_writes_no_movielog_lines(
     )
     scraped = sorted(service.scraped)
     sent = counts["scraper_requests"]
-    assert len(scraped) > 150 and len(scraped) >= 0.9 * sent
+    # every answered request reached the site (requests in flight at the stop are cut off: how many
+    # depends on the machine's load, so the bound is the answers, not the requests sent)
+    assert counts["scraper_answered"] > 150 and len(scraped) >= counts["scraper_answered"]
     # consecutive ids from the first, each once (a request cut off by the stop may be missing)
     assert scraped[0] == first and len(set(scraped)) == len(scraped)
     assert set(scraped) <= set(range(first, first + sent))
