@@ -9,8 +9,8 @@ Candidates: ``popularity`` (distinct recent viewers per movie), ``als_r16`` and 
 (``prepare.demographic_features``), for users who are in the window. Each is fitted
 on the training interactions (before T) into ``candidates/<name>/before_t`` and refitted on all
 interactions into ``candidates/<name>/all``; ``evaluate`` then picks one and the refit of that one
-is served. Refitting every ALS candidate costs one extra fit of the cheap rank-16 model, and keeps
-the DAG's order prepare -> train -> evaluate (no fit after the choice).
+is served. Refitting every ALS candidate costs two extra fits of the cheap rank-16 models, and
+keeps the DAG's order prepare -> train -> evaluate (no fit after the choice).
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ log = logging.getLogger("movierec.train")
 
 CHECKPOINT_INTERVAL = 5  # cut the RDD lineage every 5 iterations (deep lineage overflows the stack)
 SMALL_RANK = 16
-
-
 DEMOGRAPHIC_SUFFIX = "_demo"
 
 
