@@ -133,8 +133,6 @@ def candidate_scores(settings: Settings, version: str, name: str, data: VersionD
         return lambda rows: np.tile(scores, (len(rows), 1))
     user_ids, users = _factors(folder / "all" / "userFactors")
     item_ids, items = _factors(folder / "all" / "itemFactors")
-    movies = item_ids < len(columns)  # past the movies: demographic pseudo-items, never listed
-    item_ids, items = item_ids[movies], items[movies]
     row_of = np.full(len(data.user_ids), -1)
     row_of[user_ids] = np.arange(len(user_ids))
     items_world = np.zeros((n_movies, items.shape[1]), np.float32)

@@ -123,8 +123,7 @@ def als_lists(
     model = ALSModel.load(str(model_path))
     wanted = spark.createDataFrame(pd.DataFrame({"id": data.users.astype("int32")}))
     user_ids, user_matrix = factors(model.userFactors.join(wanted, "id"), model.rank)
-    # Ids past the movies are demographic pseudo-items (train_als): never recommended.
-    item_ids, item_matrix = factors(model.itemFactors.filter(f"id < {data.n_movies}"), model.rank)
+    item_ids, item_matrix = factors(model.itemFactors, model.rank)
     item_map = np.full(data.n_movies, -1)  # movie index -> row of item_matrix (-1: no factors)
     item_map[item_ids] = np.arange(len(item_ids))
     rows = np.searchsorted(data.users, user_ids)

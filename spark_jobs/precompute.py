@@ -148,9 +148,7 @@ def served_factors(spark: SparkSession, folder: Path) -> tuple[DataFrame, np.nda
     from pyspark.ml.recommendation import ALSModel
 
     model = ALSModel.load(str(folder / versions.ALS_DIR))
-    movie_count = pq.read_metadata(folder / versions.MOVIES_FILE).num_rows
-    # Ids past the movies are demographic pseudo-items (train_als): never recommended.
-    items = model.itemFactors.filter(F.col("id") < movie_count).toArrow()
+    items = model.itemFactors.toArrow()
     matrix = pc.list_flatten(items.column("features")).to_numpy().reshape(items.num_rows, model.rank)
     return model.userFactors, items.column("id").to_numpy(), matrix
 

@@ -6,7 +6,8 @@
 Candidates: ``popularity`` (distinct recent viewers per movie), ``als_r16`` and ``als_r<rank>``
 (implicit-preference ALS with the given rank; 64 when the given rank is 16 itself), and
 ``als_r16_demo``: rank 16 on the same interactions plus each user's demographic pseudo-items
-(``prepare.demographic_features``), for users who are in the window. Each is fitted
+(``prepare.demographic_features``), for users who are in the window; its saved model keeps the
+factors of the movies only (``save_model``), so every reader scores movies as before. Each is fitted
 on the training interactions (before T) into ``candidates/<name>/before_t`` and refitted on all
 interactions into ``candidates/<name>/all``; ``evaluate`` then picks one and the refit of that one
 is served. Refitting every ALS candidate costs two extra fits of the cheap rank-16 models, and
@@ -17,8 +18,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
 
 from movierec import settings as settings_module
 from movierec import versions
@@ -50,6 +55,21 @@ def with_features(interactions: DataFrame, features: DataFrame) -> DataFrame:
     present = interactions.select("uidx").distinct()
     own = features.join(present, "uidx").select("uidx", "iidx", "strength")
     return interactions.select("uidx", "iidx", "strength").unionByName(own)
+
+
+def save_model(model: Any, target: Path, movie_count: int) -> None:
+    """Save an ``ALSModel`` whose item factors are the movies' only (ids below ``movie_count``).
+
+    Pseudo-items (demographic features) shaped the user factors during the fit; nothing
+    recommends them, so they are left out of the saved model rather than filtered by each reader.
+    """
+    from pyspark.sql import functions as F
+
+    model.write().overwrite().save(str(target))
+    items, staged = target / "itemFactors", target / "itemFactors.movies"
+    model.itemFactors.filter(F.col("id") < movie_count).write.mode("overwrite").parquet(str(staged))
+    shutil.rmtree(items)
+    staged.rename(items)
 
 
 def als_estimator(rank: int, reg: float, alpha: float, iterations: int, seed: int) -> Any:
@@ -106,6 +126,7 @@ def train(
         ),
     }
     features = spark.read.parquet(str(prepared / "user_features.parquet"))
+    movie_count = pq.read_metadata(versions.model_dir(settings, version) / versions.MOVIES_FILE).num_rows
     report: dict[str, Any] = {}
 
     folder = versions.candidate_dir(settings, version, "popularity")
@@ -139,7 +160,7 @@ def train(
             with measured(spark, label) as cost:
                 model = estimator.fit(frame)
                 model.userFactors.count()  # the fit is lazy in parts: force the factors inside the timing
-            model.write().overwrite().save(str(folder / window))
+            save_model(model, folder / window, movie_count)
             entry["cost"][window] = {
                 "wall_seconds": cost.wall_seconds,
                 "cpu_seconds": cost.cpu_seconds,

@@ -28,7 +28,6 @@ N_USERS, N_MOVIES = 60, 45
 NO_FACTOR_USER = 999_999  # known to the model (users.parquet) but never in training
 TRAINED_MOVIES = 40  # the last five movies have no factors (never watched): never recommended
 GREEDY_USER_UIDX = 3  # has seen all but 7 trained movies: gets fewer than 20
-PSEUDO_ITEMS = 3  # demographic pseudo-items (ids N_MOVIES..): fitted like movies, never listed
 pytestmark = pytest.mark.slow
 
 
@@ -86,16 +85,7 @@ def build_model_folder(spark, settings: settings_module.Settings, version: str, 
         rank=4, maxIter=3, regParam=0.1, implicitPrefs=True, alpha=5.0, seed=seed,
         userCol="uidx", itemCol="iidx", ratingCol="confidence",
     )  # fmt: skip
-    # As train_als's demographic candidate: every user also "met" a pseudo-item past the movies.
-    features = pa.table(
-        {
-            "uidx": pa.array(range(N_USERS), pa.int32()),
-            "iidx": pa.array([N_MOVIES + u % PSEUDO_ITEMS for u in range(N_USERS)], pa.int32()),
-            "confidence": pa.array([3.0] * N_USERS, pa.float32()),
-        }
-    )
-    model = als.fit(spark.createDataFrame(pa.concat_tables([interactions, features]).to_pandas()))
-    assert model.itemFactors.filter(f"id >= {N_MOVIES}").count() == PSEUDO_ITEMS
+    model = als.fit(spark.createDataFrame(interactions.to_pandas()))
     model.write().overwrite().save(str(folder / "als"))
     pq.write_table(
         pa.table({"user_id": user_ids, "uidx": pa.array(range(len(user_ids)), pa.int32())}),
@@ -129,9 +119,7 @@ def expected_lists(spark, folder: Path) -> dict[int, list[str]]:
 
     model = ALSModel.load(str(folder / "als"))
     users = {row.id: np.array(row.features, np.float32) for row in model.userFactors.collect()}
-    items = {
-        row.id: np.array(row.features, np.float32) for row in model.itemFactors.collect() if row.id < N_MOVIES
-    }
+    items = {row.id: np.array(row.features, np.float32) for row in model.itemFactors.collect()}
     slugs = dict(
         zip(
             *pq.read_table(folder / "movies.parquet").select(["iidx", "movie_id"]).to_pydict().values(),

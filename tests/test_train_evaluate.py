@@ -148,24 +148,28 @@ def test_als_beats_random_and_the_choice_is_the_best_recall(trained: dict[str, A
     assert new["als_r16"] == new["als_r32"] == new["als_r16_demo"] == new["popularity"]
 
 
-def test_the_demographic_candidate_fits_pseudo_items_of_the_window_users_only(
-    trained: dict[str, Any], spark: Any
+def test_the_demographic_candidate_is_shaped_by_its_features_and_saves_movie_factors_only(
+    trained: dict[str, Any],
 ) -> None:
     settings = trained["settings"]
     movies = pq.read_metadata(versions.model_dir(settings, VERSION) / versions.MOVIES_FILE).num_rows
     prepared = versions.prepared_dir(settings, VERSION)
-    features = pq.read_table(prepared / "feature_index.parquet").num_rows
     train_users = set(pq.read_table(prepared / "train.parquet", columns=["uidx"])["uidx"].to_pylist())
-    folder = versions.candidate_dir(settings, VERSION, "als_r16_demo") / "before_t"
-    items = pq.read_table(folder / "itemFactors", columns=["id"])["id"].to_pylist()
-    users = set(pq.read_table(folder / "userFactors", columns=["id"])["id"].to_pylist())
-    assert sum(i >= movies for i in items) == features  # the pseudo-items have factors ...
-    assert users == train_users  # ... but no user who only appears after T gets a row from them
+
+    def user_factors(name: str) -> dict[int, list[float]]:
+        table = pq.read_table(versions.candidate_dir(settings, VERSION, name) / "before_t" / "userFactors")
+        return dict(zip(table["id"].to_pylist(), table["features"].to_pylist(), strict=True))
+
+    for window in ("before_t", "all"):
+        folder = versions.candidate_dir(settings, VERSION, "als_r16_demo") / window
+        items = pq.read_table(folder / "itemFactors", columns=["id"])["id"].to_pylist()
+        assert items and max(items) < movies  # pseudo-items shaped the fit but are not saved
+    demo, plain = user_factors("als_r16_demo"), user_factors("als_r16")
+    assert set(demo) == set(plain) == train_users  # no user who only appears after T gets factors
+    # same seed, rank and interactions: only the feature rows can make the factors differ
+    assert any(demo[u] != pytest.approx(plain[u], abs=1e-4) for u in demo)
     params = trained["train"]["als_r16_demo"]["params"]
     assert params["rank"] == 16 and "gender" in params["demographic_features"]
-    report = files.read_json(versions.report_dir(settings, VERSION) / versions.REPORT_JSON)
-    # scored like the others, and lists hold movies only (coverage is over the movie index)
-    assert 0 < report["models"]["als_r16_demo"]["overall"]["coverage"] <= 1
 
 
 def test_the_report_has_all_models_definitions_and_the_argument(trained: dict[str, Any]) -> None:
