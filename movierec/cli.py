@@ -191,8 +191,7 @@ def cmd_world(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.run import serve
 
-    serve(settings_module.load())
-    return 0
+    return serve(settings_module.load())
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

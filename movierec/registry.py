@@ -16,7 +16,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import sqlite3
 import subprocess
 import time
@@ -28,26 +27,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from movierec.serving_file import CURRENT, FILE_RE, JSON_META, MAX_ITEMS, REQUIRED_META
 from movierec.settings import REPO_ROOT, Settings
 from movierec.versions import check_version, model_dir
 
 log = logging.getLogger(__name__)
 
-FILE_RE = re.compile(r"recs-(?P<version>\d{8}T\d{6}Z)\.sqlite")
-CURRENT = "current"
 LOG_NAME = "registry.jsonl"
-MAX_ITEMS = 20
-REQUIRED_META = (
-    "model_version",
-    "created_at",
-    "git_commit",
-    "params",
-    "data_manifest",
-    "metrics",
-    "row_count",
-    "fallback",
-)
-JSON_META = ("params", "data_manifest", "metrics")
 RECS_COLUMNS = [("user_id", "INTEGER", 0, 1), ("items", "TEXT", 1, 0)]  # name, type, notnull, pk
 META_COLUMNS = [("key", "TEXT", 0, 1), ("value", "TEXT", 0, 0)]
 MODEL_FILES = ("users.parquet", "movies.parquet", "fallback.json", "params.json", "data_manifest.json")

@@ -3,6 +3,8 @@
 Sanic's worker manager runs in this process and starts the workers (spawned
 processes, each building the app with ``create_app(settings)``); on SIGINT or
 SIGTERM it stops them gracefully (requests in flight finish, producers flush).
+A stop is honoured at any moment, also while workers are still starting
+(``StartupWatch``), and never waits for a worker that is gone.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import time
 import traceback
 from functools import partial
 from pathlib import Path
@@ -20,10 +24,15 @@ from movierec.settings import Settings
 
 if TYPE_CHECKING:
     from sanic import Sanic
+    from sanic.worker.manager import WorkerManager
 
 log = logging.getLogger(__name__)
 
 WORKER_STATE_FUNCTIONS = {"set_state", "_get_process_states"}  # Sanic's readers of its shared states
+STARTUP_SECONDS = 30.0  # a worker not ready by then failed to start (Sanic's own limit)
+ACKED = "ACKED"  # sanic.worker.constants.ProcessState.ACKED.name: a worker that is serving
+STOP_MESSAGES = (None, "__TERMINATE__")  # what the manager's monitor loop ends on
+FAILED_START = "__TERMINATE_EARLY__"  # a worker's start-up raised
 
 
 def metrics_dir(settings: Settings) -> Path:
@@ -46,11 +55,30 @@ def worker_app(settings: Settings) -> Sanic:
     return create_app(settings)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
+    """Run the service until stopped; the exit code (1 when the workers could not start)."""
+    # Until Sanic's manager installs its own handlers, SIGTERM means what Ctrl-C means: stop now,
+    # through the normal exit path (so nothing started so far is left behind).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     folder = prepare_metrics_dir(settings)
     # prometheus_client decides at import whether values go to shared files; the spawned workers
     # inherit this variable and import it fresh. (A library switch, not movierec configuration.)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    try:
+        watch = _serve(settings)
+    except KeyboardInterrupt:
+        log.info("recommendation service stopped before its workers started")
+        _stop_children()
+        return 0
+    _stop_children()  # normally none is left; a worker that missed the stop while it started may be
+    if watch.failure:
+        log.error("recommendation service stopped: %s", watch.failure)
+        return 1
+    log.info("recommendation service stopped")
+    return 0
+
+
+def _serve(settings: Settings) -> StartupWatch:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
@@ -65,6 +93,8 @@ def serve(settings: Settings) -> None:
         motd=False,
         dev=False,
     )
+    watch = StartupWatch()
+    app.main_process_ready(watch.attach)
     log.info(
         "recommendation service on http://%s:%d (%d workers, serving %s)",
         settings.server_host,
@@ -83,8 +113,80 @@ def serve(settings: Settings) -> None:
         if not _in_worker_state_bookkeeping(exc):
             raise
         log.warning("Sanic's worker bookkeeping failed while stopping (%s); stopping workers directly", exc)
-        _stop_children()
-    log.info("recommendation service stopped")
+    return watch
+
+
+class StartupWatch:
+    """Sanic's wait for the workers' start-up acks, made to end when the service stops or a worker is gone.
+
+    Sanic 25.12's ``WorkerManager.wait_for_ack`` loops until every server worker has acknowledged.
+    A stop signal that arrives meanwhile is put back on the monitor pipe and read again, forever,
+    if a worker never acknowledges, and the stop itself ensures that: its SIGINT reaches a
+    worker still importing as KeyboardInterrupt, which Sanic's start-up handler does not catch,
+    so the worker dies silently (sanic-org/sanic#2997). ``attach`` replaces that wait, on this
+    one manager, with one that ends on the first of: every worker ready; a stop (handed back to
+    the monitor loop, which stops the workers still alive); a worker gone or failed before it was
+    ready, or none ready after ``STARTUP_SECONDS`` (then the others are stopped gracefully and
+    ``failure`` says why). It never SIGKILLs the process group, as Sanic's own time-out does.
+    """
+
+    def __init__(self, limit: float = STARTUP_SECONDS) -> None:
+        self.limit = limit
+        self.failure: str | None = None
+
+    def attach(self, app: Sanic) -> None:
+        """A ``main_process_ready`` listener: the manager exists, no worker has started yet."""
+        manager = app.manager
+        manager.wait_for_ack = partial(self.wait, manager)  # type: ignore[method-assign]
+
+    def wait(self, manager: WorkerManager) -> None:
+        deadline = time.monotonic() + self.limit
+        held: list[object] = []  # the monitor loop's messages, handed back when the wait ends
+        try:
+            while True:
+                if manager.monitor_subscriber.poll(0.1):
+                    message = manager.monitor_subscriber.recv()
+                    if message == FAILED_START:
+                        self._fail(manager, "a worker failed while starting (its traceback is above)", held)
+                        return
+                    held.append(message)
+                    if message in STOP_MESSAGES:
+                        return
+                    continue
+                if _all_ready(manager):
+                    return
+                problem = _gone_before_ready(manager)
+                if problem is None and time.monotonic() > deadline:
+                    problem = f"not every worker was ready after {self.limit:.0f} s"
+                # A stop sends its message before it signals the workers: a worker gone because of
+                # a stop is never mistaken for one that failed.
+                if problem is not None and not manager.monitor_subscriber.poll(0):
+                    self._fail(manager, problem, held)
+                    return
+        finally:
+            for message in held:
+                manager.monitor_publisher.send(message)
+
+    def _fail(self, manager: WorkerManager, problem: str, held: list[object]) -> None:
+        log.error("stopping the service: %s", problem)
+        self.failure = problem
+        manager.shutdown()  # SIGINT to the workers still alive: they finish and exit
+        held.append(None)  # ... and the monitor loop ends
+
+
+def _all_ready(manager: WorkerManager) -> bool:
+    states = [entry.get("state") for entry in manager.worker_state.values() if (entry or {}).get("server")]
+    return len(states) == manager.num_server and all(state == ACKED for state in states)
+
+
+def _gone_before_ready(manager: WorkerManager) -> str | None:
+    for process in manager.transient_processes:
+        if not process.pid or process.is_alive():
+            continue
+        if (manager.worker_state.get(process.name) or {}).get("state") != ACKED:
+            code = process.exitcode
+            return f"worker {process.name} (pid {process.pid}) exited with {code} before it was ready"
+    return None
 
 
 def _in_worker_state_bookkeeping(exc: BaseException) -> bool:

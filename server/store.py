@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from movierec.registry import CURRENT, JSON_META, MAX_ITEMS, REQUIRED_META
+from movierec.serving_file import CURRENT, JSON_META, MAX_ITEMS, REQUIRED_META
 
 log = logging.getLogger(__name__)
 
-# The serving-file contract is the registry's (the writer's); the server checks the same keys.
+# The serving-file contract lives in movierec.serving_file (stdlib only, so a worker starts fast).
 CURRENT_LINK = CURRENT
 _FILE_RE = re.compile(r"recs-(?P<version>.+)\.sqlite")
 

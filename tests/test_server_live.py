@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,14 +107,18 @@ def _wait_until_up(running: Running) -> None:
         if running.process.poll() is not None:
             pytest.fail(f"movierec serve exited: {running.log.read_text()[-3000:]}")
         try:
-            # every worker ready: a SIGTERM while one still starts up is another test's matter
-            ready = running.log.read_text(errors="replace").count("Worker ready")
-            if ready >= 2 and running.get("/healthz").status_code in (200, 503):
+            # every worker ready (a SIGTERM while workers start is test_a_stop_at_any_moment_...)
+            if len(ready_workers(running.log)) >= 2 and running.get("/healthz").status_code in (200, 503):
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
     pytest.fail(f"movierec serve did not come up: {running.log.read_text()[-3000:]}")
+
+
+def ready_workers(log: Path) -> set[str]:
+    """Pids of workers that logged Sanic's "Worker ready [pid]" (each line is logged twice)."""
+    return set(re.findall(r"Worker ready \[(\d+)\]", log.read_text(errors="replace")))
 
 
 def wait_for(condition: object, what: str, timeout: float = 20.0) -> None:
@@ -350,3 +355,62 @@ def test_sigterm_stops_the_service_cleanly(tmp_path: Path, kafka: settings_modul
         code = stop(running)
     assert code == 0, running.log.read_text()[-2000:]
     assert "recommendation service stopped" in running.log.read_text()
+
+
+def group_members(pgid: int) -> list[str]:
+    """Command lines of the live processes in process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid:
+                members.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            continue
+    return members
+
+
+MOMENTS = {
+    # the main process has not started Sanic's manager yet
+    "before_the_workers": lambda log: "recommendation service on" in log.read_text(errors="replace"),
+    # one worker is past its imports, the other (usually) still importing: sanic-org/sanic#2997
+    "while_the_workers_start": lambda log: "Starting worker" in log.read_text(errors="replace"),
+    # both acknowledged, the manager may not have noticed yet (it looks every 0.1 s)
+    "as_the_workers_become_ready": lambda log: len(ready_workers(log)) >= 2,
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_a_stop_at_any_moment_of_the_start_ends_the_service_and_all_its_processes(
+    tmp_path: Path, kafka: settings_module.Settings, moment: str
+) -> None:
+    """SIGTERM while workers start: exit 0 within the test's patience, no process of the group left.
+
+    Before the fix the manager waited forever for an ack from a worker the stop had killed.
+    """
+    env = service_env(tmp_path, free_port(), kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "movierec.cli", "serve"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: what is left of it afterwards is countable
+        )
+    try:
+        wait_for(lambda: MOMENTS[moment](log) or process.poll() is not None, f"the moment {moment}", 60)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        pytest.fail(f"SIGTERM {moment}: the service did not stop: {log.read_text()[-3000:]}")
+    assert code == 0, log.read_text()[-3000:]
+    assert "recommendation service stopped" in log.read_text()
+    deadline = time.monotonic() + 10  # children exit right after the main process, give them a moment
+    while group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not group_members(process.pid), f"left running after the stop: {group_members(process.pid)}"
