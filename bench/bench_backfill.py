@@ -17,8 +17,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from movierec.broker import broker
-from movierec.stream import TopicWriter
+from movierec.ingest.stream import TopicWriter
+from movierec.ops.broker import broker
 from simulator.backfill import run_backfill
 from simulator.commands import DEFAULT_SESSIONS_PER_DAY, load_history
 

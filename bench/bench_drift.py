@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import pyarrow.dataset as ds
 
-from movierec import drift, ingest, lake, watch_sessions
+from movierec import lake
 from movierec import settings as settings_module
+from movierec.ingest import consume, drift, watch_sessions
 from movierec.schemas import TABLES
 from simulator.backfill import History, Line, history_lines
 from simulator.catalog import load_world
@@ -40,16 +41,16 @@ def ingest_lines(
     for _moment, user_id, line in lines:
         partition = user_id % PARTITIONS
         value = line.encode() if isinstance(line, str) else line
-        records.append(ingest.Record(partition, offsets[partition], kafka_ms, value))
+        records.append(consume.Record(partition, offsets[partition], kafka_ms, value))
         offsets[partition] += 1
-    ranges = [ingest.PartitionRange(p, first[p], offsets[p]) for p in offsets if offsets[p] > first[p]]
-    manifest = ingest.Manifest(ingest.batch_id_for(settings.topic, ranges), settings.topic, ranges)
+    ranges = [consume.PartitionRange(p, first[p], offsets[p]) for p in offsets if offsets[p] > first[p]]
+    manifest = consume.Manifest(consume.batch_id_for(settings.topic, ranges), settings.topic, ranges)
     manifest.planned_at = planned.isoformat(timespec="seconds")
-    tables = ingest.build_tables(records)
-    manifest.files = ingest.write_batch_files(settings, manifest.batch_id, tables)
+    tables = consume.build_tables(records)
+    manifest.files = consume.write_batch_files(settings, manifest.batch_id, tables)
     manifest.counts = {name: table.num_rows for name, table in tables.items()}
     manifest.state = "committed"
-    ingest.save_manifest(settings, manifest)
+    consume.save_manifest(settings, manifest)
     watch_sessions.update_watch_sessions(settings, manifest.batch_id)
     return manifest.batch_id
 

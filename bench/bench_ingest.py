@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from movierec import ingest
-from movierec.broker import broker
-from movierec.stream import TopicWriter
+from movierec.ingest import consume
+from movierec.ingest.stream import TopicWriter
+from movierec.ops.broker import broker
 from simulator.backfill import history_lines
 from simulator.commands import DEFAULT_SESSIONS_PER_DAY, load_history
 
@@ -50,15 +50,15 @@ def main() -> None:
             for _, user_id, line in islice(lines, args.lines):
                 writer.write(line, user_id)
 
-        consumer = ingest._consumer(settings)
-        ranges = ingest.plan_ranges(settings, consumer)
+        consumer = consume._consumer(settings)
+        ranges = consume.plan_ranges(settings, consumer)
         started = time.perf_counter()
-        records = ingest.read_ranges(settings, consumer, ranges)
+        records = consume.read_ranges(settings, consumer, ranges)
         bare_seconds = time.perf_counter() - started
         consumer.close()
 
         started = time.perf_counter()
-        report = ingest.ingest_batch(settings)
+        report = consume.ingest_batch(settings)
         batch_seconds = time.perf_counter() - started
     finally:
         broker.stop(settings)

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from movierec.broker import broker
 from movierec.movielog import WatchEvent, format_event
+from movierec.ops.broker import broker
 
 
 def sample_lines(count: int) -> list[tuple[bytes, bytes]]:

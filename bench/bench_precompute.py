@@ -6,7 +6,7 @@ model, plus the top-k step alone (blocked vs plain argpartition) in numpy.
         [--interactions 3000000] [--spark-sample 100000] [--numpy-sample 50000]
         [--implicit-batch 100000] [--check-sample 2000]
 
-The model is an ALS model folder as training leaves it (``movierec/versions.py``) with random
+The model is an ALS model folder as training leaves it (``movierec/models/versions.py``) with random
 factors of the full size: a tiny ALS is fitted for its metadata, then its factor tables are
 replaced, so ``ALSModel.load`` reads a real 1M x 27K model without a 30-minute fit (the cost of
 precompute does not depend on what the factors mean). ``recommendForAllUsers`` is timed on a
@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from movierec import settings as settings_module
-from movierec import topk, versions
+from movierec.models import topk, versions
 from spark_jobs import precompute
 from spark_jobs.progress import setup_logging
 from spark_jobs.session import build_session

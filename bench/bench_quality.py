@@ -2,7 +2,7 @@
 
 Side by side in one run, over the same watch lines (90% of the stream):
 
-1. parse   ``movierec.ingest.build_tables`` (the grammar + the typed Arrow tables), the baseline;
+1. parse   ``movierec.ingest.consume.build_tables`` (the grammar + the typed Arrow tables), the baseline;
 2. frame   ``quality.to_frame`` (Arrow -> the pandas frame GX validates);
 3. gx      ``quality.check_tables`` on the watch table (the checkpoint, stored results, data docs),
            once on clean rows and once with 1% bad rows (row indices requested from GX).
@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 
-from movierec import quality
 from movierec import settings as settings_module
-from movierec.ingest import Record, build_tables
+from movierec.ingest import quality
+from movierec.ingest.consume import Record, build_tables
 from movierec.movielog import WatchEvent, format_event
 
 

@@ -46,8 +46,8 @@ from pathlib import Path
 
 import httpx
 
-from movierec.broker import broker
-from movierec.broker.broker import free_port
+from movierec.ops.broker import broker
+from movierec.ops.broker.broker import free_port
 from movierec.settings import REPO_ROOT
 
 WORKERS = 2

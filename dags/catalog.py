@@ -1,6 +1,6 @@
 """DAG ``catalog``: daily (and on demand), the users and movies seen in events but not yet stored.
 
-Wiring only: one task calling ``movierec.catalog_sync.sync_catalog``. It is a
+Wiring only: one task calling ``movierec.ingest.catalog_sync.sync_catalog``. It is a
 DAG of its own so that a catalog API outage only delays it: the task fails
 with ``CatalogDelayed`` after storing what it got, Airflow retries it later
 with growing delays, and no other DAG waits for it.
@@ -35,7 +35,8 @@ from airflow.sdk import dag, task
 def catalog() -> None:
     @task
     def sync_catalog() -> dict[str, Any]:
-        from movierec import catalog_sync, settings
+        from movierec import settings
+        from movierec.ingest import catalog_sync
 
         return catalog_sync.sync_catalog(settings.load())
 

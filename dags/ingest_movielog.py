@@ -44,19 +44,22 @@ def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
 def ingest_movielog() -> None:
     @task
     def ingest_batch() -> dict[str, Any]:
-        from movierec import ingest, settings
+        from movierec import settings
+        from movierec.ingest import consume
 
-        return _jsonable(ingest.ingest_batch(settings.load()))
+        return _jsonable(consume.ingest_batch(settings.load()))
 
     @task
     def update_watch_sessions(batch: dict[str, Any]) -> dict[str, Any]:
-        from movierec import settings, watch_sessions
+        from movierec import settings
+        from movierec.ingest import watch_sessions
 
         return _jsonable(watch_sessions.update_watch_sessions(settings.load(), batch["batch_id"]))
 
     @task
     def check_drift(batch: dict[str, Any]) -> dict[str, Any]:
-        from movierec import drift, settings
+        from movierec import settings
+        from movierec.ingest import drift
 
         return _jsonable(drift.check_drift(settings.load(), batch["batch_id"]))
 

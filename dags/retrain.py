@@ -1,7 +1,7 @@
 """DAG ``retrain``: every 3 days and on demand, prepare -> train -> evaluate -> precompute -> publish.
 
 Wiring only: each task loads the settings and calls one importable function (the Spark jobs
-through ``movierec.spark_submit``, so they run on whatever master the settings name). The
+through ``movierec.ops.spark_submit``, so they run on whatever master the settings name). The
 version id is made by ``prepare`` and passed along as an XCom. The trigger form takes rank,
 reg, alpha and iterations (empty: the settings' values) and ``force_publish``. A model the
 quality gate refuses fails ``publish`` (the run is red, the current model keeps serving).
@@ -39,7 +39,9 @@ from airflow.sdk import Param, dag, get_current_context, task
 def retrain() -> None:
     @task
     def prepare() -> str:
-        from movierec import settings, spark_submit, versions
+        from movierec import settings
+        from movierec.models import versions
+        from movierec.ops import spark_submit
 
         version = versions.new_version_id()
         spark_submit.submit(settings.load(), "prepare", ["--version", version], tag=version)
@@ -47,7 +49,8 @@ def retrain() -> None:
 
     @task
     def train(version: str) -> dict[str, Any]:
-        from movierec import settings, spark_submit
+        from movierec import settings
+        from movierec.ops import spark_submit
 
         params = get_current_context()["params"]
         args = ["--version", version]
@@ -58,13 +61,15 @@ def retrain() -> None:
 
     @task
     def evaluate(version: str) -> dict[str, Any]:
-        from movierec import settings, spark_submit
+        from movierec import settings
+        from movierec.ops import spark_submit
 
         return spark_submit.submit(settings.load(), "evaluate", ["--version", version], tag=version)
 
     @task
     def precompute(version: str) -> dict[str, Any]:
-        from movierec import settings, spark_submit
+        from movierec import settings
+        from movierec.ops import spark_submit
         from spark_jobs import compare
 
         loaded = settings.load()
@@ -73,7 +78,8 @@ def retrain() -> None:
 
     @task(retries=0)  # a refusal is the gate's answer, not a transient error
     def publish(version: str) -> str:
-        from movierec import registry, settings
+        from movierec import settings
+        from movierec.models import registry
 
         force = bool(get_current_context()["params"].get("force_publish"))
         return registry.publish(settings.load(), version, force=force).describe()

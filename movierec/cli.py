@@ -54,7 +54,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from movierec.broker import broker
+    from movierec.ops.broker import broker
 
     settings = settings_module.load()
     if args.action == "start":
@@ -74,7 +74,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
-    from movierec import airflow_ops
+    from movierec.ops import airflow_ops
 
     settings = settings_module.load()
     if args.action == "start":
@@ -92,7 +92,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from movierec import loop
+    from movierec.ops import loop
 
     settings = settings_module.load()
     timeline = loop.up(
@@ -105,7 +105,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from movierec import loop
+    from movierec.ops import loop
 
     stopped = loop.down(settings_module.load())
     print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -113,7 +113,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from movierec import loop
+    from movierec.ops import loop
 
     settings = settings_module.load()
     state = loop.status(settings)
@@ -123,8 +123,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from movierec.ingest import ingest_batch
-    from movierec.watch_sessions import update_watch_sessions
+    from movierec.ingest.consume import ingest_batch
+    from movierec.ingest.watch_sessions import update_watch_sessions
 
     settings = settings_module.load()
     report = ingest_batch(settings)
@@ -136,7 +136,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from movierec.replay import replay
+    from movierec.ingest.replay import replay
 
     sent = replay(settings_module.load(), Path(args.file), topic=args.topic)
     print(f"{sent} lines replayed")
@@ -195,7 +195,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from movierec.explain import ExplainError, explain, parse_time, render
+    from movierec.models.explain import ExplainError, explain, parse_time, render
     from movierec.movielog import parse_user_id
 
     user_id = parse_user_id(args.userid)
@@ -212,7 +212,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from movierec import registry
+    from movierec.models import registry
 
     try:
         outcome = registry.publish(settings_module.load(), args.version, force=args.force)
@@ -224,7 +224,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from movierec import registry
+    from movierec.models import registry
 
     try:
         outcome = registry.rollback(settings_module.load(), args.version)
@@ -236,7 +236,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from movierec import registry
+    from movierec.models import registry
 
     infos = registry.list_versions(settings_module.load())
     if not infos:

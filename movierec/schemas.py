@@ -82,7 +82,7 @@ WATCH_SESSION = pa.schema(
     ]
 )
 
-# One row per (batch, drift signal, test): movierec.drift's results, partitioned by the batch's event date.
+# One row per (batch, drift signal, test): movierec.ingest.drift's results, by the batch's event date.
 DRIFT = pa.schema(
     [
         pa.field("batch_id", pa.string(), nullable=False),

@@ -15,8 +15,8 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from movierec.ingest.stream import TopicWriter
 from movierec.settings import Settings
-from movierec.stream import TopicWriter
 from simulator.backfill import History, run_backfill
 from simulator.catalog import load_world
 from simulator.groundtruth import Record, default_path, open_log

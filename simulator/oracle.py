@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from movierec import registry, topk, versions
+from movierec.models import registry, topk, versions
 from movierec.settings import Settings
 from simulator.catalog import load_world
 from simulator.truth import Truth, load_truth, scores_for_users

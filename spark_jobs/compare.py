@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from movierec import versions
+from movierec.models import versions
 from movierec.settings import Settings
 from spark_jobs import files
 
@@ -60,7 +60,7 @@ DEFINITIONS: dict[str, tuple[str, str, str]] = {
     "inference": (
         "Inference cost.",
         "The test users' lists, movies met before T excluded.",
-        "Microseconds per user of the blocked numpy top-20 (movierec.topk) on the factors; serving "
+        "Microseconds per user of the blocked numpy top-20 (movierec.models.topk) on the factors; serving "
         "latency of the SQLite file per lookup once precompute has written it.",
     ),
     "size": (

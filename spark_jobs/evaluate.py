@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from movierec import settings as settings_module
-from movierec import topk, versions
+from movierec.models import topk, versions
 from movierec.settings import Settings
 from spark_jobs import compare, files, metrics
 from spark_jobs.progress import setup_logging
@@ -237,7 +237,7 @@ def _install(
             "candidates": {name: r["overall"] for name, r in results.items()},
         },
     )
-    from movierec.registry import pipeline_commit
+    from movierec.models.registry import pipeline_commit
 
     files.write_json(
         folder / versions.MODEL_FILE,
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", required=True, type=versions.check_version)
     args = parser.parse_args(argv)
     setup_logging()
-    from movierec.spark_submit import print_result
+    from movierec.ops.spark_submit import print_result
     from spark_jobs.session import build_session
 
     settings = settings_module.load()

@@ -14,7 +14,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from movierec import catalog_sync, ingest, lake
+from movierec import lake
+from movierec.ingest import catalog_sync, consume
 from movierec.settings import Settings
 from spark_jobs.files import sha256_of
 
@@ -35,7 +36,7 @@ def lake_files(settings: Settings) -> dict[str, list[Path]]:
 def build_manifest(settings: Settings, files: dict[str, list[Path]]) -> dict[str, Any]:
     """The manifest of ``files`` (checksums reused from the ingest manifests where they match)."""
     root = lake.lake_dir(settings)
-    batches = [m for m in ingest.load_manifests(settings) if m.state == "committed"]
+    batches = [m for m in consume.load_manifests(settings) if m.state == "committed"]
     known = {entry["path"]: entry for m in batches for entries in m.files.values() for entry in entries}
     batches_by_watch_day: dict[str, set[str]] = {}
     for m in batches:

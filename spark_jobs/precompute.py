@@ -2,15 +2,15 @@
 
     spark-submit spark_jobs/precompute.py --version 20261128T101502Z
 
-Reads the model folder (``movierec/versions.py``): the ALS factors, the id maps and the seen
+Reads the model folder (``movierec/models/versions.py``): the ALS factors, the id maps and the seen
 pairs. User factors are scored in blocks inside ``mapInArrow`` (numpy float32 GEMM against the
-broadcast item factors and the exact pre-filtered top-k of ``movierec.topk``), one task per
+broadcast item factors and the exact pre-filtered top-k of ``movierec.models.topk``), one task per
 ~50,000 users so every core works and the progress lines move; seen movies are excluded,
 indices mapped back to slugs and user ids. Users the model knows but has no factors for (or
 who have seen every movie) get the fallback line. The driver then writes the rows, sorted by
 user id, into the SQLite file with the meta of the model folder.
 
-This is the one job with Python on executors: ``movierec.topk`` and this module are shipped
+This is the one job with Python on executors: ``movierec.models.topk`` and this module are shipped
 by value (cloudpickle), so executors need numpy and pyarrow, not a copy of the project.
 """
 
@@ -33,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from movierec import registry, topk, versions
 from movierec import settings as settings_module
+from movierec.models import registry, topk, versions
 from movierec.settings import Settings
 from spark_jobs.progress import measured, setup_logging
 from spark_jobs.session import build_session

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from movierec import settings as settings_module
-from movierec import versions
+from movierec.models import versions
 from movierec.settings import Settings
 from spark_jobs import files, manifest
 from spark_jobs.progress import measured, setup_logging
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", required=True, type=versions.check_version)
     args = parser.parse_args(argv)
     setup_logging()
-    from movierec.spark_submit import print_result
+    from movierec.ops.spark_submit import print_result
     from spark_jobs.session import build_session
 
     settings = settings_module.load()

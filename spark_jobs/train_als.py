@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 
 from movierec import settings as settings_module
-from movierec import versions
+from movierec.models import versions
 from movierec.settings import Settings
 from spark_jobs import files
 from spark_jobs.prepare import POPULARITY_DAYS
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.rank < 1 or args.iterations < 1 or args.reg < 0 or args.alpha <= 0:
         parser.error("rank and iterations must be >= 1, reg >= 0, alpha > 0")
     setup_logging()
-    from movierec.spark_submit import print_result
+    from movierec.ops.spark_submit import print_result
     from spark_jobs.session import build_session
 
     spark = build_session(settings, "train_als")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from movierec import airflow_ops
 from movierec import settings as settings_module
-from movierec.broker import broker
-from movierec.broker.broker import free_port
+from movierec.ops import airflow_ops
+from movierec.ops.broker import broker
+from movierec.ops.broker.broker import free_port
 
 __all__ = ["AIRFLOW_TEST_SETTINGS", "broker_settings", "free_port"]
 

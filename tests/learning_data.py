@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from movierec import catalog_sync, ingest, lake, watch_sessions
+from movierec import lake
 from movierec import settings as settings_module
+from movierec.ingest import catalog_sync, consume, watch_sessions
 from movierec.settings import Settings
 
 START = datetime(2026, 11, 20)
@@ -51,12 +52,12 @@ def build_small_lake(settings: Settings, days: float = DAYS, sessions_per_day: i
 
     world = load_world(settings)
     history = History.build(world, load_truth(settings, world))
-    records: list[ingest.Record] = []
+    records: list[consume.Record] = []
 
     def write(line: str | bytes, user_id: int) -> None:
         value = line.encode() if isinstance(line, str) else line
         partition = user_id % PARTITIONS  # keyed by user, as the producer does
-        records.append(ingest.Record(partition, len(records), 0, value))
+        records.append(consume.Record(partition, len(records), 0, value))
 
     lines = run_backfill(
         history, write, seed=settings.seed, start=START, days=days, sessions_per_day=sessions_per_day
@@ -64,13 +65,13 @@ def build_small_lake(settings: Settings, days: float = DAYS, sessions_per_day: i
     ends = {p: 0 for p in range(PARTITIONS)}
     for record in records:
         ends[record.partition] = max(ends[record.partition], record.offset + 1)
-    ranges = [ingest.PartitionRange(p, 0, end) for p, end in ends.items()]
-    batch_id = ingest.batch_id_for(settings.topic, ranges)
-    tables = ingest.build_tables(records)
-    manifest = ingest.Manifest(batch_id, settings.topic, ranges, planned_at=START.isoformat())
-    manifest.files = ingest.write_batch_files(settings, batch_id, tables)
+    ranges = [consume.PartitionRange(p, 0, end) for p, end in ends.items()]
+    batch_id = consume.batch_id_for(settings.topic, ranges)
+    tables = consume.build_tables(records)
+    manifest = consume.Manifest(batch_id, settings.topic, ranges, planned_at=START.isoformat())
+    manifest.files = consume.write_batch_files(settings, batch_id, tables)
     manifest.state = "committed"
-    ingest.save_manifest(settings, manifest)
+    consume.save_manifest(settings, manifest)
     watch_sessions.update_watch_sessions(settings, batch_id)
 
     fetched = datetime(2026, 11, 25, tzinfo=UTC)

@@ -21,8 +21,10 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from movierec import airflow_ops, catalog_sync, lake
+from movierec import lake
 from movierec import settings as settings_module
+from movierec.ingest import catalog_sync
+from movierec.ops import airflow_ops
 from movierec.schemas import RATE
 from movierec.settings import Settings
 from tests.conftest import free_port

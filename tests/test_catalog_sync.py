@@ -24,9 +24,10 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from movierec import catalog_sync, lake
+from movierec import lake
 from movierec import settings as settings_module
-from movierec.catalog_sync import CatalogDelayed, RetryPolicy, TokenBucket
+from movierec.ingest import catalog_sync
+from movierec.ingest.catalog_sync import CatalogDelayed, RetryPolicy, TokenBucket
 from movierec.schemas import RATE, RECO, WATCH
 from movierec.settings import REPO_ROOT, Settings
 from simulator.catalog import World, load_world

@@ -23,8 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from movierec import airflow_ops, catalog_sync, lake
+from movierec import lake
 from movierec import settings as settings_module
+from movierec.ingest import catalog_sync
+from movierec.ops import airflow_ops
 from movierec.schemas import WATCH
 from tests.conftest import AIRFLOW_TEST_SETTINGS
 from tests.test_catalog_sync import Api, api  # noqa: F401  (the real catalog API, a module fixture)
@@ -33,15 +35,15 @@ _TEST_SETTINGS = AIRFLOW_TEST_SETTINGS  # the private Airflow home conftest set 
 
 # What each task must call: (dag, task) -> (module, function).
 TARGETS = {
-    ("ingest_movielog", "ingest_batch"): ("movierec.ingest", "ingest_batch"),
-    ("ingest_movielog", "update_watch_sessions"): ("movierec.watch_sessions", "update_watch_sessions"),
-    ("ingest_movielog", "check_drift"): ("movierec.drift", "check_drift"),
-    ("catalog", "sync_catalog"): ("movierec.catalog_sync", "sync_catalog"),
-    ("retrain", "prepare"): ("movierec.spark_submit", "submit"),
-    ("retrain", "train"): ("movierec.spark_submit", "submit"),
-    ("retrain", "evaluate"): ("movierec.spark_submit", "submit"),
-    ("retrain", "precompute"): ("movierec.spark_submit", "submit"),
-    ("retrain", "publish"): ("movierec.registry", "publish"),
+    ("ingest_movielog", "ingest_batch"): ("movierec.ingest.consume", "ingest_batch"),
+    ("ingest_movielog", "update_watch_sessions"): ("movierec.ingest.watch_sessions", "update_watch_sessions"),
+    ("ingest_movielog", "check_drift"): ("movierec.ingest.drift", "check_drift"),
+    ("catalog", "sync_catalog"): ("movierec.ingest.catalog_sync", "sync_catalog"),
+    ("retrain", "prepare"): ("movierec.ops.spark_submit", "submit"),
+    ("retrain", "train"): ("movierec.ops.spark_submit", "submit"),
+    ("retrain", "evaluate"): ("movierec.ops.spark_submit", "submit"),
+    ("retrain", "precompute"): ("movierec.ops.spark_submit", "submit"),
+    ("retrain", "publish"): ("movierec.models.registry", "publish"),
 }
 
 
@@ -91,8 +93,9 @@ socket.create_connection = refuse
 from airflow.dag_processing.dagbag import DagBag
 
 bag = DagBag(dag_folder=sys.argv[1])
-heavy = ["movierec.ingest", "movierec.watch_sessions", "movierec.drift", "movierec.catalog_sync",
-         "movierec.quality", "confluent_kafka", "kafka", "pyspark", "great_expectations"]
+heavy = ["movierec.ingest.consume", "movierec.ingest.watch_sessions", "movierec.ingest.drift",
+         "movierec.ingest.catalog_sync", "movierec.ingest.quality", "confluent_kafka", "kafka", "pyspark",
+         "great_expectations"]
 print(json.dumps({
     "dags": sorted(bag.dag_ids),
     "errors": {str(k): str(v) for k, v in bag.import_errors.items()},

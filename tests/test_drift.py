@@ -24,9 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from movierec import catalog_sync, drift, ingest, lake, watch_sessions
-from movierec import drift_stats as stats
+from movierec import lake
 from movierec import settings as settings_module
+from movierec.ingest import catalog_sync, consume, drift, watch_sessions
+from movierec.ingest import drift_stats as stats
 from movierec.movielog import RateEvent, format_event, parse_line
 from movierec.schemas import DRIFT
 from simulator.backfill import History, Line, history_lines
@@ -214,18 +215,18 @@ def ingest_lines(
     for _moment, user_id, line in lines:
         partition = user_id % PARTITIONS
         value = line.encode() if isinstance(line, str) else line
-        records.append(ingest.Record(partition, offsets[partition], kafka_ms, value))
+        records.append(consume.Record(partition, offsets[partition], kafka_ms, value))
         offsets[partition] += 1
     ranges = [
-        ingest.PartitionRange(p, first[p], offsets[p]) for p in sorted(offsets) if offsets[p] > first[p]
+        consume.PartitionRange(p, first[p], offsets[p]) for p in sorted(offsets) if offsets[p] > first[p]
     ]
-    manifest = ingest.Manifest(ingest.batch_id_for(settings.topic, ranges), settings.topic, ranges)
+    manifest = consume.Manifest(consume.batch_id_for(settings.topic, ranges), settings.topic, ranges)
     manifest.planned_at = planned_at.isoformat(timespec="seconds")
-    tables = ingest.build_tables(records)
-    manifest.files = ingest.write_batch_files(settings, manifest.batch_id, tables)
+    tables = consume.build_tables(records)
+    manifest.files = consume.write_batch_files(settings, manifest.batch_id, tables)
     manifest.counts = {name: table.num_rows for name, table in tables.items()}
     manifest.state = "committed"
-    ingest.save_manifest(settings, manifest)
+    consume.save_manifest(settings, manifest)
     watch_sessions.update_watch_sessions(settings, manifest.batch_id)
     return manifest.batch_id
 
@@ -348,7 +349,7 @@ def test_a_drifted_batch_flags_exactly_the_signals_that_moved(
         ),
     }[case]()
     settings, batch_id = with_batch(reference_lake, tmp_path / "home", lines)
-    caplog.set_level(logging.INFO, logger="movierec.drift")
+    caplog.set_level(logging.INFO, logger="movierec.ingest.drift")
 
     report = drift.check_drift(settings, batch_id)
 
@@ -453,8 +454,8 @@ def assert_gx_verdict(report: dict[str, object], drifted: bool) -> None:
     """Great Expectations (suite "drift": no row drifted) failed exactly when a signal drifted."""
     gx = report["gx"]
     assert isinstance(gx, dict)
-    if gx.get("status") == "unavailable":  # movierec.quality not installed: the report says so
-        assert "movierec.quality" in gx["reason"]
+    if gx.get("status") == "unavailable":  # movierec.ingest.quality not installed: the report says so
+        assert "movierec.ingest.quality" in gx["reason"]
         return
     assert gx["suite"] == "drift" and gx["rows"] == 2 * len(drift.SIGNALS)
     assert gx["success"] is (not drifted)

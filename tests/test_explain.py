@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from movierec import settings as settings_module
-from movierec.explain import ExplainError, explain, latest_served, partition_of
+from movierec.models.explain import ExplainError, explain, latest_served, partition_of
 from movierec.settings import REPO_ROOT
 from server.provenance import ServedRecorder
 from tests.test_server_store import write_serving_file

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from movierec import ingest
-from movierec.ingest import (
+from movierec.ingest import consume
+from movierec.ingest.consume import (
     PartitionRange,
     Record,
     batch_id_for,
@@ -17,8 +17,8 @@ from movierec.ingest import (
     quarantine_rows,
     split_by_hour,
 )
+from movierec.ingest.watch_sessions import sessions_of
 from movierec.schemas import QUARANTINE, RATE, RAW, RECO, WATCH
-from movierec.watch_sessions import sessions_of
 
 KAFKA_MS = 1_795_000_000_000
 
@@ -155,18 +155,18 @@ def test_sessions_aggregate_minutes_per_user_and_movie() -> None:
 
 def test_a_batch_is_capped_fairly_across_partitions_and_nothing_is_skipped() -> None:
     ranges = [
-        ingest.PartitionRange(0, 10, 1_010),
-        ingest.PartitionRange(1, 0, 50),
-        ingest.PartitionRange(2, 5, 905),
+        consume.PartitionRange(0, 10, 1_010),
+        consume.PartitionRange(1, 0, 50),
+        consume.PartitionRange(2, 5, 905),
     ]
-    capped = ingest.cap_ranges(ranges, 600)
+    capped = consume.cap_ranges(ranges, 600)
     assert sum(r.end - r.start for r in capped) == 600
     by_partition = {r.partition: r for r in capped}
     assert by_partition[1] == ranges[1]  # the small partition whole; its unused share goes to the others
-    assert by_partition[0] == ingest.PartitionRange(0, 10, 285)
-    assert by_partition[2] == ingest.PartitionRange(2, 5, 280)
+    assert by_partition[0] == consume.PartitionRange(0, 10, 285)
+    assert by_partition[2] == consume.PartitionRange(2, 5, 280)
     assert all(r.start == o.start for r, o in zip(capped, ranges, strict=True))  # each starts where it stood
-    assert ingest.cap_ranges(ranges, 10_000) == ranges  # under the cap: untouched
+    assert consume.cap_ranges(ranges, 10_000) == ranges  # under the cap: untouched
 
 
 def test_watch_sessions_are_checked_and_a_broken_day_fails_loudly(tmp_path: Path) -> None:
@@ -174,8 +174,8 @@ def test_watch_sessions_are_checked_and_a_broken_day_fails_loudly(tmp_path: Path
     anyway (here written by hand, minute -5), the sessions task fails instead of spreading it."""
     from movierec import lake
     from movierec import settings as settings_module
-    from movierec.quality import QualityError
-    from movierec.watch_sessions import update_watch_sessions
+    from movierec.ingest.quality import QualityError
+    from movierec.ingest.watch_sessions import update_watch_sessions
 
     settings = settings_module.load({"MOVIEREC_HOME": str(tmp_path)})
     moment = datetime(2026, 11, 20, 10)

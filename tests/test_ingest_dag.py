@@ -22,10 +22,11 @@ from typing import Any
 import pyarrow.compute as pc
 import pytest
 
-from movierec import airflow_ops, lake
+from movierec import lake
 from movierec import settings as settings_module
-from movierec.broker import broker
-from movierec.stream import TopicWriter
+from movierec.ingest.stream import TopicWriter
+from movierec.ops import airflow_ops
+from movierec.ops.broker import broker
 from simulator.backfill import History, run_backfill
 from simulator.catalog import load_world
 from simulator.damage import line_kind

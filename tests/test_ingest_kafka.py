@@ -16,12 +16,13 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from movierec import ingest, lake
+from movierec import lake
 from movierec import settings as settings_module
-from movierec.broker import broker
+from movierec.ingest import consume
+from movierec.ingest.stream import TopicWriter
+from movierec.ingest.watch_sessions import update_watch_sessions
 from movierec.movielog import Malformed, parse_line
-from movierec.stream import TopicWriter
-from movierec.watch_sessions import update_watch_sessions
+from movierec.ops.broker import broker
 from simulator.backfill import History, history_lines
 from simulator.catalog import load_world
 from simulator.truth import load_truth
@@ -105,19 +106,19 @@ def assert_exactly_once(settings: settings_module.Settings, lines: list[bytes]) 
     )
 
 
-def run_until_written(site: settings_module.Settings, commit: bool) -> ingest.Manifest:
+def run_until_written(site: settings_module.Settings, commit: bool) -> consume.Manifest:
     """The steps of a batch up to its files and manifest (and optionally the offsets): then it "dies"."""
-    consumer = ingest._consumer(site)
+    consumer = consume._consumer(site)
     try:
-        ranges = ingest.plan_ranges(site, consumer)
-        manifest = ingest.Manifest(ingest.batch_id_for(site.topic, ranges), site.topic, ranges)
-        ingest.save_manifest(site, manifest)
-        tables = ingest.build_tables(ingest.read_ranges(site, consumer, ranges))
-        manifest.files = ingest.write_batch_files(site, manifest.batch_id, tables)
+        ranges = consume.plan_ranges(site, consumer)
+        manifest = consume.Manifest(consume.batch_id_for(site.topic, ranges), site.topic, ranges)
+        consume.save_manifest(site, manifest)
+        tables = consume.build_tables(consume.read_ranges(site, consumer, ranges))
+        manifest.files = consume.write_batch_files(site, manifest.batch_id, tables)
         manifest.state = "written"
-        ingest.save_manifest(site, manifest)
+        consume.save_manifest(site, manifest)
         if commit:
-            ingest.commit_offsets(site, consumer, ranges)
+            consume.commit_offsets(site, consumer, ranges)
     finally:
         consumer.close()
     return manifest
@@ -125,15 +126,15 @@ def run_until_written(site: settings_module.Settings, commit: bool) -> ingest.Ma
 
 def test_a_batch_holds_exactly_what_the_stream_said(site: settings_module.Settings, history: History) -> None:
     lines = produce(site, history, seed=1)
-    report = ingest.ingest_batch(site)
+    report = consume.ingest_batch(site)
     assert report["lines"] == len(lines)
     assert_exactly_once(site, lines)
     reasons = Counter(lake.read_table(site, "quarantine")["reason"].to_pylist())
     assert {"bad_rate_request", "bad_rating", "bad_user", "not_utf8", "empty", "bad_time"} <= set(reasons)
-    assert ingest.ingest_batch(site) == {"batch_id": None, "lines": 0}  # nothing new, nothing written
+    assert consume.ingest_batch(site) == {"batch_id": None, "lines": 0}  # nothing new, nothing written
 
     more = produce(site, history, seed=2, hours=1)
-    second = ingest.ingest_batch(site)
+    second = consume.ingest_batch(site)
     assert second["lines"] == len(more) and second["batch_id"] != report["batch_id"]
     assert_exactly_once(site, lines + more)
 
@@ -145,10 +146,10 @@ def test_crash_after_files_before_offsets_is_redone_without_duplicates(
     manifest = run_until_written(site, commit=False)  # dies before committing offsets
     more = produce(site, history, seed=4, hours=1)  # the topic grew meanwhile
 
-    redo = ingest.ingest_batch(site)
+    redo = consume.ingest_batch(site)
     assert redo["batch_id"] == manifest.batch_id and redo["lines"] == len(lines)
     assert_exactly_once(site, lines)
-    after = ingest.ingest_batch(site)
+    after = consume.ingest_batch(site)
     assert after["lines"] == len(more)
     assert_exactly_once(site, lines + more)
 
@@ -159,24 +160,26 @@ def test_crash_after_offsets_is_only_marked_committed(
     lines = produce(site, history, seed=5)
     run_until_written(site, commit=True)  # dies after committing, before marking the manifest
 
-    assert ingest.ingest_batch(site) == {"batch_id": None, "lines": 0}
-    assert ingest.unfinished_manifest(site) is None
+    assert consume.ingest_batch(site) == {"batch_id": None, "lines": 0}
+    assert consume.unfinished_manifest(site) is None
     assert_exactly_once(site, lines)
 
 
 def test_crash_before_any_file_is_redone(site: settings_module.Settings, history: History) -> None:
     lines = produce(site, history, seed=6, hours=1)
-    consumer = ingest._consumer(site)
-    ranges = ingest.plan_ranges(site, consumer)
-    ingest.save_manifest(site, ingest.Manifest(ingest.batch_id_for(site.topic, ranges), site.topic, ranges))
+    consumer = consume._consumer(site)
+    ranges = consume.plan_ranges(site, consumer)
+    consume.save_manifest(
+        site, consume.Manifest(consume.batch_id_for(site.topic, ranges), site.topic, ranges)
+    )
     consumer.close()
-    assert ingest.ingest_batch(site)["lines"] == len(lines)
+    assert consume.ingest_batch(site)["lines"] == len(lines)
     assert_exactly_once(site, lines)
 
 
 def test_watch_sessions_follow_the_batch(site: settings_module.Settings, history: History) -> None:
     produce(site, history, seed=7)
-    report = ingest.ingest_batch(site)
+    report = consume.ingest_batch(site)
     sessions = update_watch_sessions(site, report["batch_id"])
     watch = lake.read_table(site, "watch")
     table = lake.read_table(site, "watch_session")
@@ -213,5 +216,5 @@ def test_killed_at_any_moment_then_rerun_gives_exact_counts(
             process.wait()
     final = subprocess.run([CLI, "ingest"], env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
-    assert ingest.unfinished_manifest(site) is None
+    assert consume.unfinished_manifest(site) is None
     assert_exactly_once(site, lines)

@@ -18,8 +18,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
 
 from movierec import settings as settings_module
-from movierec.broker import broker
 from movierec.movielog import RateEvent, RecoEvent, WatchEvent, format_event, parse_line
+from movierec.ops.broker import broker
 from tests.conftest import broker_settings
 
 CLI = str(Path(sys.executable).parent / "movierec")

@@ -1,6 +1,6 @@
 """Precompute on real Spark (local[2]) from a real ALS model folder, into a real SQLite file.
 
-The model folder is built here the way the contract (movierec/versions.py) describes it, with
+The model folder is built here the way the contract (movierec/models/versions.py) describes it, with
 pyspark.ml.recommendation.ALS fitted on tiny random interactions, so these tests do not depend
 on the training job.
 """
@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from movierec import registry, spark_submit
 from movierec import settings as settings_module
+from movierec.models import registry
+from movierec.ops import spark_submit
 from spark_jobs import precompute as job
 
 VERSION = "20261201T040000Z"

@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from movierec import lake, versions
+from movierec import lake
+from movierec.models import versions
 from movierec.schemas import RATE, WATCH_SESSION
 from movierec.settings import Settings
 from spark_jobs import files

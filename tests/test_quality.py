@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from movierec import ingest, quality
 from movierec import settings as settings_module
-from movierec.catalog_sync import MOVIES, USERS
-from movierec.ingest import Record, build_tables
+from movierec.ingest import consume, quality
+from movierec.ingest.catalog_sync import MOVIES, USERS
+from movierec.ingest.consume import Record, build_tables
 from movierec.schemas import DRIFT, RATE, RECO, TABLES, WATCH
 
 T0 = datetime(2026, 11, 20, 10, 0)
@@ -237,7 +237,7 @@ def drift_rows(drifted: list[bool]) -> pa.Table:
 def test_drift_suite_fails_when_a_signal_drifted(settings: settings_module.Settings) -> None:
     calm = quality.validate_frame(settings, "drift", drift_rows([False, False, False]), "drift-b1")
     assert calm["success"] and calm["failed_expectations"] == []
-    # as movierec.drift calls it: a pandas frame
+    # as movierec.ingest.drift calls it: a pandas frame
     strong = quality.validate_frame(
         settings, "drift", drift_rows([False, True, False]).to_pandas(), "drift-b2"
     )
@@ -312,7 +312,7 @@ def test_ingest_moves_rows_failing_quality_to_quarantine(settings: settings_modu
         b"2026-11-20T10:00:03,8,GET /rate/heat+1995=4",
     ] + [f"2026-11-20T10:01:{n:02d},9,GET /data/m/up+2009/{n}.mpg".encode() for n in range(10)]
     records = [Record(0, 50 + n, 1_795_000_000_000, line) for n, line in enumerate(lines)]
-    tables = ingest.apply_quality(settings, "batch-ingest", build_tables(records))
+    tables = consume.apply_quality(settings, "batch-ingest", build_tables(records))
     quarantine = tables["quarantine"].filter(pc.equal(tables["quarantine"]["stage"], "quality"))
     assert dict(zip(quarantine["offset"].to_pylist(), quarantine["reason"].to_pylist(), strict=True)) == {
         51: "minute_in_range",

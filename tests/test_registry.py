@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from movierec import registry
 from movierec import settings as settings_module
 from movierec.cli import main
-from movierec.registry import GateRefused, InvalidServingFile, PublishRefused
+from movierec.models import registry
+from movierec.models.registry import GateRefused, InvalidServingFile, PublishRefused
 
 MOVIES = [f"movie+{i}+{1990 + i % 30}" for i in range(40)]
 USERS = [3, 5, 8, 13, 21, 34, 55, 89, 144, 233]

@@ -14,8 +14,8 @@ import pytest
 from kafka import KafkaConsumer
 
 from movierec import settings as settings_module
-from movierec.broker import broker
-from movierec.replay import archive_lines, user_key
+from movierec.ingest.replay import archive_lines, user_key
+from movierec.ops.broker import broker
 from tests.test_kafka_broker import movielog_lines
 
 CLI = str(Path(sys.executable).parent / "movierec")

@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from movierec import airflow_ops, registry, versions
+from movierec.models import registry, versions
+from movierec.ops import airflow_ops
 from simulator import oracle
 from tests.learning_data import build_small_lake, learning_settings
 from tests.test_dags import movierec_calls
@@ -59,10 +60,10 @@ def test_the_spark_tasks_submit_their_job_and_publish_calls_the_registry(dag: An
     for task_id, job in (("prepare", "prepare"), ("train", "train_als"), ("evaluate", "evaluate"),
                          ("precompute", "precompute")):  # fmt: skip
         callable_ = dag.get_task(task_id).python_callable
-        call = movierec_calls(callable_)[("movierec.spark_submit", "submit")]
+        call = movierec_calls(callable_)[("movierec.ops.spark_submit", "submit")]
         assert call.args[1].value == job
         assert "--version" in inspect.getsource(callable_)
-    publish = movierec_calls(dag.get_task("publish").python_callable)[("movierec.registry", "publish")]
+    publish = movierec_calls(dag.get_task("publish").python_callable)[("movierec.models.registry", "publish")]
     assert [k.arg for k in publish.keywords] == ["force"]
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from movierec import services
-from movierec.processes import descendants, is_alive, start_time
+from movierec.ops import services
+from movierec.ops.processes import descendants, is_alive, start_time
 from movierec.settings import Settings, child_env
 from tests.conftest import free_port
 from tests.test_simulator_catalog import small_settings

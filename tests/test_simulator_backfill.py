@@ -12,8 +12,8 @@ import pytest
 from kafka import KafkaConsumer
 
 from movierec import settings as settings_module
-from movierec.broker import broker
 from movierec.movielog import Malformed, RecoEvent, WatchEvent, parse_line
+from movierec.ops.broker import broker
 from simulator import commands
 from simulator.backfill import BASELINE_SERVER, History, history_lines
 from simulator.catalog import load_world

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from movierec import topk
+from movierec.models import topk
 from simulator.oracle import mean_affinity, overlap_at_k, recall_at_k, top_k_masked
 
 

@@ -28,8 +28,8 @@ import pytest
 from confluent_kafka import Consumer
 
 from movierec import cli
-from movierec.broker import broker
 from movierec.movielog import Malformed, RateEvent, Reason, RecoEvent, WatchEvent, parse_line
+from movierec.ops.broker import broker
 from movierec.settings import REPO_ROOT, Settings
 from simulator import commands
 from simulator.backfill import History, Line, history_lines
@@ -501,8 +501,19 @@ def test_live_scraper_enumerates_consecutive_ids_and_writes_no_movielog_lines(
     history: History, service: Service
 ) -> None:
     first = 100_000
+
+    async def until_the_site_saw_250() -> None:
+        # a run of fixed wall time scraped 119 ids on a loaded CI box: run until enough arrived instead
+        deadline = time.monotonic() + 60
+        while len(service.scraped) < 250 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
     lines, counts, records = live(
-        history, service.url, [f"scraper:strength=200,first={first}", "malformed:strength=0.05"], 2.5
+        history,
+        service.url,
+        [f"scraper:strength=200,first={first}", "malformed:strength=0.05"],
+        0.5,
+        during=until_the_site_saw_250,
     )
     scraped = sorted(service.scraped)
     sent = counts["scraper_requests"]

@@ -6,8 +6,8 @@ import pytest
 from kafka import KafkaConsumer
 
 from movierec import settings as settings_module
-from movierec.broker import broker
-from movierec.stream import DeliveryError, TopicWriter
+from movierec.ingest.stream import DeliveryError, TopicWriter
+from movierec.ops.broker import broker
 from tests.test_kafka_broker import consume, movielog_lines
 
 

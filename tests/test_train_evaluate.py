@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from movierec import spark_submit, versions
+from movierec.models import versions
+from movierec.ops import spark_submit
 from spark_jobs import evaluate as evaluate_module
 from spark_jobs import files, metrics
 from spark_jobs.evaluate import evaluate

@@ -15,8 +15,8 @@ import pytest
 from kafka import KafkaConsumer
 
 from movierec import settings as settings_module
-from movierec.broker import broker
 from movierec.movielog import Malformed, RecoEvent, parse_line
+from movierec.ops.broker import broker
 from tests.conftest import free_port
 from tests.test_kafka_broker import consume
 

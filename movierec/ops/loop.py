@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from movierec import airflow_ops, services
-from movierec.broker import broker
+from movierec.ops import airflow_ops, services
+from movierec.ops.broker import broker
 from movierec.settings import Settings, child_env
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,12 @@ def lake_is_empty(settings: Settings) -> bool:
 
 def lines_waiting(settings: Settings) -> int:
     """Lines on the topic the ingest has not committed yet."""
-    from movierec import ingest
+    from movierec.ingest import consume
 
-    consumer = ingest._consumer(settings)
+    consumer = consume._consumer(settings)
     try:
         uncapped = replace(settings, ingest_max_lines=1 << 62)
-        return sum(r.end - r.start for r in ingest.plan_ranges(uncapped, consumer))
+        return sum(r.end - r.start for r in consume.plan_ranges(uncapped, consumer))
     finally:
         consumer.close()
 

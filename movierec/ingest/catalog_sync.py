@@ -529,7 +529,7 @@ SUITES = {"user": "users", "movie": "movies"}
 def _check(settings: Settings, suite: str, table: pa.Table, run: str) -> dict[str, Any]:
     """The site's records validated by their GX suite. They are stored either way (they are what the
     site said); a failure is a warning and is visible in the data docs and the run's report."""
-    from movierec.quality import validate_frame
+    from movierec.ingest.quality import validate_frame
 
     check = validate_frame(settings, suite, table, run_name=f"catalog-{run}")
     if not check["success"]:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from movierec.models.versions import check_version, model_dir
 from movierec.serving_file import CURRENT, FILE_RE, JSON_META, MAX_ITEMS, REQUIRED_META
 from movierec.settings import REPO_ROOT, Settings
-from movierec.versions import check_version, model_dir
 
 log = logging.getLogger(__name__)
 

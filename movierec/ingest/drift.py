@@ -2,7 +2,7 @@
 
     check_drift(settings, batch_id) -> report (JSON-able)
 
-Signals (each a categorical or binned distribution; statistics in movierec.drift_stats):
+Signals (each a categorical or binned distribution; statistics in movierec.ingest.drift_stats):
 
     rating              ratings 1..5 of the batch's rate events
     genre_mix           genres of the sessions started in the batch (needs the catalog)
@@ -44,8 +44,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from movierec import catalog_sync, ingest, lake
-from movierec import drift_stats as stats
+from movierec import lake
+from movierec.ingest import catalog_sync, consume
+from movierec.ingest import drift_stats as stats
 from movierec.schemas import DRIFT, TABLES
 from movierec.settings import Settings
 
@@ -60,7 +61,7 @@ SIGNALS = (
     "unknown_movies",
     "quarantine_reasons",
 )
-SESSION_FILE = "part-sessions.parquet"  # movierec.watch_sessions.DAY_FILE
+SESSION_FILE = "part-sessions.parquet"  # movierec.ingest.watch_sessions.DAY_FILE
 
 
 class DriftError(ValueError):
@@ -113,10 +114,10 @@ def _read_files(settings: Settings, table: str, relative: list[str]) -> pa.Table
 
 
 def load_batch(settings: Settings, batch_id: str) -> Batch:
-    path = ingest.manifest_path(settings, batch_id)
+    path = consume.manifest_path(settings, batch_id)
     if not path.exists():
         raise DriftError(f"no ingest batch {batch_id!r} (no manifest {path})")
-    manifest = ingest.Manifest.from_json(path.read_text())
+    manifest = consume.Manifest.from_json(path.read_text())
     if manifest.state not in ("written", "committed"):
         raise DriftError(f"batch {batch_id} is {manifest.state!r}: its files are not written yet")
     tables = {
@@ -169,11 +170,11 @@ def read_window(
     return ds.dataset(files, schema=schema, format="parquet").to_table(columns=columns, filter=in_window)
 
 
-def earlier_batches(settings: Settings, batch: Batch, days: int) -> list[ingest.Manifest]:
+def earlier_batches(settings: Settings, batch: Batch, days: int) -> list[consume.Manifest]:
     """Committed batches of the same topic planned within ``days`` before ``batch``."""
     since = batch.planned_at - timedelta(days=days)
     found = []
-    for manifest in ingest.load_manifests(settings):
+    for manifest in consume.load_manifests(settings):
         if manifest.batch_id == batch.batch_id or manifest.state != "committed" or not manifest.planned_at:
             continue
         planned = datetime.fromisoformat(manifest.planned_at)
@@ -461,12 +462,12 @@ def store_results(settings: Settings, batch_id: str, day: date, table: pa.Table)
 def validate_in_gx(settings: Settings, batch_id: str, table: pa.Table) -> dict[str, Any]:
     """Great Expectations' verdict on the rows (suite ``drift``: ``drifted`` is false)."""
     try:
-        from movierec.quality import validate_frame
+        from movierec.ingest.quality import validate_frame
     except ModuleNotFoundError as exc:
-        if exc.name != "movierec.quality":
+        if exc.name != "movierec.ingest.quality":
             raise
-        log.warning("drift: movierec.quality is not installed; results not validated in GX")
-        return {"status": "unavailable", "reason": "movierec.quality is not installed"}
+        log.warning("drift: movierec.ingest.quality is not installed; results not validated in GX")
+        return {"status": "unavailable", "reason": "movierec.ingest.quality is not installed"}
     return validate_frame(settings, "drift", table, f"drift-{batch_id}")
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from movierec.processes import (
+from movierec.ops.processes import (
     ancestors,
     cmdline,
     descendants,

@@ -419,7 +419,7 @@ def write_batch_files(
 
 def apply_quality(settings: Settings, batch_id: str, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
     """Quarantine the rows that fail expectations; raise if too many do."""
-    from movierec.quality import check_tables
+    from movierec.ingest.quality import check_tables
 
     typed = {name: tables[name] for name in EVENT_TABLES}
     result = check_tables(settings, typed, batch_id)

@@ -68,7 +68,7 @@ def update_watch_sessions(settings: Settings, batch_id: str | None) -> dict[str,
     """Recompute the session rows of every day ``batch_id`` touched (all days if None)."""
     if batch_id is None:
         return {"days": [], "sessions": 0}
-    from movierec.quality import QualityError, validate_frame
+    from movierec.ingest.quality import QualityError, validate_frame
 
     days = days_of_batch(settings, batch_id)
     total = 0

@@ -116,7 +116,7 @@ def resolve_jars(settings: Settings) -> Path:
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs.", dir=target.parent))
-    pom = resources.files("movierec.broker").joinpath("pom.xml")
+    pom = resources.files("movierec.ops.broker").joinpath("pom.xml")
     with resources.as_file(pom) as pom_path:
         command = [
             "mvn", "-B", "-q", "-f", str(pom_path),
@@ -150,7 +150,7 @@ def server_properties(settings: Settings) -> str:
     retention_ms = settings.topic_retention_hours * 3600 * 1000
     return "\n".join(
         [
-            "# written by movierec.broker at every start; edit the settings, not this file",
+            "# written by movierec.ops.broker at every start; edit the settings, not this file",
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{host}:{controller}",
@@ -185,7 +185,7 @@ def _java_command(settings: Settings, main_class: str, *args: str) -> list[str]:
     java = shutil.which("java")
     if java is None:
         raise BrokerError("Java 17 is needed to run the Kafka broker; install it first")
-    log_config = resources.files("movierec.broker").joinpath("log4j2.yaml")
+    log_config = resources.files("movierec.ops.broker").joinpath("log4j2.yaml")
     return [
         java,
         f"-Xmx{settings.kafka_heap}",

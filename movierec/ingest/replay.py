@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from movierec.ingest.stream import TopicWriter
 from movierec.settings import Settings
-from movierec.stream import TopicWriter
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from movierec.processes import (
+from movierec.ops.processes import (
     cmdline,
     descendants,
     is_alive,

@@ -1,0 +1,1 @@
+"""The model lifecycle: versions, top-k, the serving registry, explaining an answer."""

@@ -1,0 +1,1 @@
+"""Operating the parts: the broker, Airflow, services, processes, spark-submit, the loop."""
