@@ -252,6 +252,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from movierec.ops import rollout
+
+    settings = settings_module.load()
+    lb = rollout.LoadBalancer(args.socket or rollout.default_socket(settings))
+    if args.image is None:
+        print(rollout.render_status(rollout.status(lb)))
+        return 0
+    plan = rollout.Rollout(lb, args.image, progress=print)
+    replaced = plan.run(canary=args.canary, weight=args.weight)
+    print(rollout.render_status(rollout.status(lb)))
+    print(f"rollout of {args.image}: {len(replaced)} replica(s) replaced")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movierec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -348,6 +363,20 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--at", metavar="TIME", help="latest answer at or before TIME (ISO 8601; local)")
     explain.add_argument("--json", action="store_true", help="as one JSON object")
     explain.set_defaults(handler=cmd_explain)
+
+    rollout = commands.add_parser(
+        "rollout",
+        help="a new service image across the replicas behind HAProxy, one at a time, no request lost",
+    )
+    rollout.add_argument("image", nargs="?", help="the new image (none: show the replicas and their images)")
+    rollout.add_argument("--canary", type=int, metavar="N", help="replace only the first N replicas")
+    rollout.add_argument(
+        "--weight", type=int, metavar="W", help="with --canary: their HAProxy weight (others keep 100)"
+    )
+    rollout.add_argument(
+        "--socket", type=Path, help="HAProxy's admin socket (default $MOVIEREC_HOME/lb/haproxy.sock)"
+    )
+    rollout.set_defaults(handler=cmd_rollout)
     return parser
 
 
