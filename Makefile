@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status kafka kafka-stop test lint format bench clean
+.PHONY: help install up down status kafka kafka-stop test lint format bench clean image rollout
 
 help:
 	@echo "make up      install and start the whole loop (Kafka, site simulator, Airflow, service); UP_ARGS=... for movierec up"
@@ -17,6 +17,8 @@ help:
 	@echo "make status  what is running"
 	@echo "make lint    ruff check + format check"
 	@echo "make bench   run the benchmarks in bench/ (on demand, slow)"
+	@echo "make image   build the container images with podman (service, loadbalancer, pipeline; IMAGES=...)"
+	@echo "make rollout IMAGE=localhost/movierec-service:<tag>  roll a service image over compose.yaml's replicas"
 
 $(INSTALLED): requirements.txt constraints.txt pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17 is required (Spark and the Kafka broker run on it)"; exit 1; }
@@ -63,6 +65,22 @@ format: install
 
 bench: install
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# Container images from a fresh machine (docs/architecture.md, "Containers"): podman and friends
+# from Debian (as root), the Debian base image made by debootstrap (once), then each image of the
+# Dockerfile, tagged with the commit and :latest. IMAGES picks targets; the pipeline is the big one.
+IMAGES ?= service loadbalancer pipeline
+image:
+	containers/install-tools.sh
+	containers/base-image.sh
+	containers/build-images.sh $(IMAGES)
+
+# A new service image across compose.yaml's replicas behind its HAProxy, one at a time, no request
+# lost; ROLLOUT_ARGS="--canary 1 --weight 10" for a canary. STATE_DIR is compose.yaml's state folder.
+STATE_DIR ?= var/compose
+rollout: install
+	@test -n "$(IMAGE)" || { echo "usage: make rollout IMAGE=localhost/movierec-service:<tag> [ROLLOUT_ARGS=...]"; exit 2; }
+	$(BIN)/movierec rollout --socket $(STATE_DIR)/lb/haproxy.sock $(ROLLOUT_ARGS) $(IMAGE)
 
 clean: down
 	rm -rf var htmlcov coverage.xml .coverage .pytest_cache .ruff_cache

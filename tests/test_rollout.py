@@ -37,7 +37,7 @@ def test_an_answer_that_is_not_stat_csv_is_an_error() -> None:
 COMPOSE_CREATE = [
     "podman", "--runtime", "runc", "create", "--name=movierec-recommend-1",
     "--label", "io.podman.compose.project=movierec", "--read-only", "--init",
-    "-e", "MOVIEREC_SERVER_PORT=8182", "--tmpfs", "/var/lib/movierec:rw,mode=1777,size=64m",
+    "-e", "MOVIEREC_SERVER_PORT=8182", "--tmpfs", "/var/lib/movierec:rw,size=64m,U",
     "-v", "/srv/state/serving:/var/lib/movierec/serving:ro", "--network", "host",
     "--ulimit", "nofile=20000:20000", "--restart", "unless-stopped",
     "localhost/movierec-service:latest",
