@@ -414,3 +414,47 @@ def test_a_stop_at_any_moment_of_the_start_ends_the_service_and_all_its_processe
     while group_members(process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not group_members(process.pid), f"left running after the stop: {group_members(process.pid)}"
+
+
+def worker_pids(running: Running) -> set[int]:
+    """The live server workers: children of `movierec serve` that Sanic spawned."""
+    from movierec.ops.processes import descendants, is_alive
+
+    pids = descendants([running.process.pid]) - {running.process.pid}
+    return {
+        pid
+        for pid in pids
+        if is_alive(pid) and b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+
+
+def test_a_worker_killed_under_load_is_replaced_and_counted(
+    tmp_path: Path, kafka: settings_module.Settings
+) -> None:
+    write_serving_file(tmp_path / "serving", "v1")
+    point_current(tmp_path / "serving", "v1")
+    with serve(tmp_path, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic) as running:
+        before = worker_pids(running)
+        assert len(before) == 2
+        with Load(running, threads=2) as load:
+            wait_for(lambda: sum(load.statuses.values()) > 200, "requests before the kill")
+            victim = min(before)
+            os.kill(victim, signal.SIGKILL)
+            wait_for(
+                lambda: len(worker_pids(running) - before) == 1 and len(worker_pids(running)) == 2,
+                "a new worker",
+            )
+            replacement = (worker_pids(running) - before).pop()
+            wait_for(lambda: str(replacement) in ready_workers(running.log), "the new worker ready")
+            served = sum(load.statuses.values())
+            wait_for(lambda: sum(load.statuses.values()) > served + 200, "requests after the replacement")
+        assert running.metric("movierec_worker_replacements_total") == 1
+        lost = sum(n for status, n in load.statuses.items() if status != 200)
+        # only what was in flight on the killed worker's connections, one per client thread at most twice
+        assert lost <= 4, load.statuses
+        assert load.wrong_bodies == 0
+        assert "replacing it (replacement 1)" in running.log.read_text()
+        # and both answer: a fresh connection per request reaches the new worker too
+        pids = {running.get("/healthz").json()["pid"] for _ in range(40)}
+        assert replacement in pids
+    assert running.process.returncode == 0, running.log.read_text()[-2000:]

@@ -35,6 +35,13 @@ COUNTS = ("requests", "up", "timeouts", "errors", "slow", "answered", "fallback"
 READ_COLUMNS = ["time", "server", "status", "latency_ms", "items"]
 
 
+def outcome(status: int, latency_ms: int) -> str:
+    """What became of one request line: ``up``, ``slow`` (200 too late), ``timeout`` (status 0), ``error``."""
+    if status == 200:
+        return "up" if latency_ms < BUDGET_MS else "slow"
+    return "timeout" if status == 0 else "error"
+
+
 def outcomes(reco: pa.Table, fallbacks: Iterable[str]) -> pd.DataFrame:
     """One row per request line: time, server, latency and 0/1 columns of what became of it.
 
