@@ -12,6 +12,7 @@ Prometheus evaluates every second here (MOVIEREC_PROMETHEUS_INTERVAL=1); the rul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -154,13 +155,16 @@ def test_a_killed_service_is_restarted_and_the_outage_alert_fires_and_resolves(s
             lambda: query(settings, 'sum(movierec_site_requests_total{outcome="up"}) > 100'), "clean traffic"
         )
         wait_for(lambda: query(settings, "movierec:site_errors:ratio_rate5m == 0"), "a clean error ratio")
-        time.sleep(20)  # some clean history before the outage
+        # clean history before the outage: 20 evaluations of the ratio at 0
+        wait_for(
+            lambda: query(settings, "count_over_time(movierec:site_errors:ratio_rate5m[1m]) >= 20"), "history"
+        )
         before = supervisor.pid(settings, "server")
         group = descendants([before])
         killed_at = time.monotonic()
         os.killpg(os.getpgid(before), signal.SIGKILL)
         for pid in group:  # workers are in the same group; this is belt and braces
-            with __import__("contextlib").suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         after = wait_for(
             lambda: (p := supervisor.pid(settings, "server")) not in (None, before) and p, "a restart"

@@ -38,6 +38,7 @@ INGEST_GROUP = "movierec-ingest"  # movierec.ingest.consume's consumer group
 MONITOR_GROUP = "movierec-monitor"  # never commits: only librdkafka wants a group id
 MAX_BEHIND = 200_000  # lines the tail may be behind before it skips to the end
 RECO_MARKER = b"recommendation request "
+OUTCOMES = ("up", "slow", "timeout", "error")  # movierec.monitoring.availability.outcome
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0)
 DAGS = ("ingest_movielog", "catalog", "retrain")
 AIRFLOW_EVERY = 4  # rounds between Airflow probes (each logs in through the REST API)
@@ -79,6 +80,7 @@ class SiteTail:
         self.fallbacks = fallbacks
         self._fallbacks: set[str] = set()
         self._fallbacks_at = 0.0
+        self._servers: set[str] = set()
         self.consumer: Any = None
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -153,6 +155,11 @@ class SiteTail:
         if not isinstance(event, RecoEvent):
             return
         server = event.server
+        if server not in self._servers:  # every outcome from 0, so a rate of "down" exists while clean
+            self._servers.add(server)
+            for outcome in OUTCOMES:
+                self.requests.labels(server=server, outcome=outcome)
+            self.fallback.labels(server=server)
         self.requests.labels(
             server=server, outcome=availability.outcome(event.status, event.latency_ms)
         ).inc()
