@@ -161,7 +161,7 @@ def test_a_killed_service_is_restarted_and_the_outage_alert_fires_and_resolves(s
         )
         before = supervisor.pid(settings, "server")
         group = descendants([before])
-        killed_at = time.monotonic()
+        killed_at, killed_wall = time.monotonic(), time.time()
         os.killpg(os.getpgid(before), signal.SIGKILL)
         for pid in group:  # workers are in the same group; this is belt and braces
             with contextlib.suppress(ProcessLookupError):
@@ -186,7 +186,7 @@ def test_a_killed_service_is_restarted_and_the_outage_alert_fires_and_resolves(s
             "an alert at the receiver",
             180,
         )
-        alerted_at = time.monotonic()
+        alerted = min(datetime.fromisoformat(a["received_at"]).timestamp() for a in firing)
         names = {a["alertname"] for a in firing}
         assert names & {"SiteAvailabilityFastBurn", "ServiceDown"}, firing
         dip = query(settings, "min_over_time((1 - movierec:site_errors:ratio_rate5m)[10m:1s])")
@@ -204,7 +204,7 @@ def test_a_killed_service_is_restarted_and_the_outage_alert_fires_and_resolves(s
     statuses = Counter(status for _, status in site.outcomes)
     report = {
         "restart_seconds": round(restarted_at - killed_at, 2),
-        "alert_seconds": round(alerted_at - killed_at, 2),
+        "alert_seconds": round(alerted - killed_wall, 2),
         "resolve_seconds_after_restart": round(resolved_at - restarted_at, 1),
         "requests_lost": len(lost),
         "requests": sum(statuses.values()),

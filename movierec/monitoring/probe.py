@@ -398,6 +398,8 @@ class SupervisorState:
 
         for record in supervisor.all_info(self.settings):
             name = record["name"]
+            if name not in self.seen:
+                self.restarts.labels(program=name)  # from 0, so the first restart is an increase
             self.up.labels(program=name).set(1 if record["statename"] == "RUNNING" else 0)
             self.started.labels(program=name).set(record["start"])
             if name in self.seen and record["start"] != self.seen[name] and record["start"]:
