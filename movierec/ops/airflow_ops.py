@@ -220,8 +220,9 @@ def processes_of_home(settings: Settings) -> set[int]:
     return found - ancestors()  # never ourselves or whoever started us (a shell, pytest)
 
 
-def start(settings: Settings, timeout: float = 120.0) -> dict[str, int]:
-    """Start the components that are not running and wait until all are healthy; their pids."""
+def start(settings: Settings, timeout: float = 300.0) -> dict[str, int]:
+    """Start the components that are not running and wait until all are healthy; their pids.
+    (~10 s on a quiet box; the API server alone took over 2 minutes with the box's load at 13.)"""
     alive = running(settings)
     if "api-server" not in alive and port_open(settings.airflow_port):
         raise AirflowOpsError(
