@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from movierec.ops.processes import is_alive, tail, wait_gone
+from movierec.ops.processes import descendants, is_alive, tail, wait_gone
 from movierec.settings import Settings, child_env
 
 log = logging.getLogger(__name__)
@@ -312,7 +313,7 @@ def stop(settings: Settings, name: str, *, last_out: bool = True) -> bool:
                 log.warning("%s left %s behind; killing them", name, sorted(left))
                 for stray in left:
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(stray, 9)
+                        os.kill(stray, signal.SIGKILL)
         if last_out:
             shutdown_if_idle(settings)
     return was_alive
@@ -326,6 +327,5 @@ def shutdown_if_idle(settings: Settings) -> bool:
 
 
 def descendants_of(record: Mapping[str, Any]) -> set[int]:
-    from movierec.ops.processes import descendants
-
+    """The program's process and every process below it (a stop must leave none of them)."""
     return descendants([record["pid"]]) if record.get("pid") and is_alive(record["pid"]) else set()
