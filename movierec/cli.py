@@ -118,7 +118,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = settings_module.load()
     state = loop.status(settings)
     for name, ok in state.items():
-        print(f"{name:8} {'up' if ok else 'DOWN'}")
+        print(f"{name:14} {'up' if ok else 'DOWN'}")
     return 0 if all(state.values()) else 3
 
 
