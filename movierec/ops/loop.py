@@ -1,7 +1,7 @@
 """The whole loop from one command (`make up` -> `movierec up`), and its end (`movierec down`).
 
     Kafka ─► monitoring (node-exporter, Alertmanager, dashboard, Prometheus, probe)
-      ─► catalog API (simulator) ─► Airflow (DAGs unpaused) ─► recommendation service
+      ─► catalog API (simulator) ─► recommendation service ─► Airflow (DAGs unpaused)
       ─► backfill of history (simulator, first time only) ─► ingest runs until caught up
       ─► catalog run ─► first retrain (if nothing is published yet) ─► live viewers
 
@@ -112,12 +112,13 @@ def up(
             services.start(settings, catalog[name])
     with timeline.step("api", f"simulator catalog API on {settings.catalog_api_url}"):
         services.start(settings, catalog["api"], timeout=300)  # first start builds the world
+    # the service before Airflow: it needs neither, and Prometheus pages when it is missing for a minute
+    with timeline.step("server", f"recommendation service on {settings.server_host}:{settings.server_port}"):
+        services.start(settings, catalog["server"])
     with timeline.step("airflow", f"Airflow on {airflow_ops.api_url(settings)}"):
         airflow_ops.start(settings)
         # retrain stays paused until there is data: unpaused, its schedule starts a run at once
         airflow_ops.unpause_all(settings, keep_paused=() if has_current_model(settings) else ("retrain",))
-    with timeline.step("server", f"recommendation service on {settings.server_host}:{settings.server_port}"):
-        services.start(settings, catalog["server"])
     if lake_is_empty(settings) and lines_waiting(settings) == 0:
         what = f"backfill of {backfill_days:g} days of history into {settings.topic}"
         with timeline.step("backfill", what):
