@@ -160,6 +160,7 @@ def test_the_task_writes_day_buckets_rolling_windows_and_gauges_and_a_rerun_repl
     availability_store.compute_availability(settings, "000000000000-aaaaaaaaaaaa")
     report = availability_store.compute_availability(settings, "000000000010-bbbbbbbbbbbb")
     assert list(report["days"]) == ["2026-11-28"]
+    assert report["gx"] == {"2026-11-28": True}  # the rows pass their Great Expectations suite
     stored = lake.read_table(settings, "availability").to_pandas()
     today = stored[(stored["window"] == "1d") & (stored["start"] == datetime(2026, 11, 28))]
     assert today[["requests", "up", "timeouts", "fallback"]].values.tolist() == [[4, 3, 1, 1]]
