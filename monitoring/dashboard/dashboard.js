@@ -29,7 +29,7 @@ const PANELS = [
   { id: "drift", title: "Drift (PSI of the latest batch, per signal)", unit: "", scale: 1,
     note: "flagged above 0.25 with p < 0.001",
     queries: [ { q: 'movierec_drift_statistic', name: m => m.signal }, { q: 'vector(0.25)', name: () => "threshold", dash: true } ] },
-  { id: "lag", title: "Ingest lag", unit: "min", scale: 1 / 60,
+  { id: "lag", title: "Ingest lag", unit: "min", scale: 1 / 60, rawUnit: "k lines",
     note: "age of the oldest line not yet in the lake; lines waiting on the right axis",
     queries: [ { q: 'movierec_ingest_lag_seconds', name: () => "oldest line waiting" },
                { q: 'movierec_ingest_lag_lines / 1000', name: () => "k lines waiting", raw: true } ] },
@@ -79,7 +79,7 @@ async function drawPanel(panel, start, end, step) {
         const i = index.get(Math.round(t)); const x = parseFloat(v);
         if (i !== undefined && Number.isFinite(x)) values[i] = query.raw ? x : x * panel.scale;
       }
-      series.push({ label: query.name(item.metric), values, dash: query.dash });
+      series.push({ label: query.name(item.metric), values, dash: query.dash, raw: query.raw });
     }
   }
   const real = series.filter(s => !s.dash);
@@ -94,9 +94,11 @@ async function drawPanel(panel, start, end, step) {
   const opts = {
     width: chart.clientWidth || 540, height: 220,
     series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: s.dash ? "#9aa3b2" : PALETTE[i % PALETTE.length],
+      scale: s.raw ? "raw" : "y",
       width: s.dash ? 1 : 2, dash: s.dash ? [6, 4] : undefined, spanGaps: false,
-      value: (u, v) => v == null ? "–" : `${v.toFixed(panel.unit === "%" ? 2 : 1)} ${panel.unit}` }))],
-    axes: [{}, { label: panel.unit, size: 60 }],
+      value: (u, v) => v == null ? "–" : `${v.toFixed(panel.unit === "%" ? 2 : 1)} ${s.raw ? panel.rawUnit : panel.unit}` }))],
+    axes: [{}, { label: panel.unit, size: 60 },
+      ...(series.some(s => s.raw) ? [{ scale: "raw", side: 1, label: panel.rawUnit || "", size: 60, grid: { show: false } }] : [])],
     legend: { live: false },
   };
   plots[panel.id] = new uPlot(opts, [times, ...series.map(s => s.values)], chart);
