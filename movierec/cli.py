@@ -118,7 +118,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = settings_module.load()
     state = loop.status(settings)
     for name, ok in state.items():
-        print(f"{name:8} {'up' if ok else 'DOWN'}")
+        print(f"{name:14} {'up' if ok else 'DOWN'}")
     return 0 if all(state.values()) else 3
 
 
@@ -185,6 +185,26 @@ def cmd_world(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    settings = settings_module.load()
+    if args.part == "web":
+        from movierec.monitoring import web
+
+        web.serve(settings)
+    else:
+        from movierec.monitoring import probe
+
+        probe.run(settings, interval=args.every)
+    return 0
+
+
+def cmd_availability(args: argparse.Namespace) -> int:
+    from movierec.monitoring import report
+
+    print(report.render(report.table(settings_module.load(), args.window, args.last)), end="")
     return 0
 
 
@@ -353,6 +373,19 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.set_defaults(handler=cmd_rollback)
     models = commands.add_parser("models", help="list the serving files (* marks current)")
     models.set_defaults(handler=cmd_models)
+
+    monitor = commands.add_parser("monitor", help="the monitoring parts `make up` runs (supervised)")
+    monitor.add_argument(
+        "part", choices=["web", "probe"], help="web: dashboard + alert receiver; probe: metrics"
+    )
+    monitor.add_argument("--every", type=float, help="probe: seconds between rounds (default: Prometheus's)")
+    monitor.set_defaults(handler=cmd_monitor)
+    availability = commands.add_parser(
+        "availability", help="the site's availability from the lake (status 200 under 800 ms), per window"
+    )
+    availability.add_argument("--window", choices=["5m", "1h", "1d", "72h", "96h"], default="1h")
+    availability.add_argument("--last", type=int, default=24, help="rows per server (newest)")
+    availability.set_defaults(handler=cmd_availability)
 
     serve = commands.add_parser("serve", help="the recommendation service (MOVIEREC_SERVER_WORKERS workers)")
     serve.set_defaults(handler=cmd_serve)

@@ -98,6 +98,28 @@ DRIFT = pa.schema(
     ]
 )
 
+# One row per (window, start, server): the site's availability as its log says, computed after each
+# ingest batch by movierec.monitoring.availability_store (pure logic in movierec.monitoring.availability).
+AVAILABILITY = pa.schema(
+    [
+        pa.field("window", pa.string(), nullable=False),  # 5m, 1h, 1d, 72h, 96h
+        pa.field("start", pa.timestamp("us"), nullable=False),  # the site's local time, like the lake
+        pa.field("end", pa.timestamp("us"), nullable=False),
+        pa.field("server", pa.string(), nullable=False),
+        pa.field("requests", pa.int64(), nullable=False),
+        pa.field("up", pa.int64(), nullable=False),  # status 200 under the 800 ms budget
+        pa.field("timeouts", pa.int64(), nullable=False),  # status 0
+        pa.field("errors", pa.int64(), nullable=False),  # any other code but 200
+        pa.field("slow", pa.int64(), nullable=False),  # 200 at or over the budget
+        pa.field("availability", pa.float64(), nullable=False),
+        pa.field("latency_p50_ms", pa.float64(), nullable=True),
+        pa.field("latency_p99_ms", pa.float64(), nullable=True),
+        pa.field("answered", pa.int64(), nullable=False),  # status 200, in time or not
+        pa.field("fallback", pa.int64(), nullable=False),  # answered with a fallback line
+        pa.field("fallback_share", pa.float64(), nullable=True),  # of answered; null if none
+    ]
+)
+
 # The typed event tables, by the movielog event kind they hold.
 EVENT_TABLES: dict[str, pa.Schema] = {"watch": WATCH, "rate": RATE, "reco": RECO}
 
@@ -107,4 +129,5 @@ TABLES: dict[str, pa.Schema] = {
     "quarantine": QUARANTINE,
     "watch_session": WATCH_SESSION,
     "drift": DRIFT,
+    "availability": AVAILABILITY,
 }

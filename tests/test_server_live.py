@@ -414,3 +414,44 @@ def test_a_stop_at_any_moment_of_the_start_ends_the_service_and_all_its_processe
     while group_members(process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not group_members(process.pid), f"left running after the stop: {group_members(process.pid)}"
+
+
+def worker_pids(running: Running) -> set[int]:
+    """The live server workers: those that logged "Worker ready [pid]" and are still alive."""
+    from movierec.ops.processes import is_alive
+
+    return {int(pid) for pid in ready_workers(running.log) if is_alive(int(pid))}
+
+
+def test_a_worker_killed_under_load_is_replaced_and_counted(
+    tmp_path: Path, kafka: settings_module.Settings
+) -> None:
+    write_serving_file(tmp_path / "serving", "v1")
+    point_current(tmp_path / "serving", "v1")
+    with serve(tmp_path, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic) as running:
+        before = worker_pids(running)
+        assert len(before) == 2
+        with Load(running, threads=2) as load:
+            wait_for(lambda: sum(load.statuses.values()) > 200, "requests before the kill")
+            victim = min(before)
+            killed_at = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            wait_for(
+                lambda: len(worker_pids(running) - before) == 1 and len(worker_pids(running)) == 2,
+                "a new worker",
+            )
+            ready_seconds = time.monotonic() - killed_at
+            replacement = (worker_pids(running) - before).pop()
+            served = sum(load.statuses.values())
+            wait_for(lambda: sum(load.statuses.values()) > served + 200, "requests after the replacement")
+        assert running.metric("movierec_worker_replacements_total") == 1
+        lost = sum(n for status, n in load.statuses.items() if status != 200)
+        print(f"WORKER KILL: new worker ready {ready_seconds:.2f} s after SIGKILL; {dict(load.statuses)}")
+        # only what was in flight on the killed worker's connections, one per client thread at most twice
+        assert lost <= 4, load.statuses
+        assert load.wrong_bodies == 0
+        assert "replacing it (replacement 1)" in running.log.read_text()
+        # and both answer: a fresh connection per request reaches the new worker too
+        pids = {running.get("/healthz").json()["pid"] for _ in range(40)}
+        assert replacement in pids
+    assert running.process.returncode == 0, running.log.read_text()[-2000:]
