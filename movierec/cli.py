@@ -211,6 +211,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_precompute(args: argparse.Namespace) -> int:
+    from movierec.models import versions
+    from movierec.ops import spark_submit
+
+    extra = ["--candidate", args.candidate] if args.candidate else []
+    try:
+        version = versions.check_version(args.version)
+        report = spark_submit.submit(
+            settings_module.load(), "precompute", ["--version", version, *extra], tag=version
+        )
+    except (versions.VersionError, spark_submit.SparkJobFailed) as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from movierec.models import registry
 
@@ -327,6 +344,15 @@ def build_parser() -> argparse.ArgumentParser:
     scenario.add_argument("action", choices=["list"], help="list: the kinds, their strength and options")
     world.set_defaults(handler=cmd_world)
 
+    precompute = commands.add_parser(
+        "precompute", help="the top-20 list of every user of a version into a serving file (Spark)"
+    )
+    precompute.add_argument("version", help="model version id (UTC YYYYMMDDTHHMMSSZ)")
+    precompute.add_argument(
+        "--candidate",
+        help="serve this candidate of the version instead of the chosen one: serving id VERSION-CANDIDATE",
+    )
+    precompute.set_defaults(handler=cmd_precompute)
     publish = commands.add_parser(
         "publish", help="validate a serving file, apply the Recall@20 gate, make it current"
     )

@@ -1,20 +1,28 @@
 """Model versions: their ids and the layout of a model folder (the contract between learning and serving).
 
-    $MOVIEREC_HOME/models/<version>/
-        als/                 ALSModel.save() of the model to serve
-        users.parquet        user_id int64, uidx int32   (contiguous 0..n-1)
-        movies.parquet       movie_id string, iidx int32 (contiguous 0..m-1)
-        seen.parquet         uidx int32, iidx int32: every interaction up to the data end
+    $MOVIEREC_HOME/models/<version>/                    written by the retrain's tasks, in order
+        users.parquet        user_id int64, uidx int32   (contiguous 0..n-1)            prepare
+        movies.parquet       movie_id string, iidx int32 (contiguous 0..m-1)            prepare
+        seen.parquet         uidx int32, iidx int32: every interaction up to the data end   prepare
         fallback.json        {"items": [up to 20 slugs]}: recent global popularity, for unknown users
-        params.json          Spark + ALS parameters, split time T, data window
+        params.json          split time T, data window, counts, Spark                 prepare
         data_manifest.json   the Parquet files read (path, sha256, rows) and their Kafka offset range
-        metrics.json         offline metrics of the chosen model; "recall_at_20" at top level
-        model.json           {version, created_at, git_commit, model: "als"|"popularity", split_time}
-        prepared/            learning's own intermediate data (train/test interactions, user groups)
-        candidates/<name>/   every model compared (fitted before T, and refitted on all data)
-    $MOVIEREC_HOME/reports/<version>/report.md, report.json
+        prepared/            learning's own intermediate data (train/test interactions, user groups,
+                             the fallback before T)                                     prepare
+        candidates/<name>/   every model compared (movierec/models/candidates):         train
+            train.json       {"kind", "name", "params", "cost"}
+            before_t/        fitted before T (evaluated)
+            all/             refitted on all data (served)
+        metrics.json         offline metrics of the chosen candidate ("recall_at_20" at top level)
+                             and of every other one ("candidates")                      evaluate
+        model.json           {version, created_at, git_commit, model: its kind, candidate: the
+                             chosen name, split_time}                                   evaluate
+    $MOVIEREC_HOME/reports/<version>/
+        report.md, report.json   the comparison and the choice                          evaluate
+        serving-<id>.json        a serving file's size and lookup latency               precompute
 
-A version id is the UTC time the retrain started, ``YYYYMMDDTHHMMSSZ``: sortable as text.
+A version id is a UTC time, ``YYYYMMDDTHHMMSSZ`` (sortable as text): the retrain DAG takes it from
+its run (``run_version``), so a retried or cleared run works on its own version again.
 """
 
 from __future__ import annotations
@@ -28,7 +36,6 @@ from movierec.settings import Settings
 VERSION_FORMAT = "%Y%m%dT%H%M%SZ"
 _VERSION_RE = re.compile(r"^\d{8}T\d{6}Z$")
 
-ALS_DIR = "als"
 USERS_FILE = "users.parquet"
 MOVIES_FILE = "movies.parquet"
 SEEN_FILE = "seen.parquet"
@@ -38,9 +45,13 @@ DATA_MANIFEST_FILE = "data_manifest.json"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.json"
 PREPARED_DIR = "prepared"
+FALLBACK_BEFORE_T = "fallback_before_t.json"  # in prepared/: {"iidx": [...]}, the fallback before T
 CANDIDATES_DIR = "candidates"
+TRAIN_FILE = "train.json"
+WINDOWS = ("before_t", "all")  # fitted before T to be evaluated; on all data to be served
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
+SERVING_REPORT = "serving-{serving_id}.json"
 
 
 class VersionError(ValueError):
@@ -53,6 +64,12 @@ def new_version_id(now: datetime | None = None) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return moment.strftime(VERSION_FORMAT)
+
+
+def run_version(data_interval_end: datetime | None, run_after: datetime) -> str:
+    """The version of an Airflow run: its data interval's end, or (a manual run has none) the
+    time it was triggered for. Both stay the same when the run is retried or cleared."""
+    return new_version_id(data_interval_end or run_after)
 
 
 def check_version(version: str) -> str:
@@ -83,6 +100,17 @@ def candidate_dir(settings: Settings, version: str, name: str) -> Path:
     if not re.fullmatch(r"[a-z0-9_]+", name):
         raise VersionError(f"{name!r} is not a candidate model name (lowercase letters, digits, _)")
     return model_dir(settings, version) / CANDIDATES_DIR / name
+
+
+def fitted_dir(settings: Settings, version: str, name: str, window: str) -> Path:
+    if window not in WINDOWS:
+        raise VersionError(f"{window!r} is not a training window ({', '.join(WINDOWS)})")
+    return candidate_dir(settings, version, name) / window
+
+
+def serving_report_path(settings: Settings, version: str, serving_id: str) -> Path:
+    """Precompute's figures for one serving file of ``version`` (its size, lookup latency)."""
+    return report_dir(settings, version) / SERVING_REPORT.format(serving_id=serving_id)
 
 
 def list_versions(settings: Settings) -> list[str]:
