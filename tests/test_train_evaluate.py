@@ -268,7 +268,8 @@ def test_a_candidate_registered_in_a_test_is_trained_evaluated_and_chosen_by_the
     model = files.read_json(versions.model_dir(settings, VERSION) / versions.MODEL_FILE)
     assert (model["candidate"], model["model"]) == ("lowest_first", "lowest_index_first")
     report = files.read_json(versions.report_dir(settings, VERSION) / versions.REPORT_JSON)
-    assert report["models"]["lowest_first"]["size"]["factor_bytes"] == 4 * len(known)
+    served = set(pq.read_table(prepared / "all.parquet", columns=["iidx"])["iidx"].to_pylist())
+    assert report["models"]["lowest_first"]["size"]["factor_bytes"] == 4 * len(served)  # the refit's, rank 1
 
 
 # --- spark_submit ---------------------------------------------------------------------------------
