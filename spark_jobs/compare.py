@@ -11,11 +11,11 @@ once ``serving/recs-<version>.sqlite`` exists it adds the file size and the look
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from movierec import serving_file
 from movierec.models import versions
 from movierec.settings import Settings
 from spark_jobs import files
@@ -229,7 +229,7 @@ def write_report(settings: Settings, version: str, report: dict[str, Any]) -> Pa
 
 def lookup_latency(path: Path, lookups: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Size of a serving file and the latency of looking up random users in it (read-only)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with serving_file.open_readonly(path) as db:
         rows = db.execute("SELECT count(*) FROM recs").fetchone()[0]
         low, high = db.execute("SELECT min(user_id), max(user_id) FROM recs").fetchone()
         rng = random.Random(seed)
@@ -253,7 +253,7 @@ def lookup_latency(path: Path, lookups: int = 1000, seed: int = 0) -> dict[str, 
 
 def add_serving_figures(settings: Settings, version: str) -> dict[str, Any] | None:
     """The hook for precompute: once the serving file exists, its size and lookup latency join the report."""
-    path = settings.serving_dir / f"recs-{versions.check_version(version)}.sqlite"
+    path = serving_file.file_path(settings.serving_dir, version)
     report_path = versions.report_dir(settings, version) / versions.REPORT_JSON
     if not path.exists() or not report_path.exists():
         return None

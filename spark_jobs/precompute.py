@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from movierec import serving_file
 from movierec import settings as settings_module
 from movierec.models import registry, topk, versions
 from movierec.settings import Settings
@@ -211,18 +212,20 @@ def precompute(
     users_per_task: int = USERS_PER_TASK,
 ) -> dict[str, object]:
     """Write ``serving/recs-<version>.sqlite`` from the model folder; returns a report (JSON-able)."""
-    if not 1 <= k <= registry.MAX_ITEMS:
-        raise ValueError(f"k must be 1..{registry.MAX_ITEMS} (a serving list holds at most that), got {k}")
+    if not 1 <= k <= serving_file.MAX_ITEMS:
+        raise ValueError(
+            f"k must be 1..{serving_file.MAX_ITEMS} (a serving list holds at most that), got {k}"
+        )
     folder = versions.model_dir(settings, version)
-    model = registry.read_model_folder(folder)
+    model = versions.read_model_folder(folder)
     needed = (versions.ALS_DIR, versions.SEEN_FILE)
     if model_kind(folder) == "popularity":
         needed = (f"{versions.CANDIDATES_DIR}/popularity/all.parquet", versions.SEEN_FILE)
     missing = [name for name in needed if not (folder / name).exists()]
     if missing:
         raise FileNotFoundError(f"model folder {folder} lacks {', '.join(missing)}")
-    fallback = registry.fallback_line(model.get("fallback.json"))
-    target = registry.serving_path(settings, version)
+    fallback = serving_file.fallback_line(model.get("fallback.json"))
+    target = serving_file.file_path(settings.serving_dir, version)
     if version in registry.published_versions(settings):
         raise RuntimeError(f"{target.name} was published: serving files are immutable, train a new version")
     spark = spark or build_session(settings, "precompute")
@@ -246,15 +249,15 @@ def precompute(
         rate,
     )
     fallback_users = int(pc.sum(pc.equal(table.column("items"), fallback)).as_py() or 0)
-    meta = registry.build_meta(
+    meta = serving_file.build_meta(
         version,
         model,
-        git_commit=registry.pipeline_commit(),
+        git_commit=versions.pipeline_commit(),
         created_at=datetime.now(UTC),
         extra={"precompute": {"k": k, "block_users": block_users, "spark_master": spark.sparkContext.master}},
     )
     write_began = time.monotonic()
-    rows = registry.write_serving_file(target, _row_batches(table), meta, total=users)
+    rows = serving_file.write(target, _row_batches(table), meta, total=users)
     report = {
         "version": version,
         "path": str(target),

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from movierec import serving_file
 from movierec import settings as settings_module
 from movierec.models import registry
 from movierec.ops import spark_submit
@@ -159,7 +160,7 @@ def read_file(path: Path) -> tuple[dict[int, str], dict[str, str]]:
 
 def test_every_known_user_gets_the_exact_top_20_of_unseen_movies(spark, published, settings) -> None:
     folder, report = published
-    rows, _ = read_file(registry.serving_path(settings, VERSION))
+    rows, _ = read_file(serving_file.file_path(settings.serving_dir, VERSION))
     want = expected_lists(spark, folder)
     users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
 
@@ -179,7 +180,7 @@ def test_every_known_user_gets_the_exact_top_20_of_unseen_movies(spark, publishe
 
 def test_short_lists_and_users_without_factors(published, settings) -> None:
     folder, report = published
-    rows, meta = read_file(registry.serving_path(settings, VERSION))
+    rows, meta = read_file(serving_file.file_path(settings.serving_dir, VERSION))
     users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
     assert len(rows[users[GREEDY_USER_UIDX]].split(",")) == 7  # all that is left unseen
     assert rows[NO_FACTOR_USER] == meta["fallback"]
@@ -188,9 +189,9 @@ def test_short_lists_and_users_without_factors(published, settings) -> None:
 
 def test_meta_comes_from_the_model_folder_and_the_file_publishes(published, settings) -> None:
     folder, _ = published
-    path = registry.serving_path(settings, VERSION)
+    path = serving_file.file_path(settings.serving_dir, VERSION)
     rows, meta = read_file(path)
-    assert set(registry.REQUIRED_META) <= set(meta)
+    assert set(serving_file.REQUIRED_META) <= set(meta)
     assert meta["model_version"] == VERSION
     assert meta["row_count"] == str(len(rows))
     assert json.loads(meta["params"]) == json.loads((folder / "params.json").read_text())
@@ -198,7 +199,7 @@ def test_meta_comes_from_the_model_folder_and_the_file_publishes(published, sett
     assert json.loads(meta["data_manifest"])["offsets"] == {"movielog1": {"0": [0, 500]}}
     assert meta["fallback"] == ",".join(json.loads((folder / "fallback.json").read_text())["items"])
     head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=registry.REPO_ROOT
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=settings_module.REPO_ROOT
     )
     assert meta["git_commit"].startswith(head.stdout.strip())
     assert json.loads(meta["model"])["git_commit"] == "feed"
@@ -218,7 +219,7 @@ def test_bad_model_folders_are_refused_before_any_work(settings) -> None:
         job.precompute(settings, "20261203T000000Z")
     with pytest.raises(ValueError, match="not a version id"):
         job.precompute(settings, "../etc")
-    assert not registry.serving_path(settings, "20261203T000000Z").exists()
+    assert not serving_file.file_path(settings.serving_dir, "20261203T000000Z").exists()
 
 
 def test_score_batches_is_the_pure_core(settings) -> None:
@@ -277,7 +278,7 @@ def test_a_popularity_model_serves_the_most_popular_unseen_movies(spark, setting
     shutil.rmtree(folder / "als")  # a popularity folder has no factors
 
     job.precompute(settings, version, spark=spark, users_per_task=16, block_users=8)
-    rows, _ = read_file(registry.serving_path(settings, version))
+    rows, _ = read_file(serving_file.file_path(settings.serving_dir, version))
     users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
     slugs = pq.read_table(folder / "movies.parquet").column("movie_id").to_pylist()
     seen: dict[int, set[int]] = {}
