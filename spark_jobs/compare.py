@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from movierec import serving_file
+from movierec.files import write_text
 from movierec.models import versions
 from movierec.settings import Settings
 from spark_jobs import files
@@ -221,9 +222,7 @@ def write_report(settings: Settings, version: str, report: dict[str, Any]) -> Pa
     folder = versions.report_dir(settings, version)
     files.write_json(folder / versions.REPORT_JSON, report)
     path = folder / versions.REPORT_MD
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(render_markdown(report))
-    staging.replace(path)
+    write_text(path, render_markdown(report))
     return path
 
 

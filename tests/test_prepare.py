@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from movierec import lake
+from movierec.files import sha256_of
 from movierec.models import versions
 from movierec.schemas import RATE, WATCH_SESSION
 from movierec.settings import Settings
@@ -237,7 +238,7 @@ def test_the_data_manifest_lists_every_file_read_with_its_checksum_and_offsets(
     assert listed == on_disk
     for entries in manifest["files"].values():
         for entry in entries:
-            assert entry["sha256"] == files.sha256_of(root / entry["path"])
+            assert entry["sha256"] == sha256_of(root / entry["path"])
     assert manifest["kafka_offsets"] and len(manifest["batches"]) == 1
     sessions = manifest["files"]["watch_session"]
     assert all(e["from_batches"] == manifest["batches"] for e in sessions if "probe" not in e["path"])
