@@ -25,6 +25,7 @@ from movierec.cli import main
 from movierec.models import registry, versions
 from movierec.models.registry import GateRefused, PublishRefused
 from movierec.serving_file import InvalidServingFile
+from tests.test_serving_file import tamper
 
 MOVIES = [f"movie+{i}+{1990 + i % 30}" for i in range(40)]
 USERS = [3, 5, 8, 13, 21, 34, 55, 89, 144, 233]
@@ -100,16 +101,6 @@ def write_candidate_file(settings: settings_module.Settings, v: str, candidate: 
     path = serving_file.file_path(settings.serving_dir, serving_id)
     serving_file.write(path, [(USERS, lists_for(USERS))], meta)
     return path
-
-
-def tamper(path: Path, *statements: str) -> None:
-    """Change a published-format (read-only) file behind the registry's back."""
-    path.chmod(0o644)
-    connection = sqlite3.connect(path)
-    for statement in statements:
-        connection.execute(statement)
-    connection.commit()
-    connection.close()
 
 
 def truncate(path: Path) -> None:

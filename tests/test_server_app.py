@@ -7,7 +7,6 @@ test_server_live.py).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,7 +18,15 @@ from sanic import Sanic
 
 from movierec import settings as settings_module
 from server.app import create_app
-from tests.test_server_store import FALLBACK, V1, V2, items_of, point_current, write_serving_file
+from tests.test_server_store import (
+    FALLBACK,
+    V1,
+    V2,
+    items_of,
+    point_current,
+    write_experiment,
+    write_serving_file,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -158,19 +165,7 @@ def test_a_variant_answers_from_its_own_file(tmp_path: Path, kafka: settings_mod
     write_serving_file(serving, V1)
     write_serving_file(serving, V2)
     point_current(serving, V1)
-    (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "current.json").write_text(
-        json.dumps(
-            {
-                "name": "e",
-                "salt": "s",
-                "variants": [
-                    {"name": "control", "model_version": "current", "share": 0.5},
-                    {"name": "treatment", "model_version": V2, "share": 0.5},
-                ],
-            }
-        )
-    )
+    write_experiment(tmp_path, V2, name="e", salt="s")
     app = app_for(tmp_path, kafka)
     from server.experiment import parse_experiment
 

@@ -31,7 +31,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from movierec import settings as settings_module
 from movierec.settings import REPO_ROOT
 from tests.conftest import free_port
-from tests.test_server_store import FALLBACK, V1, V2, V3, V4, items_of, point_current, write_serving_file
+from tests.test_server_store import (
+    FALLBACK,
+    V1,
+    V2,
+    V3,
+    V4,
+    items_of,
+    point_current,
+    write_experiment,
+    write_serving_file,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -319,19 +329,7 @@ def test_experiment_assignment_is_stable_across_restarts(
     for version in (V1, V2):
         write_serving_file(serving, version, range(1, 401))
     point_current(serving, V1)
-    (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "current.json").write_text(
-        json.dumps(
-            {
-                "name": "live",
-                "salt": "salt-1",
-                "variants": [
-                    {"name": "control", "model_version": "current", "share": 0.5},
-                    {"name": "treatment", "model_version": V2, "share": 0.5},
-                ],
-            }
-        )
-    )
+    write_experiment(tmp_path, V2, name="live", salt="salt-1")
 
     def assignments() -> dict[int, tuple[str, str]]:
         with serve(tmp_path, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic) as running:

@@ -70,6 +70,17 @@ def write_serving_file(
     return path
 
 
+def write_experiment(home: Path, treatment: str, *, name: str, salt: str) -> None:
+    """The experiment config under ``home``: half the users follow current, half get ``treatment``."""
+    variants = [
+        {"name": "control", "model_version": "current", "share": 0.5},
+        {"name": "treatment", "model_version": treatment, "share": 0.5},
+    ]
+    path = home / "experiments" / "current.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"name": name, "salt": salt, "variants": variants}))
+
+
 def point_current(serving_dir: Path, version: str) -> None:
     """Re-point ``current`` atomically, as publishing does (a new link renamed over the old)."""
     staging = serving_dir / f".current-{version}"

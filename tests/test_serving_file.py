@@ -50,6 +50,7 @@ def write_file(folder: Path, serving_id: str = VERSION, **meta: str) -> Path:
 
 
 def tamper(path: Path, *statements: str) -> None:
+    """Change a written (read-only) serving file behind the contract's back."""
     path.chmod(0o644)
     connection = sqlite3.connect(path)
     for statement in statements:
