@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from movierec.models import candidates, registry, topk, versions
+from movierec import serving_file
+from movierec.models import candidates, topk, versions
 from movierec.settings import Settings
 from simulator.catalog import load_world
 from simulator.truth import Truth, load_truth, scores_for_users
@@ -143,9 +143,9 @@ def served_lists(
     settings: Settings, version: str, user_ids: np.ndarray, world_index: dict[str, int]
 ) -> np.ndarray:
     """The lists the version's serving file answers for ``user_ids``, in world indices."""
-    path = registry.serving_path(settings, version)
+    path = serving_file.file_path(settings.serving_dir, version)
     out = np.full((len(user_ids), K), -1, np.int64)
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with serving_file.open_readonly(path) as db:
         for i, user in enumerate(user_ids):
             row = db.execute("SELECT items FROM recs WHERE user_id = ?", (int(user),)).fetchone()
             if row:

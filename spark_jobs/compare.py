@@ -11,11 +11,12 @@ Precompute measures a serving file once it is written (``lookup_latency``) into 
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from movierec import serving_file
+from movierec.files import write_text
 from movierec.models import versions
 from movierec.settings import Settings
 from spark_jobs import files
@@ -212,15 +213,13 @@ def write_report(settings: Settings, version: str, report: dict[str, Any]) -> Pa
     folder = versions.report_dir(settings, version)
     files.write_json(folder / versions.REPORT_JSON, report)
     path = folder / versions.REPORT_MD
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(render_markdown(report))
-    staging.replace(path)
+    write_text(path, render_markdown(report))
     return path
 
 
 def lookup_latency(path: Path, lookups: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Size of a serving file and the latency of looking up random users in it (read-only)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with serving_file.open_readonly(path) as db:
         rows = db.execute("SELECT count(*) FROM recs").fetchone()[0]
         low, high = db.execute("SELECT min(user_id), max(user_id) FROM recs").fetchone()
         rng = random.Random(seed)

@@ -176,7 +176,7 @@ def _install(
             "candidates": {name: r["overall"] for name, r in results.items()},
         },
     )
-    from movierec.models.registry import pipeline_commit
+    from movierec.models.versions import pipeline_commit
 
     files.write_json(
         folder / versions.MODEL_FILE,

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from movierec import serving_file
 from movierec import settings as settings_module
 from movierec.models import candidates, registry, topk, versions
 from movierec.settings import Settings
@@ -208,10 +209,13 @@ def precompute(
     """Write the serving file of ``version``'s chosen candidate (serving id ``version``) or of
     ``candidate`` (serving id ``<version>-<candidate>``); returns a report (JSON-able), also
     written to ``reports/<version>/serving-<serving id>.json``."""
-    if not 1 <= k <= registry.MAX_ITEMS:
-        raise ValueError(f"k must be 1..{registry.MAX_ITEMS} (a serving list holds at most that), got {k}")
+    if not 1 <= k <= serving_file.MAX_ITEMS:
+        raise ValueError(
+            f"k must be 1..{serving_file.MAX_ITEMS} (a serving list holds at most that), got {k}"
+        )
     folder = versions.model_dir(settings, version)
-    model = registry.read_model_folder(folder)
+    model = versions.read_model_folder(folder)
+    serving_id = serving_file.serving_id(version, candidate)
     chosen = model.get("model.json", {}).get("candidate")  # type: ignore[union-attr]
     name = candidate or chosen
     if not isinstance(name, str):
@@ -223,9 +227,8 @@ def precompute(
     if not (folder / versions.SEEN_FILE).exists():
         raise FileNotFoundError(f"model folder {folder} lacks {versions.SEEN_FILE}")
     factors = candidates.load(settings, version, name, "all")
-    serving_id = version if candidate is None else f"{version}-{candidate}"
-    fallback = registry.fallback_line(model.get("fallback.json"))
-    target = registry.serving_path(settings, serving_id)
+    fallback = serving_file.fallback_line(model.get("fallback.json"))
+    target = serving_file.file_path(settings.serving_dir, serving_id)
     if serving_id in registry.published_versions(settings):
         raise RuntimeError(f"{target.name} was published: serving files are immutable, train a new version")
     spark = spark or build_session(settings, "precompute")
@@ -249,10 +252,10 @@ def precompute(
         rate,
     )
     fallback_users = int(pc.sum(pc.equal(table.column("items"), fallback)).as_py() or 0)
-    meta = registry.build_meta(
+    meta = serving_file.build_meta(
         serving_id,
         served_model(model, name, entry, chosen=candidate is None),
-        git_commit=registry.pipeline_commit(),
+        git_commit=versions.pipeline_commit(),
         created_at=datetime.now(UTC),
         extra={
             "candidate": name,
@@ -260,7 +263,7 @@ def precompute(
         },
     )
     write_began = time.monotonic()
-    rows = registry.write_serving_file(target, _row_batches(table), meta, total=users)
+    rows = serving_file.write(target, _row_batches(table), meta, total=users)
     report = {
         "version": version,
         "serving_id": serving_id,

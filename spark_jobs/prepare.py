@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from movierec import serving_file
 from movierec import settings as settings_module
 from movierec.models import registry, versions
 from movierec.models.candidates import popularity
@@ -246,15 +247,19 @@ def read_lake(spark: SparkSession, snapshot: dict[str, list[Path]]) -> dict[str,
 
 def replace_version(settings: Settings, version: str) -> None:
     """Remove what an earlier attempt left of ``version``; refuse a version that was published."""
-    mine = [v for v in registry.serving_versions(settings.serving_dir) if v.split("-")[0] == version]
-    published = [v for v in registry.published_versions(settings) if v.split("-")[0] == version]
+
+    def of_version(ids: list[str]) -> list[str]:
+        return [i for i in ids if serving_file.split_serving_id(i)[0] == version]
+
+    mine = of_version(serving_file.serving_ids(settings.serving_dir))
+    published = of_version(registry.published_versions(settings))
     if published:
         raise PrepareError(
             f"version {version} was published ({', '.join(published)}): a published version is "
             "immutable, its folder the provenance of what was served; trigger a new run instead"
         )
     for served in mine:
-        registry.serving_path(settings, served).unlink()
+        serving_file.file_path(settings.serving_dir, served).unlink()
         log.info("removed the unpublished serving file of an earlier attempt: %s", served)
     for folder in (versions.model_dir(settings, version), versions.report_dir(settings, version)):
         if folder.exists():

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from movierec import serving_file
 from movierec import settings as settings_module
 from movierec.models import registry
 from movierec.ops import spark_submit
@@ -185,7 +186,7 @@ def read_file(path: Path) -> tuple[dict[int, str], dict[str, str]]:
 
 def test_every_known_user_gets_the_exact_top_20_of_unseen_movies(spark, published, settings) -> None:
     folder, report = published
-    rows, _ = read_file(registry.serving_path(settings, VERSION))
+    rows, _ = read_file(serving_file.file_path(settings.serving_dir, VERSION))
     want = expected_lists(spark, folder)
     users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
 
@@ -205,7 +206,7 @@ def test_every_known_user_gets_the_exact_top_20_of_unseen_movies(spark, publishe
 
 def test_short_lists_and_users_without_factors(published, settings) -> None:
     folder, report = published
-    rows, meta = read_file(registry.serving_path(settings, VERSION))
+    rows, meta = read_file(serving_file.file_path(settings.serving_dir, VERSION))
     users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
     assert len(rows[users[GREEDY_USER_UIDX]].split(",")) == 7  # all that is left unseen
     assert rows[NO_FACTOR_USER] == meta["fallback"]
@@ -214,9 +215,9 @@ def test_short_lists_and_users_without_factors(published, settings) -> None:
 
 def test_meta_comes_from_the_model_folder_and_the_file_publishes(published, settings) -> None:
     folder, _ = published
-    path = registry.serving_path(settings, VERSION)
+    path = serving_file.file_path(settings.serving_dir, VERSION)
     rows, meta = read_file(path)
-    assert set(registry.REQUIRED_META) <= set(meta)
+    assert set(serving_file.REQUIRED_META) <= set(meta)
     assert meta["model_version"] == VERSION
     assert meta["row_count"] == str(len(rows))
     params = json.loads((folder / "params.json").read_text())
@@ -231,7 +232,7 @@ def test_meta_comes_from_the_model_folder_and_the_file_publishes(published, sett
     assert json.loads(meta["data_manifest"])["offsets"] == {"movielog1": {"0": [0, 500]}}
     assert meta["fallback"] == ",".join(json.loads((folder / "fallback.json").read_text())["items"])
     head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=registry.REPO_ROOT
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=settings_module.REPO_ROOT
     )
     assert meta["git_commit"].startswith(head.stdout.strip())
     assert json.loads(meta["model"])["git_commit"] == "feed"
@@ -251,7 +252,7 @@ def test_bad_model_folders_are_refused_before_any_work(settings) -> None:
         job.precompute(settings, "20261203T000000Z")
     with pytest.raises(ValueError, match="not a version id"):
         job.precompute(settings, "../etc")
-    assert not registry.serving_path(settings, "20261203T000000Z").exists()
+    assert not serving_file.file_path(settings.serving_dir, "20261203T000000Z").exists()
 
 
 def test_score_batches_is_the_pure_core(settings) -> None:
@@ -314,7 +315,7 @@ def test_a_chosen_popularity_candidate_serves_the_most_popular_unseen_movies(spa
     shutil.rmtree(folder / "candidates" / CHOSEN)  # what precompute reads is the chosen candidate only
 
     report = job.precompute(settings, version, spark=spark, users_per_task=16, block_users=8)
-    rows, meta = read_file(registry.serving_path(settings, version))
+    rows, meta = read_file(serving_file.file_path(settings.serving_dir, version))
     want = popularity_lists(folder)
     assert {user: line.split(",") for user, line in rows.items()} == want
     assert len(set(rows.values())) > 1  # seen movies differ, so lists differ
@@ -328,20 +329,21 @@ def test_any_candidate_of_a_version_becomes_its_own_serving_file(spark, settings
     version = "20261206T000000Z"
     folder = build_model_folder(spark, settings, version, seed=6)
     job.precompute(settings, version, spark=spark, users_per_task=16, block_users=8)
-    chosen_rows, _ = read_file(registry.serving_path(settings, version))
+    chosen_rows, _ = read_file(serving_file.file_path(settings.serving_dir, version))
 
     report = job.precompute(settings, version, candidate="popularity", spark=spark, users_per_task=16)
     serving_id = f"{version}-popularity"
     assert report["serving_id"] == serving_id and report["candidate"] == "popularity"
-    path = registry.serving_path(settings, serving_id)
-    registry.validate(path, catalog=registry.model_catalog(folder), expected_users=N_USERS + 1)
+    path = serving_file.file_path(settings.serving_dir, serving_id)
+    checked = registry.validate_version(settings, serving_id)  # full depth, against the model folder
+    assert checked.row_count == N_USERS + 1
     rows, meta = read_file(path)
     assert {user: line.split(",") for user, line in rows.items()} == popularity_lists(folder)
     assert rows != chosen_rows
     assert meta["model_version"] == serving_id and meta["candidate"] == "popularity"
     assert json.loads(meta["metrics"])["recall_at_20"] == 0.2  # its own offline figure, not the chosen's
     assert json.loads(meta["model"])["candidate"] == "popularity"
-    assert read_file(registry.serving_path(settings, version))[0] == chosen_rows
+    assert read_file(serving_file.file_path(settings.serving_dir, version))[0] == chosen_rows
     figures = json.loads((settings.reports_dir / version / f"serving-{serving_id}.json").read_text())
     assert figures["users"] == N_USERS + 1 and figures["lookup"]["rows"] == N_USERS + 1
 

@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from movierec import lake
+from movierec import lake, serving_file
+from movierec.files import sha256_of
 from movierec.models import registry, versions
 from movierec.schemas import RATE, WATCH_SESSION
 from movierec.settings import Settings
@@ -251,7 +252,7 @@ def test_the_data_manifest_lists_every_file_read_with_its_checksum_and_offsets(
     assert listed == on_disk
     for entries in manifest["files"].values():
         for entry in entries:
-            assert entry["sha256"] == files.sha256_of(root / entry["path"])
+            assert entry["sha256"] == sha256_of(root / entry["path"])
     assert manifest["kafka_offsets"] and len(manifest["batches"]) == 1
     sessions = manifest["files"]["watch_session"]
     assert all(e["from_batches"] == manifest["batches"] for e in sessions if "probe" not in e["path"])
@@ -268,7 +269,8 @@ def test_a_version_is_made_afresh_unless_it_was_published(spark: Any, tmp_path: 
     left = [
         versions.model_dir(settings, VERSION) / "candidates" / "old" / "train.json",
         versions.report_dir(settings, VERSION) / versions.REPORT_JSON,
-        registry.serving_path(settings, VERSION),  # precomputed, never published
+        serving_file.file_path(settings.serving_dir, VERSION),  # precomputed, never published
+        serving_file.file_path(settings.serving_dir, f"{VERSION}-als_r16"),  # a challenger's
     ]
     for path in left:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,14 +27,17 @@ its run (``run_version``), so a retried or cleared run works on its own version 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from movierec.settings import Settings
+from movierec.settings import REPO_ROOT, Settings
 
 VERSION_FORMAT = "%Y%m%dT%H%M%SZ"
-_VERSION_RE = re.compile(r"^\d{8}T\d{6}Z$")
+VERSION_PATTERN = r"\d{8}T\d{6}Z"
+CANDIDATE_PATTERN = r"[a-z0-9_]+"
+_VERSION_RE = re.compile(rf"^{VERSION_PATTERN}$")
 
 USERS_FILE = "users.parquet"
 MOVIES_FILE = "movies.parquet"
@@ -74,14 +77,13 @@ def run_version(data_interval_end: datetime | None, run_after: datetime) -> str:
 
 def check_version(version: str) -> str:
     """``version`` if it is a well-formed id; a clear error otherwise (it becomes part of paths)."""
-    if not isinstance(version, str) or not _VERSION_RE.match(version):
-        raise VersionError(f"{version!r} is not a version id (expected UTC time like 20261128T101502Z)")
-    datetime.strptime(version, VERSION_FORMAT)  # also rejects month 13 and the like
-    return version
-
-
-def version_time(version: str) -> datetime:
-    return datetime.strptime(check_version(version), VERSION_FORMAT).replace(tzinfo=UTC)
+    try:
+        if isinstance(version, str) and _VERSION_RE.match(version):
+            datetime.strptime(version, VERSION_FORMAT)  # also rejects month 13 and the like
+            return version
+    except ValueError:
+        pass
+    raise VersionError(f"{version!r} is not a version id (expected UTC time like 20261128T101502Z)")
 
 
 def model_dir(settings: Settings, version: str) -> Path:
@@ -96,10 +98,15 @@ def prepared_dir(settings: Settings, version: str) -> Path:
     return model_dir(settings, version) / PREPARED_DIR
 
 
-def candidate_dir(settings: Settings, version: str, name: str) -> Path:
-    if not re.fullmatch(r"[a-z0-9_]+", name):
+def check_candidate(name: str) -> str:
+    """``name`` if it is a candidate model name (it becomes part of paths and serving ids)."""
+    if not isinstance(name, str) or not re.fullmatch(CANDIDATE_PATTERN, name):
         raise VersionError(f"{name!r} is not a candidate model name (lowercase letters, digits, _)")
-    return model_dir(settings, version) / CANDIDATES_DIR / name
+    return name
+
+
+def candidate_dir(settings: Settings, version: str, name: str) -> Path:
+    return model_dir(settings, version) / CANDIDATES_DIR / check_candidate(name)
 
 
 def fitted_dir(settings: Settings, version: str, name: str, window: str) -> Path:
@@ -113,9 +120,72 @@ def serving_report_path(settings: Settings, version: str, serving_id: str) -> Pa
     return report_dir(settings, version) / SERVING_REPORT.format(serving_id=serving_id)
 
 
-def list_versions(settings: Settings) -> list[str]:
-    """Every version that has a model folder, oldest first."""
+def list_model_folders(settings: Settings) -> list[str]:
+    """The versions that have a model folder, oldest first."""
     folder = settings.models_dir
     if not folder.exists():
         return []
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and _VERSION_RE.match(p.name))
+
+
+# ---------------------------------------------------------------- reading a model folder
+
+# What precompute needs to write a serving file (besides the scores), and the JSON it copies into meta.
+REQUIRED_FILES = (USERS_FILE, MOVIES_FILE, FALLBACK_FILE, PARAMS_FILE, DATA_MANIFEST_FILE)
+JSON_FILES = (PARAMS_FILE, DATA_MANIFEST_FILE, METRICS_FILE, MODEL_FILE)
+
+
+def read_model_folder(folder: Path) -> dict[str, object]:
+    """The JSON files of a model folder, parsed; a missing required file is a clear error."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no model folder {folder}")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"model folder {folder} lacks {', '.join(missing)}")
+    parsed: dict[str, object] = {}
+    for name in (*JSON_FILES, FALLBACK_FILE):
+        path = folder / name
+        if path.exists():
+            try:
+                parsed[name] = json.loads(path.read_text())
+            except ValueError as exc:
+                raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    return parsed
+
+
+def model_catalog(folder: Path) -> frozenset[str]:
+    """Every movie id the model knows (``movies.parquet``)."""
+    import pyarrow.parquet as pq  # here, not at the top: serving_file imports this module in every worker
+
+    path = folder / MOVIES_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"cannot check ids: {path} is missing")
+    return frozenset(pq.read_table(path, columns=["movie_id"]).column("movie_id").to_pylist())
+
+
+def model_user_count(folder: Path) -> int | None:
+    """Users the model knows (rows of ``users.parquet``), None without the file."""
+    import pyarrow.parquet as pq
+
+    path = folder / USERS_FILE
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else None
+
+
+def pipeline_commit(repo: Path = REPO_ROOT) -> str:
+    """``git rev-parse HEAD`` of the pipeline's repository, ``-dirty`` if tracked files changed."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"  # not a checkout (an installed copy): provenance still has the model folder
+    return f"{head}-dirty" if dirty else head
