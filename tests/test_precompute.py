@@ -8,9 +8,11 @@ popularity candidate written by hand, so these tests do not depend on the traini
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from movierec.ops import spark_submit
 from spark_jobs import precompute as job
 
 VERSION = "20261201T040000Z"
+CLI = str(Path(sys.executable).parent / "movierec")
 N_USERS, N_MOVIES = 60, 45
 NO_FACTOR_USER = 999_999  # known to the model (users.parquet) but never in training
 TRAINED_MOVIES = 40  # the last five movies have no factors (never watched): never recommended
@@ -351,3 +354,19 @@ def test_any_candidate_of_a_version_becomes_its_own_serving_file(spark, settings
         FileNotFoundError, match=r"no trained candidate 'als_r99' \(it has: als_r4, popularity\)"
     ):
         job.precompute(settings, version, candidate="als_r99", spark=spark)
+
+
+def test_the_cli_precomputes_any_candidate_through_spark_submit(spark, settings) -> None:
+    """`movierec precompute VERSION --candidate NAME`, as a person runs it: spark-submit, one file."""
+    version = "20261207T000000Z"
+    build_model_folder(spark, settings, version, seed=7)
+    env = os.environ | settings_module.as_env(settings)
+    done = subprocess.run(
+        [CLI, "precompute", version, "--candidate", "popularity"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["serving_id"] == f"{version}-popularity"
+    assert registry.validate_version(settings, f"{version}-popularity").row_count == N_USERS + 1
+
+    refused = subprocess.run([CLI, "precompute", "20261207"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "not a version id" in refused.stderr
