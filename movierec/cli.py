@@ -12,9 +12,9 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from movierec import settings as settings_module
 
@@ -231,23 +231,41 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_precompute(args: argparse.Namespace) -> int:
+    from movierec.models import versions
+    from movierec.ops import spark_submit
+
+    extra = ["--candidate", args.candidate] if args.candidate else []
+    try:
+        version = versions.check_version(args.version)
+        report = spark_submit.submit(
+            settings_module.load(), "precompute", ["--version", version, *extra], tag=version
+        )
+    except (versions.VersionError, spark_submit.SparkJobFailed) as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from movierec.models import registry
 
-    try:
-        outcome = registry.publish(settings_module.load(), args.version, force=args.force)
-    except (registry.PublishRefused, ValueError, FileNotFoundError) as exc:
-        print(f"movierec: {exc}", file=sys.stderr)
-        return 2
-    print(outcome.describe())
-    return 0
+    return _print_outcome(lambda: registry.publish(settings_module.load(), args.version, force=args.force))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from movierec.models import registry
 
+    return _print_outcome(lambda: registry.rollback(settings_module.load(), args.version))
+
+
+def _print_outcome(act: Callable[[], Any]) -> int:
+    """Run a registry action; print what it did, or why it was refused (exit 2)."""
+    from movierec.models import registry
+
     try:
-        outcome = registry.rollback(settings_module.load(), args.version)
+        outcome = act()
     except (registry.PublishRefused, ValueError, FileNotFoundError) as exc:
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
@@ -258,7 +276,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from movierec.models import registry
 
-    infos = registry.list_versions(settings_module.load())
+    infos = registry.list_serving_files(settings_module.load())
     if not infos:
         print("no serving files yet")
     for info in infos:
@@ -267,7 +285,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         flags = (("published", info.published), ("experiment", info.in_experiment))
         notes = ", ".join(note for note, on in flags if on)
         mark = "*" if info.current else " "
-        line = f"{mark} {info.version}  Recall@20 {recall:>6}  {rows:>11} users  {info.bytes / 1e6:8.1f} MB"
+        size = f"{info.bytes / 1e6:8.1f} MB"
+        line = f"{mark} {info.serving_id}  Recall@20 {recall:>6}  {rows:>11} users  {size}"
         print(f"{line}  {notes}".rstrip())
     return 0
 
@@ -362,6 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
     scenario.add_argument("action", choices=["list"], help="list: the kinds, their strength and options")
     world.set_defaults(handler=cmd_world)
 
+    precompute = commands.add_parser(
+        "precompute", help="the top-20 list of every user of a version into a serving file (Spark)"
+    )
+    precompute.add_argument("version", help="model version id (UTC YYYYMMDDTHHMMSSZ)")
+    precompute.add_argument(
+        "--candidate",
+        help="serve this candidate of the version instead of the chosen one: serving id VERSION-CANDIDATE",
+    )
+    precompute.set_defaults(handler=cmd_precompute)
     publish = commands.add_parser(
         "publish", help="validate a serving file, apply the Recall@20 gate, make it current"
     )

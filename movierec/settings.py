@@ -132,10 +132,6 @@ class Settings:
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
 
     @property
-    def lake_home(self) -> Path:
-        return self.home / "lake"
-
-    @property
     def serving_dir(self) -> Path:
         return self.home / "serving"
 

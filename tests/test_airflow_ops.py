@@ -20,9 +20,8 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from movierec import lake
+from movierec import lake, schemas
 from movierec import settings as settings_module
-from movierec.ingest import catalog_sync
 from movierec.ops import airflow_ops, supervisor
 from movierec.ops.processes import descendants, is_alive, port_open
 from movierec.schemas import RATE
@@ -129,13 +128,13 @@ def test_a_task_runs_under_the_scheduler_with_our_settings(running: Settings) ->
         {"user_id": u, "age": 25, "occupation": "writer", "gender": "F", "fetched_at": stamp} for u in (5, 6)
     ]
     lake.write_parquet_atomically(
-        pa.Table.from_pylist(users, schema=catalog_sync.USERS),
-        catalog_sync.users_dir(running) / "part-x.parquet",
+        pa.Table.from_pylist(users, schema=schemas.USERS),
+        lake.table_dir(running, "users") / "part-x.parquet",
     )
     movie = {"id": "some+film+1999", "title": "Some Film", "genres": ["Drama"], "fetched_at": stamp}
     lake.write_parquet_atomically(
-        pa.Table.from_pylist([movie], schema=catalog_sync.MOVIES),
-        catalog_sync.movies_dir(running) / "part-x.parquet",
+        pa.Table.from_pylist([movie], schema=schemas.MOVIES),
+        lake.table_dir(running, "movies") / "part-x.parquet",
     )
 
     run = airflow_ops.trigger(running, "catalog")

@@ -132,9 +132,9 @@ def test_rolling_windows_sum_whole_buckets_and_take_quantiles_from_lines() -> No
 
 def write_batch(settings: settings_module.Settings, batch_id: str, table: pa.Table) -> None:
     files = consume.write_batch_files(settings, batch_id, {"reco": table})
-    manifest = consume.Manifest(batch_id, settings.topic, [consume.PartitionRange(0, 0, table.num_rows)])
+    manifest = lake.Manifest(batch_id, settings.topic, [lake.PartitionRange(0, 0, table.num_rows)])
     manifest.files, manifest.state = files, "committed"
-    consume.save_manifest(settings, manifest)
+    lake.save_manifest(settings, manifest)
 
 
 def samples(path: Path) -> dict[tuple[str, ...], float]:

@@ -25,7 +25,6 @@ import pytest
 
 from movierec import lake
 from movierec import settings as settings_module
-from movierec.ingest import catalog_sync
 from movierec.ops import airflow_ops
 from movierec.schemas import WATCH
 from tests.conftest import AIRFLOW_TEST_SETTINGS
@@ -211,5 +210,5 @@ def test_the_catalog_dag_runs_its_task_with_our_settings(
     run = dagbag.dags["catalog"].test()
 
     assert run.state == "success"
-    assert sorted(catalog_sync.read_users(settings)["user_id"].to_pylist()) == [1, 2, 3]
-    assert len(catalog_sync.read_movies(settings)) == 3
+    assert sorted(lake.read_table(settings, "users")["user_id"].to_pylist()) == [1, 2, 3]
+    assert len(lake.read_table(settings, "movies")) == 3

@@ -24,8 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from movierec import lake
-from movierec.ingest import consume
+from movierec import lake, serving_file
 from movierec.monitoring import availability, textfile
 from movierec.schemas import AVAILABILITY, RECO
 from movierec.settings import Settings
@@ -38,17 +37,16 @@ TEXTFILE = "availability.prom"
 
 def fallback_lines(settings: Settings) -> set[str]:
     """Every fallback line we may have answered with: kept serving files and model folders."""
-    from movierec.models import registry
-
     lines = set()
-    for path in sorted(settings.serving_dir.glob("recs-*.sqlite")):
+    for serving_id in serving_file.serving_ids(settings.serving_dir):
+        path = serving_file.file_path(settings.serving_dir, serving_id)
         try:
-            lines.add(str(registry.read_meta(path)["fallback"]))
+            lines.add(str(serving_file.read_meta(path)["fallback"]))
         except Exception as exc:  # a damaged file must not stop the measurement
             log.warning("no fallback line from %s: %s", path, exc)
     for path in sorted(settings.models_dir.glob("*/fallback.json")):
         try:
-            lines.add(registry.fallback_line(json.loads(path.read_text())))
+            lines.add(serving_file.fallback_line(json.loads(path.read_text())))
         except ValueError as exc:
             log.warning("no fallback line from %s: %s", path, exc)
     return lines
@@ -56,18 +54,20 @@ def fallback_lines(settings: Settings) -> set[str]:
 
 def days_of_batch(settings: Settings, batch_id: str) -> list[date]:
     """The event days the batch wrote request lines to (from its manifest)."""
-    manifest = consume.Manifest.from_json(consume.manifest_path(settings, batch_id).read_text())
-    days = set()
-    for entry in manifest.files.get("reco", []):
-        part = next(p for p in Path(entry["path"]).parts if p.startswith("date="))
-        days.add(date.fromisoformat(part.removeprefix("date=")))
-    return sorted(days)
+    manifest = lake.load_manifest(settings, batch_id)
+    if manifest is None:
+        raise ValueError(
+            f"no ingest batch {batch_id!r} (no manifest {lake.manifest_path(settings, batch_id)})"
+        )
+    return sorted(
+        {date.fromisoformat(lake.day_of(entry["path"])) for entry in manifest.files.get("reco", [])}
+    )
 
 
 def _files(folder: Path, days: list[date], name: str = "part-*.parquet") -> list[str]:
     found: list[str] = []
     for day in days:
-        found += sorted(str(p) for p in (folder / f"date={day.isoformat()}").rglob(name))
+        found += sorted(str(p) for p in (folder / f"{lake.DAY_PREFIX}{day.isoformat()}").rglob(name))
     return found
 
 
@@ -80,7 +80,7 @@ def read_lines(settings: Settings, days: list[date], columns: list[str]) -> pa.T
 
 
 def buckets_path(settings: Settings, day: date) -> Path:
-    return lake.table_dir(settings, "availability") / f"date={day.isoformat()}" / BUCKETS_FILE
+    return lake.day_dir(settings, "availability", day.isoformat()) / BUCKETS_FILE
 
 
 def day_buckets(settings: Settings, day: date, fallbacks: set[str]) -> pd.DataFrame:
@@ -141,7 +141,9 @@ def compute_availability(settings: Settings, batch_id: str | None) -> dict[str, 
         old.unlink()
     if rolling_table.num_rows:
         end_day = rolling["end"].max().date()
-        lake.write_parquet_atomically(rolling_table, folder / f"date={end_day.isoformat()}" / name)
+        lake.write_parquet_atomically(
+            rolling_table, lake.day_dir(settings, "availability", end_day.isoformat()) / name
+        )
     latest = pd.concat(
         [availability.latest(read_stored(settings, [max(days)], BUCKETS_FILE)), rolling], ignore_index=True
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from movierec import serving_file
 from movierec.monitoring import availability, textfile
 from movierec.movielog import RecoEvent, parse_line
 from movierec.settings import Settings
@@ -274,9 +275,9 @@ def model_state(settings: Settings) -> CollectorRegistry:
     registry = CollectorRegistry()
     version = models.current_version(settings)
     kept = Gauge("movierec_serving_files_kept", "serving files kept for rollback", registry=registry)
-    kept.set(len(list(settings.serving_dir.glob("recs-*.sqlite"))))
+    kept.set(len(serving_file.serving_ids(settings.serving_dir)))
     if version is not None:
-        meta = models.read_meta(models.serving_path(settings, version))
+        meta = serving_file.read_meta(serving_file.file_path(settings.serving_dir, version))
         created = datetime.fromisoformat(str(meta["created_at"]))
         Gauge(
             "movierec_serving_model_info", "the version current points at", ["version"], registry=registry

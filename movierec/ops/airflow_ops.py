@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from movierec.files import atomic_write
 from movierec.ops import supervisor
 from movierec.ops.processes import (
     ancestors,
@@ -100,12 +101,10 @@ def _secrets(settings: Settings) -> dict[str, str]:
         "jwt_secret": secrets.token_urlsafe(48),
         "api_secret_key": secrets.token_urlsafe(32),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(values, handle)
-    os.replace(staging, path)
+    with atomic_write(path) as staging:
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+        with os.fdopen(fd, "w") as handle:
+            json.dump(values, handle)
     return values
 
 

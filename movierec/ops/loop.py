@@ -52,15 +52,16 @@ def has_current_model(settings: Settings) -> bool:
 
 
 def lake_is_empty(settings: Settings) -> bool:
-    manifests = settings.lake_home / "_manifests"
-    return not manifests.exists() or not any(manifests.iterdir())
+    from movierec import lake
+
+    return not lake.has_manifests(settings)
 
 
 def lines_waiting(settings: Settings) -> int:
     """Lines on the topic the ingest has not committed yet."""
     from movierec.ingest import consume
 
-    consumer = consume._consumer(settings)
+    consumer = consume.kafka_consumer(settings)
     try:
         uncapped = replace(settings, ingest_max_lines=1 << 62)
         return sum(r.end - r.start for r in consume.plan_ranges(uncapped, consumer))
