@@ -2,6 +2,7 @@
 
     $MOVIEREC_HOME/lake/<table>/date=YYYY-MM-DD/hour=HH/part-<batch_id>.parquet
     $MOVIEREC_HOME/lake/_manifests/<batch_id>.json
+    $MOVIEREC_HOME/lake/_manifests/<feed>/<batch_id>.json   (other topics: served)
 
 Partitions are Hive-style, by event date and hour (``raw`` and ``quarantine``
 by the Kafka append time, since a malformed line may have no event time). A
@@ -35,6 +36,12 @@ def table_dir(settings: Settings, table: str) -> Path:
 
 def manifests_dir(settings: Settings) -> Path:
     return lake_dir(settings) / "_manifests"
+
+
+def feed_manifests_dir(settings: Settings, feed: str) -> Path:
+    """Manifests of a topic other than the movielog (e.g. ``served``): apart from the movielog's,
+    whose folder learning reads as the history of the movielog topic."""
+    return manifests_dir(settings) / feed
 
 
 def partition_dir(settings: Settings, table: str, moment: datetime) -> Path:
