@@ -2,7 +2,7 @@
 
     $MOVIEREC_HOME/serving/recs-<version>.sqlite   immutable once written (mode 0444)
     $MOVIEREC_HOME/serving/current                 symlink -> recs-<version>.sqlite, replaced atomically
-    $MOVIEREC_HOME/serving/registry.jsonl          one line per publish / rollback (what was validated)
+    $MOVIEREC_HOME/serving/registry.jsonl          a line per publish, rollback, online evidence
 
 A file is made ``current`` only after it passed ``validate`` (and, on publish,
 the Recall@20 gate); a refused file raises ``PublishRefused`` and leaves
@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from movierec.models.versions import check_version, model_dir
-from movierec.serving_file import CURRENT, FILE_RE, JSON_META, MAX_ITEMS, REQUIRED_META
+from movierec.serving_file import CURRENT, FILE_RE, JSON_META, MAX_ITEMS, REQUIRED_META, file_name
 from movierec.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -485,6 +485,29 @@ def publish(settings: Settings, version: str, *, force: bool = False) -> Outcome
     return outcome
 
 
+def promote(settings: Settings, serving_id: str, reason: str) -> Outcome:
+    """Make ``serving_id``'s file current because it won an experiment (``reason``): validated as for
+    publish, against its model folder when one exists; the offline gate does not apply."""
+    with _registry_lock(settings):
+        path = settings.serving_dir / file_name(serving_id)
+        folder = settings.models_dir / serving_id
+        if folder.is_dir():
+            checked = validate(path, catalog=model_catalog(folder), expected_users=model_user_count(folder))
+        else:
+            checked = validate(path, catalog=None)
+        previous = current_version(settings)
+        outcome = Outcome(
+            "publish", serving_id, previous, checked.recall_at_20, _current_recall(settings, previous),
+            gate=f"not applied: {reason}",
+        )  # fmt: skip
+        if previous != serving_id:
+            _point_current(settings.serving_dir, serving_id)
+        _append_log(settings, outcome)
+        outcome.removed = prune(settings)
+    log.info("%s", outcome.describe())
+    return outcome
+
+
 def rollback(settings: Settings, version: str | None = None) -> Outcome:
     """Make the previous published version (or ``version``, if it was published before) current again."""
     with _registry_lock(settings):
@@ -562,7 +585,26 @@ def registry_log(settings: Settings) -> list[dict[str, object]]:
 
 def published_versions(settings: Settings) -> list[str]:
     """Versions that were current at some point (so passed validation), oldest first."""
-    return sorted({str(record["version"]) for record in registry_log(settings)})
+    made_current = {"publish", "rollback"}  # not the evidence entries (append_evidence)
+    return sorted(
+        {str(record["version"]) for record in registry_log(settings) if record.get("action") in made_current}
+    )
+
+
+EVIDENCE = "online_evidence"
+
+
+def append_evidence(settings: Settings, version: str, evidence: dict[str, object]) -> dict[str, object]:
+    """One ``online_evidence`` line in the registry's log next to ``version`` (a serving id): the
+    experiment's verdict on it and the numbers behind it (effect, interval, p-value, SRM check)."""
+    record = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "action": EVIDENCE, "version": version}
+    record |= evidence
+    settings.serving_dir.mkdir(parents=True, exist_ok=True)
+    with _registry_lock(settings), open(settings.serving_dir / LOG_NAME, "a") as handle:
+        handle.write(json.dumps(record, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return record
 
 
 @contextmanager

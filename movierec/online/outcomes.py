@@ -17,7 +17,8 @@ The three steps of the online metrics (docs/online_metrics.md):
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -185,3 +186,9 @@ def personalised(items: pd.Series, versions: pd.Series, fallbacks: dict[str, str
         fallback = fallbacks.get(version) if isinstance(version, str) else None
         values.append(None if fallback is None else list_key(line) != fallback)
     return pd.Series(values, index=items.index, dtype="boolean")
+
+
+def utc_to_site_time(moment: datetime, timezone: str) -> datetime:
+    """A UTC moment as the site's naive local time (the inverse of ``site_time_to_utc``)."""
+    zone = ZoneInfo(timezone) if timezone else tzlocal()
+    return moment.astimezone(zone).replace(tzinfo=None)
