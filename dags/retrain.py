@@ -3,8 +3,10 @@
 Wiring only: each task loads the settings and calls one importable function (the Spark jobs
 through ``movierec.ops.spark_submit``, so they run on whatever master the settings name). The
 version id is made by ``prepare`` and passed along as an XCom. The trigger form takes rank,
-reg, alpha and iterations (empty: the settings' values) and ``force_publish``. A model the
-quality gate refuses fails ``publish`` (the run is red, the current model keeps serving).
+reg, alpha and iterations (empty: the settings' values) and ``force_publish``. ``publish`` publishes
+the first model (a model the quality gate refuses fails it: the run is red); once a model serves, a
+new one goes out as a canary experiment instead (experiments.lifecycle.publish_or_canary), and the
+``experiments`` DAG promotes or rolls it back from the experiment's verdict.
 """
 
 from __future__ import annotations
@@ -78,11 +80,13 @@ def retrain() -> None:
 
     @task(retries=0)  # a refusal is the gate's answer, not a transient error
     def publish(version: str) -> str:
+        from experiments import lifecycle
         from movierec import settings
-        from movierec.models import registry
 
+        # the first model is published behind the offline gate; later ones go out as a canary
+        # experiment against the current model, promoted or rolled back by the experiments DAG
         force = bool(get_current_context()["params"].get("force_publish"))
-        return registry.publish(settings.load(), version, force=force).describe()
+        return lifecycle.publish_or_canary(settings.load(), version, force=force)
 
     version = prepare()
     trained = train(version)

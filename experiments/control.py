@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from experiments.definition import CURRENT, Definition, DefinitionError, from_dict
+from experiments.definition import CURRENT, LATEST, Definition, DefinitionError, from_dict
 from movierec.models import registry
 from movierec.serving_file import file_name
 from movierec.settings import Settings
@@ -34,7 +34,6 @@ from server.experiment import ExperimentError, open_running, parse_experiment
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
-LATEST = "latest:"  # serving "latest:<candidate>": the newest serving file of that candidate
 
 
 class ExperimentStateError(RuntimeError):

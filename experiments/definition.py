@@ -14,7 +14,8 @@
 
     [[variants]]
     name = "control"                               # the first variant is the control
-    serving = "current"                            # a serving id, or "current" (pinned at start)
+    serving = "current"                            # a serving id, "current" or "latest:<candidate>"
+                                                   # (resolved and pinned when it starts)
     share = 0.5
 
     [[variants]]
@@ -38,6 +39,7 @@ from experiments.analysis import METRICS
 
 DEFINITIONS_DIR = Path(__file__).resolve().parent / "definitions"
 CURRENT = "current"
+LATEST = "latest:"  # "latest:<candidate>": the newest serving file of that candidate, at start
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,79}")
 _SERVING_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,119}")
 _SHARE_TOLERANCE = 1e-6
@@ -159,7 +161,8 @@ def check(definition: Definition, source: str = "definition") -> Definition:
     for v in definition.variants:
         if not _NAME_RE.fullmatch(v.name):
             problems.append(f"variant name {v.name!r} must be lowercase letters, digits, '-', '_', '.'")
-        if v.serving != CURRENT and not _SERVING_RE.fullmatch(v.serving):
+        named = v.serving.removeprefix(LATEST)
+        if v.serving != CURRENT and not _SERVING_RE.fullmatch(named):
             problems.append(f"variant {v.name!r}: serving {v.serving!r} is not a serving id or 'current'")
         if not 0 < v.share < 1:
             problems.append(f"variant {v.name!r}: share {v.share:g} must be in (0, 1)")

@@ -82,8 +82,12 @@ def power_plan(definition: Definition, users: pd.DataFrame) -> dict[str, Any]:
     metric = definition.primary_metric
     if len(users) >= MIN_BASELINE_USERS:
         values = users[metric].to_numpy(float)
-        baseline = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)), "users": len(users),
-                    "source": f"lake: {len(users)} users in the {BASELINE_DAYS} days before the start"}  # fmt: skip
+        baseline = {
+            "mean": float(values.mean()),
+            "sd": float(values.std(ddof=1)),
+            "users": len(users),
+            "source": f"lake: {len(users)} users in the {BASELINE_DAYS} days before the start",
+        }
     elif definition.baseline:
         baseline = dict(definition.baseline) | {"source": "the definition's prior (too little history)"}
     elif definition.users_per_variant:

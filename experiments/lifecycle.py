@@ -117,7 +117,7 @@ def decide_experiment(settings: Settings, now: datetime | None = None) -> dict[s
     state = control.running(settings)
     if state is None:
         return {"experiment": control.in_force(settings), "action": None}
-    result, decision = analysed(settings, state, now)
+    _, decision = analysed(settings, state, now)
     body = {"experiment": state.name, "decision": decision.as_dict()}
     if state.definition.auto_decide:
         body["applied"] = promotion.apply(settings, state, decision)

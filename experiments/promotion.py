@@ -44,10 +44,8 @@ class Decision:
 
 
 def _harm(comparisons: list[dict[str, Any]], treatment: str) -> list[dict[str, Any]]:
-    return [
-        c for c in comparisons
-        if c["treatment"] == treatment and c["role"] == "guardrail" and c["significant"] and c["difference"] < 0
-    ]  # fmt: skip
+    mine = [c for c in comparisons if c["treatment"] == treatment and c["role"] == "guardrail"]
+    return [c for c in mine if c["significant"] and c["difference"] < 0]
 
 
 def evidence_of(state: State, analysis: Analysis, treatment: str | None) -> dict[str, Any]:
@@ -88,18 +86,20 @@ def evidence_of(state: State, analysis: Analysis, treatment: str | None) -> dict
 
 def decide(state: State, analysis: Analysis) -> Decision:
     """Promote, roll back or keep running, from an experiment's analysis."""
+    everything = evidence_of(state, analysis, None)
     if analysis.problems:
-        return Decision(ROLLBACK, "invalid split: " + "; ".join(analysis.problems), None,
-                        evidence_of(state, analysis, None))  # fmt: skip
-    if not analysis.horizon["reached"]:
-        return Decision(KEEP, f"before the horizon: users {analysis.users} of {analysis.horizon['planned_users']}, "
-                        f"planned end {analysis.horizon['planned_end']}")  # fmt: skip
+        return Decision(ROLLBACK, "invalid split: " + "; ".join(analysis.problems), None, everything)
+    horizon = analysis.horizon
+    if not horizon["reached"]:
+        waiting = (
+            f"users {analysis.users} of {horizon['planned_users']}, planned end {horizon['planned_end']}"
+        )
+        return Decision(KEEP, f"before the horizon: {waiting}")
     primaries = [c for c in analysis.comparisons if c["role"] == "primary"]
     if not primaries:
-        return Decision(ROLLBACK, "horizon reached without users to compare", None,
-                        evidence_of(state, analysis, None))  # fmt: skip
-    winners = [c for c in primaries if c["significant"] and c["difference"] > 0 and not _harm(analysis.comparisons,
-                                                                                            c["treatment"])]  # fmt: skip
+        return Decision(ROLLBACK, "horizon reached without users to compare", None, everything)
+    better = [c for c in primaries if c["significant"] and c["difference"] > 0]
+    winners = [c for c in better if not _harm(analysis.comparisons, c["treatment"])]
     if winners:
         best = max(winners, key=lambda c: c["difference"])
         reason = (
@@ -123,8 +123,8 @@ def decide(state: State, analysis: Analysis) -> Decision:
                 f"({c['difference']:+.4f}, p = {c['p_value']:.3g})"
             )
     treatment = primaries[0]["treatment"] if len(primaries) == 1 else None
-    return Decision(ROLLBACK, "; ".join(parts) + ": the incumbent stays", None,
-                    evidence_of(state, analysis, treatment))  # fmt: skip
+    reason = "; ".join(parts) + ": the incumbent stays"
+    return Decision(ROLLBACK, reason, None, evidence_of(state, analysis, treatment))
 
 
 def apply(settings: Settings, state: State, decision: Decision) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""An experiment's report: Markdown with matplotlib plots, under ``$MOVIEREC_HOME/reports/experiments/<name>/``.
+"""An experiment's report: Markdown with matplotlib plots, in ``$MOVIEREC_HOME/reports/experiments/<name>/``.
 
 report.md          what was tested, the metrics' definitions, the split check, the power, the
                    results with intervals, and the verdict (or why there is none yet)
@@ -17,14 +17,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from experiments.analysis import METRICS, SRM_ALPHA  # noqa: E402
-from experiments.control import State  # noqa: E402
-from experiments.evaluation import Analysis  # noqa: E402
-from experiments.promotion import KEEP, Decision  # noqa: E402
-from movierec.settings import Settings  # noqa: E402
+from experiments.analysis import METRICS, SRM_ALPHA
+from experiments.control import State
+from experiments.evaluation import Analysis
+from experiments.promotion import KEEP, Decision
+from movierec.settings import Settings
 
 ONLINE_DEFINITIONS = """\
 | step | definition |
@@ -41,7 +41,7 @@ def report_dir(settings: Settings, name: str) -> Path:
 
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
@@ -49,7 +49,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def _interval(pair: Any, digits: int = 4, percent: bool = False) -> str:
     if not pair:
-        return "–"
+        return "-"
     if percent:
         return f"[{pair[0]:+.1%}, {pair[1]:+.1%}]"
     return f"[{pair[0]:+.{digits}f}, {pair[1]:+.{digits}f}]"
@@ -104,7 +104,8 @@ def render(state: State, analysis: Analysis, decision: Decision) -> str:
         "",
         f"Started {state.started_at} (UTC), planned end {state.planned_end}"
         + (f", stopped {state.stopped_at}" if state.stopped_at else ", running")
-        + f". Analysed {analysis.computed_at}: answers of {analysis.window[0]} .. {analysis.window[1]} (site time).",
+        + f". Analysed {analysis.computed_at}: answers of {analysis.window[0]} .. {analysis.window[1]}"
+        " (site time).",
         "",
         "| variant | serving | share | users | answers |",
         "| --- | --- | ---: | ---: | ---: |",
@@ -153,7 +154,8 @@ def render(state: State, analysis: Analysis, decision: Decision) -> str:
         f"Pearson chi-square goodness of fit of users per variant against the shares: statistic "
         f"{analysis.srm['statistic']:.3f}, p = {analysis.srm['p_value']:.3g} "
         f"({'MISMATCH' if analysis.srm['mismatch'] else 'ok'} at {SRM_ALPHA}). Users in more than one "
-        f"variant: {analysis.crossovers}; users labelled against the salt's assignment: {analysis.mismatched}; "
+        f"variant: {analysis.crossovers}; users labelled against the salt's assignment: "
+        f"{analysis.mismatched}; "
         f"answers with another variant or serving id in the window: {analysis.other_labels}.",
         "",
         "![assignment](assignment.png)",
@@ -169,7 +171,7 @@ def render(state: State, analysis: Analysis, decision: Decision) -> str:
             + (
                 f"{c['relative']:+.1%} {_interval(c['relative_ci'], percent=True)}"
                 if c["relative"] is not None
-                else "–"
+                else "-"
             )
             + f" | {c['p_value']:.3g} |"
             for c in analysis.comparisons
