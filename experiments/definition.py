@@ -2,15 +2,15 @@
 
     name = "als-vs-popularity"
     description = "..."
-    primary_metric = "follow_rate"                # one of experiments.analysis.METRICS
+    primary_metric = "list_minutes_per_answer"    # one of experiments.analysis.METRICS
     guardrail_metrics = ["minutes_per_answer"]     # must not get significantly worse
     alpha = 0.05
     power = 0.8
-    minimum_detectable_effect = 0.02               # absolute, in the primary metric's unit
+    minimum_detectable_effect = 3.0                # absolute, in the primary metric's unit (minutes)
     planned_days = 7                               # the horizon at the latest
     users_per_variant = 0                          # 0: what the power analysis asks for
     auto_decide = false                            # true: the experiments DAG promotes or rolls back
-    baseline = { mean = 0.25, sd = 0.4 }           # optional prior when the lake has no baseline yet
+    baseline = { mean = 40, sd = 35 }              # optional prior when the lake has no baseline yet
 
     [[variants]]
     name = "control"                               # the first variant is the control
@@ -60,11 +60,11 @@ class VariantSpec:
 class Definition:
     name: str
     variants: tuple[VariantSpec, ...]
-    primary_metric: str = "follow_rate"
+    primary_metric: str = "list_minutes_per_answer"
     guardrail_metrics: tuple[str, ...] = ("minutes_per_answer",)
     alpha: float = 0.05
     power: float = 0.8
-    minimum_detectable_effect: float = 0.02
+    minimum_detectable_effect: float = 3.0
     planned_days: float = 7.0
     users_per_variant: int = 0
     auto_decide: bool = False
