@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 
 from experiments.definition import CURRENT, LATEST, Definition, DefinitionError, from_dict
+from movierec import lake
 from movierec.models import registry
 from movierec.serving_file import file_name
 from movierec.settings import Settings
@@ -103,18 +103,8 @@ def state_path(settings: Settings, name: str) -> Path:
     return experiments_dir(settings) / name / STATE_FILE
 
 
-def write_atomically(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(staging, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
-
-
 def save(settings: Settings, state: State) -> None:
-    write_atomically(state.to_json(), state_path(settings, state.name))
+    lake.write_text_atomically(state.to_json(), state_path(settings, state.name))
 
 
 def load_state(settings: Settings, name: str) -> State:
@@ -225,7 +215,7 @@ def start(
     hook = state.hook()
     check_serving_files(settings, serving, hook)
     save(settings, state)
-    write_atomically(json.dumps(hook, indent=1), settings.experiment_path)
+    lake.write_text_atomically(json.dumps(hook, indent=1), settings.experiment_path)
     log.info("experiment %s started: %s", state.name, serving)
     return state
 

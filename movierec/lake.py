@@ -67,6 +67,17 @@ def write_parquet_atomically(table: pa.Table, path: Path) -> None:
         os.close(directory)
 
 
+def write_text_atomically(text: str, path: Path) -> None:
+    """Write beside and rename: a reader (a scraper, a service) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(staging, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
+
+
 def read_table(settings: Settings, table: str, columns: list[str] | None = None) -> pa.Table:
     """The whole table (all partitions), with its declared schema; empty if nothing was written yet."""
     schema = TABLES[table]

@@ -108,7 +108,7 @@ def assert_exactly_once(settings: settings_module.Settings, lines: list[bytes]) 
 
 def run_until_written(site: settings_module.Settings, commit: bool) -> consume.Manifest:
     """The steps of a batch up to its files and manifest (and optionally the offsets): then it "dies"."""
-    consumer = consume._consumer(site)
+    consumer = consume.consumer_of(site)
     try:
         ranges = consume.plan_ranges(site, consumer)
         manifest = consume.Manifest(consume.batch_id_for(site.topic, ranges), site.topic, ranges)
@@ -167,7 +167,7 @@ def test_crash_after_offsets_is_only_marked_committed(
 
 def test_crash_before_any_file_is_redone(site: settings_module.Settings, history: History) -> None:
     lines = produce(site, history, seed=6, hours=1)
-    consumer = consume._consumer(site)
+    consumer = consume.consumer_of(site)
     ranges = consume.plan_ranges(site, consumer)
     consume.save_manifest(
         site, consume.Manifest(consume.batch_id_for(site.topic, ranges), site.topic, ranges)

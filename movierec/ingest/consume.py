@@ -214,13 +214,14 @@ PARTITION_TIME = {
 # --- Kafka edges --------------------------------------------------------------------
 
 
-def _consumer(settings: Settings):  # type: ignore[no-untyped-def]
+def consumer_of(settings: Settings, group_id: str = GROUP_ID):  # type: ignore[no-untyped-def]
+    """A manually committing consumer of ``group_id`` (ingest of another topic has its own group)."""
     from confluent_kafka import Consumer
 
     return Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": GROUP_ID,
+            "group.id": group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
@@ -328,7 +329,7 @@ def read_ranges(settings: Settings, consumer: Any, ranges: Sequence[PartitionRan
 
 def read_and_build(settings: Settings, ranges: Sequence[PartitionRange]) -> dict[str, pa.Table]:
     """Read and parse ``ranges`` into the batch's tables, with a consumer of its own."""
-    consumer = _consumer(settings)
+    consumer = consumer_of(settings)
     try:
         return build_tables(read_ranges(settings, consumer, ranges))
     finally:
@@ -438,7 +439,7 @@ def apply_quality(settings: Settings, batch_id: str, tables: dict[str, pa.Table]
 
 def ingest_batch(settings: Settings) -> dict[str, Any]:
     """Ingest the next batch (or finish an interrupted one); returns what was done."""
-    consumer = _consumer(settings)
+    consumer = consumer_of(settings)
     try:
         manifest = unfinished_manifest(settings)
         if manifest is not None:

@@ -33,7 +33,6 @@ atomically), a WARNING line per drifted signal, and a Great Expectations validat
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -436,17 +435,6 @@ def prometheus_text(batch_id: str, computed_at: datetime, verdicts: list[stats.V
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomically(text: str, path: Path) -> None:
-    """Write beside and rename: a scraper never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    with open(staging, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
-
-
 def store_results(settings: Settings, batch_id: str, day: date, table: pa.Table) -> Path:
     """The batch's drift partition; a re-run replaces it (also if it once landed on another day)."""
     name = lake.batch_file_name(batch_id)
@@ -513,7 +501,7 @@ def check_drift(settings: Settings, batch_id: str | None) -> dict[str, Any]:
     table = result_rows(batch_id, computed_at, verdicts, threshold)
     day = (batch.first_time or batch.planned_at).date()
     path = store_results(settings, batch_id, day, table)
-    write_text_atomically(prometheus_text(batch_id, computed_at, verdicts), metrics_path(settings))
+    lake.write_text_atomically(prometheus_text(batch_id, computed_at, verdicts), metrics_path(settings))
     gx = validate_in_gx(settings, batch_id, table)
     drifted = [v.signal for v in verdicts if v.drifted]
     log.info("drift of batch %s: %s", batch_id, f"DRIFTED {drifted}" if drifted else "no drift")

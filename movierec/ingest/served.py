@@ -118,22 +118,6 @@ def feed_settings(settings: Settings) -> Settings:
     return replace(settings, topic=settings.served_topic)
 
 
-def _consumer(settings: Settings) -> Any:
-    from confluent_kafka import Consumer
-
-    return Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": GROUP_ID,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": False,
-            "fetch.max.bytes": 64 * 1024 * 1024,
-        },
-        logger=log,
-    )
-
-
 def manifest_path(settings: Settings, batch_id: str) -> Any:
     return lake.feed_manifests_dir(settings, FEED) / f"{batch_id}.json"
 
@@ -146,9 +130,7 @@ def load_manifests(settings: Settings) -> list[consume.Manifest]:
 
 
 def save_manifest(settings: Settings, manifest: consume.Manifest) -> None:
-    from movierec.ingest.drift import write_text_atomically
-
-    write_text_atomically(manifest.to_json(), manifest_path(settings, manifest.batch_id))
+    lake.write_text_atomically(manifest.to_json(), manifest_path(settings, manifest.batch_id))
 
 
 def write_files(settings: Settings, batch_id: str, tables: dict[str, pa.Table]) -> dict[str, list[dict]]:
@@ -190,7 +172,7 @@ def apply_quality(settings: Settings, batch_id: str, tables: dict[str, pa.Table]
 def ingest_served(settings: Settings) -> dict[str, Any]:
     """Ingest the next batch of served records (or finish an interrupted one); what was done."""
     feed = feed_settings(settings)
-    consumer = _consumer(settings)
+    consumer = consume.consumer_of(settings, GROUP_ID)
     try:
         pending = [m for m in load_manifests(settings) if m.state != "committed"]
         if len(pending) > 1:

@@ -279,8 +279,6 @@ def read_outcomes(settings: Settings, start: datetime | None = None, end: dateti
 
 def compute_online_metrics(settings: Settings) -> dict[str, Any]:
     """Metrics of every day whose outcomes changed since its metrics were computed; the Prometheus file."""
-    from movierec.ingest.drift import write_text_atomically
-
     computed_at = datetime.now(UTC)
     folder = lake.table_dir(settings, "answer_outcome")
     done = []
@@ -305,7 +303,7 @@ def compute_online_metrics(settings: Settings) -> dict[str, Any]:
         if "hour" not in latest and metrics_table_path(settings, latest_day - timedelta(days=1)).exists():
             previous = pq.read_table(metrics_table_path(settings, latest_day - timedelta(days=1)))
             latest["hour"] = online_metrics.latest_periods(previous).get("hour", [])
-    write_text_atomically(online_metrics.prometheus_text(latest, computed_at), prom_path(settings))
+    lake.write_text_atomically(online_metrics.prometheus_text(latest, computed_at), prom_path(settings))
     return {"days": done, "prometheus": str(prom_path(settings)),
             "latest": {p: [_short(r) for r in rows] for p, rows in latest.items()}}  # fmt: skip
 
