@@ -39,12 +39,8 @@ def report_dir(settings: Settings, name: str) -> Path:
     return settings.reports_dir / "experiments" / name
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _interval(pair: Any, digits: int = 4, percent: bool = False) -> str:
