@@ -167,7 +167,11 @@ def day_outcomes(settings: Settings, inputs: DayInputs) -> tuple[pa.Table, dict[
     ).to_pandas()  # fmt: skip
     reco = reco[reco["status"] == 200].reset_index(drop=True)
     reco["answer"] = range(len(reco))
-    watch = read_rows(inputs.watch, "watch", oc.WATCH_COLUMNS, inputs.watch_from, inputs.watch_to).to_pandas()
+    watch_table = read_rows(inputs.watch, "watch", oc.WATCH_COLUMNS, inputs.watch_from, inputs.watch_to)
+    movies = watch_table.column("movie_id")
+    watch = watch_table.set_column(
+        1, "movie_id", movies.dictionary_encode()
+    ).to_pandas()  # codes, not strings
     served = read_rows(
         inputs.served, "served", [*oc.SERVED_COLUMNS, "status"], inputs.served_from, inputs.served_to
     ).to_pandas()

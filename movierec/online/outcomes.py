@@ -32,7 +32,12 @@ SERVED_COLUMNS = ["request_id", "time", "user_id", "items", "model_version", "va
 
 
 def viewings(watch: pd.DataFrame, gap: timedelta = VIEWING_GAP) -> pd.DataFrame:
-    """Watch lines -> one row per viewing: user_id, movie_id, start, minutes (distinct minutes)."""
+    """Watch lines -> one row per viewing: user_id, movie_id, start, minutes (distinct minutes).
+
+    Vectorised (a day of the full site is millions of lines): movie ids as category codes, lines
+    ordered by (user, movie, time), viewing boundaries where the user or movie changes or the gap
+    is exceeded.
+    """
     if watch.empty:
         return pd.DataFrame(
             {
@@ -42,20 +47,28 @@ def viewings(watch: pd.DataFrame, gap: timedelta = VIEWING_GAP) -> pd.DataFrame:
                 "minutes": pd.Series([], dtype="int64"),
             }
         )
-    lines = watch[WATCH_COLUMNS].sort_values(["user_id", "movie_id", "time"], kind="stable")
-    same = (lines["user_id"].to_numpy()[1:] == lines["user_id"].to_numpy()[:-1]) & (
-        lines["movie_id"].to_numpy()[1:] == lines["movie_id"].to_numpy()[:-1]
-    )
-    close = np.diff(lines["time"].to_numpy()) <= np.timedelta64(gap)
+    movies = watch["movie_id"].astype("category")
+    codes = movies.cat.codes.to_numpy().astype(np.int64)
+    users = watch["user_id"].to_numpy().astype(np.int64)
+    times = watch["time"].to_numpy()
+    by_time = np.argsort(times, kind="stable")  # cheap: the lake's lines come nearly in time order
+    shift = max(int(codes.max()).bit_length(), 1)
+    order = by_time[np.argsort(((users << shift) + codes)[by_time], kind="stable")]  # 2x lexsort's speed
+    users, codes, times = users[order], codes[order], times[order]
+    minutes = watch["minute"].to_numpy().astype(np.int64)[order]
+    same = (users[1:] == users[:-1]) & (codes[1:] == codes[:-1])
+    close = np.diff(times) <= np.timedelta64(gap)
     begins = np.concatenate([[True], ~(same & close)])
-    lines = lines.assign(viewing=np.cumsum(begins))
-    grouped = lines.groupby("viewing", sort=False)
+    viewing = np.cumsum(begins) - 1
+    first = np.flatnonzero(begins)
+    pairs = np.sort(viewing * (1 << 32) + minutes)  # np.unique hashes, ~30x slower here
+    distinct = pairs[np.concatenate([[True], np.diff(pairs) != 0])] >> 32  # each (viewing, minute) once
     return pd.DataFrame(
         {
-            "user_id": grouped["user_id"].first().to_numpy(),
-            "movie_id": grouped["movie_id"].first().to_numpy(),
-            "start": grouped["time"].min().to_numpy(),
-            "minutes": grouped["minute"].nunique().to_numpy().astype("int64"),
+            "user_id": users[first],
+            "movie_id": movies.cat.categories.to_numpy()[codes[first]].astype(object),
+            "start": times[first],
+            "minutes": np.bincount(distinct, minlength=len(first)).astype("int64"),
         }
     )
 
