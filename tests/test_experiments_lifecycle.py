@@ -256,3 +256,35 @@ def test_a_retrained_model_goes_out_as_a_canary_and_a_newer_one_supersedes_it(
     assert (
         entry["version"] == CHALLENGER and entry["verdict"] == "rollback" and "superseded" in entry["reason"]
     )
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def test_the_command_starts_reports_and_stops_with_clear_errors(
+    site: settings_module.Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from movierec.cli import main
+
+    for key, value in settings_module.as_env(site).items():
+        monkeypatch.setenv(key, value)
+    definition = tmp_path / "trial.toml"
+    definition.write_text(DEFINITION.replace(CHALLENGER, "20261130T040000Z"))
+    assert main(["experiment", "start", str(definition)]) == 2  # that file does not exist
+    assert "no serving file" in capsys.readouterr().err
+    assert main(["experiment", "start", str(definition), "--serving", f"treatment={CHALLENGER}"]) == 0
+    started = json.loads(capsys.readouterr().out)
+    assert started["serving"] == {"control": INCUMBENT, "treatment": CHALLENGER}
+    assert main(["experiment", "status"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["in_force"] == "trial" and status["decision"]["action"] == promotion.KEEP
+    assert main(["experiment", "report"]) == 0
+    assert Path(json.loads(capsys.readouterr().out)["report"]).exists()
+    assert main(["experiment", "stop"]) == 0
+    assert not site.experiment_path.exists()
+    assert main(["experiment", "stop"]) == 2 and "no experiment is in force" in capsys.readouterr().err
+    assert main(["experiment", "start", "no-such-definition"]) == 2
+    assert "als_vs_popularity" in capsys.readouterr().err  # the known definitions are listed
