@@ -112,9 +112,10 @@ class DayInputs:
         self.answers_from = self.start - window
         self.watch_from = self.answers_from - oc.VIEWING_GAP
         self.watch_to = self.end + window + VIEWING_HORIZON
-        # served records carry UTC times; the site's zone is at most 14 h from UTC either way
-        self.served_from = self.answers_from - timedelta(hours=14) - tolerance
-        self.served_to = self.end + timedelta(hours=14) + tolerance
+        # served records carry UTC times: the day's span in UTC, widened by the matching tolerance
+        margin = tolerance + timedelta(hours=1)  # an hour either way: a DST change inside the day
+        self.served_from = oc.site_time_as_utc(self.answers_from, settings.site_timezone) - margin
+        self.served_to = oc.site_time_as_utc(self.end, settings.site_timezone) + margin
         self.reco = hour_files(settings, "reco", self.answers_from, self.end)
         self.watch = hour_files(settings, "watch", self.watch_from, self.watch_to)
         self.served = hour_files(settings, "served", self.served_from, self.served_to)

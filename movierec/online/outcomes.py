@@ -205,3 +205,9 @@ def utc_to_site_time(moment: datetime, timezone: str) -> datetime:
     """A UTC moment as the site's naive local time (the inverse of ``site_time_to_utc``)."""
     zone = ZoneInfo(timezone) if timezone else tzlocal()
     return moment.astimezone(zone).replace(tzinfo=None)
+
+
+def site_time_as_utc(moment: datetime, timezone: str) -> datetime:
+    """A naive site time as a naive UTC time (one value; ``site_time_to_utc`` does columns)."""
+    zone = ZoneInfo(timezone) if timezone else tzlocal()
+    return moment.replace(tzinfo=zone).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
