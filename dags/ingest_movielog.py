@@ -18,7 +18,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
+
+# updated by every ingest batch; the online_metrics DAG runs on it
+LAKE_EVENTS = Asset(name="movierec_lake_events", uri="movierec://lake/events")
 
 
 def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +48,7 @@ def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
     tags=["movierec", "ingest"],
 )
 def ingest_movielog() -> None:
-    @task
+    @task(outlets=[LAKE_EVENTS])
     def ingest_batch() -> dict[str, Any]:
         from movierec import settings
         from movierec.ingest import consume

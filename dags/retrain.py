@@ -7,9 +7,12 @@ manual run was triggered for), so a retried or cleared run works on its own vers
 replaces it (``prepare`` starts it afresh) instead of leaving an orphan folder; ``prepare``
 passes it along as an XCom. Each task writes its own files: prepare the model folder's data,
 train the candidates, evaluate the choice and the report, precompute the serving file and its
-figures, publish the registry. The trigger form takes rank, reg, alpha and iterations (empty:
+figures, publish it. The trigger form takes rank, reg, alpha and iterations (empty:
 the settings' values) and ``force_publish``. A model the quality gate refuses fails ``publish``
 (the run is red, the current model keeps serving).
+Once a model serves, ``publish`` sends a new one out as a canary experiment instead
+(experiments.lifecycle.publish_or_canary), and the ``experiments`` DAG promotes or rolls it back
+from the experiment's verdict.
 """
 
 from __future__ import annotations
@@ -81,11 +84,13 @@ def retrain() -> None:
 
     @task(retries=0)  # a refusal is the gate's answer, not a transient error
     def publish(version: str) -> str:
+        from experiments import lifecycle
         from movierec import settings
-        from movierec.models import registry
 
+        # the first model is published behind the offline gate; later ones go out as a canary
+        # experiment against the current model, promoted or rolled back by the experiments DAG
         force = bool(get_current_context()["params"].get("force_publish"))
-        return registry.publish(settings.load(), version, force=force).describe()
+        return lifecycle.publish_or_canary(settings.load(), version, force=force)
 
     version = prepare()
     trained = train(version)

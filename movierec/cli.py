@@ -306,6 +306,59 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from experiments import control, lifecycle
+    from experiments.definition import DefinitionError, load
+
+    settings = settings_module.load()
+    try:
+        if args.action == "start":
+            if not args.definition:
+                raise DefinitionError(
+                    "start needs a definition (a TOML file, or a name in experiments/definitions/)"
+                )
+            overrides = dict(pair.split("=", 1) for pair in args.serving)
+            definition = load(args.definition).with_serving(overrides)
+            state = lifecycle.start_experiment(settings, definition)
+            body = {"started": state.name, "serving": state.serving, "salt": state.salt,
+                    "planned_users": state.planned_users, "planned_end": state.planned_end,
+                    "power_analysis": state.power_analysis}  # fmt: skip
+        elif args.action == "status":
+            body = lifecycle.status(settings)
+        elif args.action == "stop":
+            body = lifecycle.stop_experiment(settings, args.definition)
+        elif args.action == "report":
+            name = args.definition or control.in_force(settings)
+            if name is None:
+                raise control.ExperimentStateError("no experiment in force: name the one to report")
+            body = {"report": lifecycle.write_report(settings, name)}
+        else:  # decide
+            body = lifecycle.decide_experiment(settings)
+    except (DefinitionError, control.ExperimentStateError, ValueError) as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(body, indent=2, default=str))
+    return 0
+
+
+def cmd_online(args: argparse.Namespace) -> int:
+    from movierec.ingest import served
+    from movierec.online import compute
+
+    settings = settings_module.load()
+    reports = {}
+    if not args.no_ingest:
+        while True:  # every served record up to now, batch by batch
+            report = served.ingest_served(settings)
+            reports.setdefault("served", []).append(report)
+            if report["batch_id"] is None:
+                break
+    reports["outcomes"] = compute.compute_answer_outcomes(settings)
+    reports["metrics"] = compute.compute_online_metrics(settings)
+    print(json.dumps(reports, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movierec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -414,6 +467,25 @@ def build_parser() -> argparse.ArgumentParser:
     availability.add_argument("--window", choices=["5m", "1h", "1d", "72h", "96h"], default="1h")
     availability.add_argument("--last", type=int, default=24, help="rows per server (newest)")
     availability.set_defaults(handler=cmd_availability)
+    experiment = commands.add_parser(
+        "experiment", help="A/B experiments through the service's hook: start, status, stop, report, decide"
+    )
+    experiment.add_argument("action", choices=["start", "status", "stop", "report", "decide"])
+    experiment.add_argument(
+        "definition",
+        nargs="?",
+        help="start: a TOML file or a name in experiments/definitions/; stop, report: a name",
+    )
+    experiment.add_argument(
+        "--serving", action="append", default=[], metavar="VARIANT=ID", help="start: a variant's serving id"
+    )
+    experiment.set_defaults(handler=cmd_experiment)
+    online = commands.add_parser(
+        "online",
+        help="online metrics now (what the online_metrics DAG runs): served records, outcomes, metrics",
+    )
+    online.add_argument("--no-ingest", action="store_true", help="do not ingest the served topic first")
+    online.set_defaults(handler=cmd_online)
 
     serve = commands.add_parser("serve", help="the recommendation service (MOVIEREC_SERVER_WORKERS workers)")
     serve.set_defaults(handler=cmd_serve)

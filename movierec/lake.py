@@ -5,6 +5,7 @@
     lake/drift/date=YYYY-MM-DD/part-<batch_id>.parquet            one file a batch
     lake/<table>/part-<run>.parquet                               users, movies, catalog_unknown
     lake/_manifests/<batch_id>.json                               one per ingest batch
+    lake/_manifests/<feed>/<batch_id>.json                        other topics (served)
 
 ``lake`` is ``$MOVIEREC_HOME/lake``; every table has its schema in ``movierec.schemas.TABLES``.
 Partitions are Hive-style, by event date and hour (``raw`` and ``quarantine`` by the
@@ -115,6 +116,28 @@ def files_between(
     return found
 
 
+def days(settings: Settings, table: str) -> list[str]:
+    """The days (YYYY-MM-DD) ``table`` has a ``date=`` partition for, sorted."""
+    folder = table_dir(settings, table)
+    if not folder.exists():
+        return []
+    return sorted(day.name.removeprefix(DAY_PREFIX) for day in folder.glob(f"{DAY_PREFIX}*"))
+
+
+def hour_files(settings: Settings, table: str, first: datetime, last: datetime) -> list[Path]:
+    """The Parquet files of ``table``'s ``date=/hour=`` partitions from ``first``'s hour to ``last``."""
+    first = first.replace(minute=0, second=0, microsecond=0)
+    found = []
+    for day in days(settings, table):
+        if not f"{first:%Y-%m-%d}" <= day <= f"{last:%Y-%m-%d}":
+            continue
+        for hour in sorted(day_dir(settings, table, day).glob("hour=*")):
+            moment = datetime.strptime(f"{day} {hour.name.removeprefix('hour=')}", "%Y-%m-%d %H")
+            if first <= moment <= last:
+                found += _parts(hour)
+    return found
+
+
 def batch_files(settings: Settings, table: str, batch_id: str) -> list[Path]:
     """The files ``batch_id`` wrote into ``table`` (in any partition)."""
     folder = table_dir(settings, table)
@@ -183,29 +206,35 @@ class Manifest:
         return cls(**data)
 
 
-def manifest_path(settings: Settings, batch_id: str) -> Path:
-    return manifests_dir(settings) / f"{batch_id}.json"
+def manifests_of(settings: Settings, feed: str | None = None) -> Path:
+    """The movielog's manifests (``feed`` None) or another topic's (e.g. ``served``), in a folder of
+    its own: learning reads the movielog's folder as the history of the movielog topic."""
+    return manifests_dir(settings) if feed is None else manifests_dir(settings) / feed
 
 
-def save_manifest(settings: Settings, manifest: Manifest) -> None:
-    write_text(manifest_path(settings, manifest.batch_id), manifest.to_json())
+def manifest_path(settings: Settings, batch_id: str, feed: str | None = None) -> Path:
+    return manifests_of(settings, feed) / f"{batch_id}.json"
 
 
-def load_manifest(settings: Settings, batch_id: str) -> Manifest | None:
+def save_manifest(settings: Settings, manifest: Manifest, feed: str | None = None) -> None:
+    write_text(manifest_path(settings, manifest.batch_id, feed), manifest.to_json())
+
+
+def load_manifest(settings: Settings, batch_id: str, feed: str | None = None) -> Manifest | None:
     """The manifest of ``batch_id``, None if there is none."""
-    path = manifest_path(settings, batch_id)
+    path = manifest_path(settings, batch_id, feed)
     return Manifest.from_json(path.read_text()) if path.exists() else None
 
 
-def load_manifests(settings: Settings) -> list[Manifest]:
-    """Every manifest, in batch id order."""
-    folder = manifests_dir(settings)
+def load_manifests(settings: Settings, feed: str | None = None) -> list[Manifest]:
+    """Every manifest of the feed, in batch id order."""
+    folder = manifests_of(settings, feed)
     if not folder.exists():
         return []
     return [Manifest.from_json(path.read_text()) for path in sorted(folder.glob("*.json"))]
 
 
 def has_manifests(settings: Settings) -> bool:
-    """Whether any batch was ever ingested."""
+    """Whether any movielog batch was ever ingested."""
     folder = manifests_dir(settings)
-    return folder.exists() and any(folder.iterdir())
+    return folder.exists() and any(folder.glob("*.json"))

@@ -110,6 +110,21 @@ class Settings:
     quality_keep_runs: int = _setting(
         "MOVIEREC_QUALITY_KEEP_RUNS", 300, "quality: GX results and data docs pages kept per suite"
     )
+    online_window_minutes: float = _setting(
+        "MOVIEREC_ONLINE_WINDOW_MINUTES",
+        30.0,
+        "online metrics: an answer counts as followed if a listed movie starts within this many minutes",
+    )
+    online_match_seconds: float = _setting(
+        "MOVIEREC_ONLINE_MATCH_SECONDS",
+        60.0,
+        "online metrics: most seconds between a site's reco line and our served record of the same answer",
+    )
+    site_timezone: str = _setting(
+        "MOVIEREC_SITE_TIMEZONE",
+        "",
+        "IANA time zone of the movielog's local times (default: this machine's, as the simulator writes)",
+    )
     prometheus_port: int = _setting("MOVIEREC_PROMETHEUS_PORT", 9090, "Prometheus port")
     alertmanager_port: int = _setting("MOVIEREC_ALERTMANAGER_PORT", 9094, "Alertmanager port")
     prometheus_interval: int = _setting(

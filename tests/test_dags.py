@@ -46,13 +46,19 @@ TARGETS = {
     ("retrain", "train"): ("movierec.ops.spark_submit", "submit"),
     ("retrain", "evaluate"): ("movierec.ops.spark_submit", "submit"),
     ("retrain", "precompute"): ("movierec.ops.spark_submit", "submit"),
-    ("retrain", "publish"): ("movierec.models.registry", "publish"),
+    ("retrain", "publish"): ("experiments.lifecycle", "publish_or_canary"),
+    ("online_metrics", "ingest_served"): ("movierec.ingest.served", "ingest_served"),
+    ("online_metrics", "answer_outcomes"): ("movierec.online.compute", "compute_answer_outcomes"),
+    ("online_metrics", "online_metrics"): ("movierec.online.compute", "compute_online_metrics"),
+    ("experiments", "decide"): ("experiments.lifecycle", "decide_experiment"),
+    ("experiments", "reports"): ("experiments.lifecycle", "write_reports"),
 }
+DAG_IDS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "retrain"]
 
 
 def test_the_dag_folder_imports_without_errors(dagbag: Any) -> None:
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dag_ids) == ["catalog", "ingest_movielog", "retrain"]
+    assert sorted(dagbag.dag_ids) == DAG_IDS
 
 
 def test_ingest_runs_every_ten_minutes_one_run_at_a_time_without_catch_up(dagbag: Any) -> None:
@@ -104,7 +110,8 @@ from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
 heavy = ["movierec.ingest.consume", "movierec.ingest.watch_sessions", "movierec.ingest.drift",
          "movierec.ingest.catalog_sync", "movierec.ingest.quality", "confluent_kafka", "kafka", "pyspark",
-         "great_expectations"]
+         "great_expectations", "movierec.ingest.served", "movierec.online.compute", "experiments.lifecycle",
+         "statsmodels", "matplotlib"]
 print(json.dumps({
     "dags": sorted(bag.dag_ids),
     "errors": {str(k): str(v) for k, v in bag.import_errors.items()},
@@ -134,7 +141,7 @@ def test_parsing_the_dag_files_does_no_work(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == {}
-    assert report["dags"] == ["catalog", "ingest_movielog", "retrain"]
+    assert report["dags"] == DAG_IDS
     assert report["imported"] == []
     assert not (tmp_path / "lake").exists()
 
@@ -143,12 +150,15 @@ def test_parsing_the_dag_files_does_no_work(tmp_path: Path) -> None:
 
 
 def movierec_calls(function: Callable[..., Any]) -> dict[tuple[str, str], ast.Call]:
-    """(module, function) -> the call, for every call of a movierec function inside ``function``
+    """(module, function) -> the call, for every call of a movierec (or experiments) function in ``function``
     (``from movierec import m`` then ``m.f(...)``, or ``from movierec.m import f`` then ``f(...)``)."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     bound: dict[str, tuple[str, str]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "movierec":
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
+            "movierec",
+            "experiments",
+        ):
             for alias in node.names:
                 bound[alias.asname or alias.name] = (node.module or "", alias.name)
     calls = {}
@@ -212,3 +222,17 @@ def test_the_catalog_dag_runs_its_task_with_our_settings(
     assert run.state == "success"
     assert sorted(lake.read_table(settings, "users")["user_id"].to_pylist()) == [1, 2, 3]
     assert len(lake.read_table(settings, "movies")) == 3
+
+
+def test_online_metrics_follow_every_ingest_and_experiments_are_judged_hourly(dagbag: Any) -> None:
+    ingest, online = dagbag.dags["ingest_movielog"], dagbag.dags["online_metrics"]
+    produced = {outlet.uri for outlet in ingest.get_task("ingest_batch").outlets}
+    consumed = {asset.uri for asset in online.timetable.asset_condition.objects}
+    assert produced == consumed == {"movierec://lake/events"}  # no sensor, no fixed offset
+    assert online.max_active_runs == 1 and online.catchup is False
+    assert online.get_task("answer_outcomes").upstream_task_ids == {"ingest_served"}
+    assert online.get_task("online_metrics").upstream_task_ids == {"answer_outcomes"}
+    assert all(task.retries >= 1 for task in online.tasks)  # every task replaces what it wrote
+    judge = dagbag.dags["experiments"]
+    assert judge.timetable.expression == "15 * * * *" and judge.max_active_runs == 1
+    assert judge.get_task("reports").upstream_task_ids == {"decide"}

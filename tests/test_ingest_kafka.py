@@ -108,7 +108,7 @@ def assert_exactly_once(settings: settings_module.Settings, lines: list[bytes]) 
 
 def run_until_written(site: settings_module.Settings, commit: bool) -> lake.Manifest:
     """The steps of a batch up to its files and manifest (and optionally the offsets): then it "dies"."""
-    consumer = consume.kafka_consumer(site)
+    consumer = consume.consumer_of(site)
     try:
         ranges = consume.plan_ranges(site, consumer)
         manifest = lake.Manifest(consume.batch_id_for(site.topic, ranges), site.topic, ranges)
@@ -167,7 +167,7 @@ def test_crash_after_offsets_is_only_marked_committed(
 
 def test_crash_before_any_file_is_redone(site: settings_module.Settings, history: History) -> None:
     lines = produce(site, history, seed=6, hours=1)
-    consumer = consume.kafka_consumer(site)
+    consumer = consume.consumer_of(site)
     ranges = consume.plan_ranges(site, consumer)
     lake.save_manifest(site, lake.Manifest(consume.batch_id_for(site.topic, ranges), site.topic, ranges))
     consumer.close()

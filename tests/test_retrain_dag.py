@@ -58,7 +58,7 @@ def test_the_trigger_form_has_the_als_parameters_and_force_publish(dag: Any) -> 
         params.get_param("rank").resolve(0)
 
 
-def test_the_spark_tasks_submit_their_job_and_publish_calls_the_registry(dag: Any) -> None:
+def test_the_spark_tasks_submit_their_job_and_publish_publishes_or_opens_a_canary(dag: Any) -> None:
     for task_id, job in (("prepare", "prepare"), ("train", "train"), ("evaluate", "evaluate"),
                          ("precompute", "precompute")):  # fmt: skip
         callable_ = dag.get_task(task_id).python_callable
@@ -68,7 +68,9 @@ def test_the_spark_tasks_submit_their_job_and_publish_calls_the_registry(dag: An
     prepare = movierec_calls(dag.get_task("prepare").python_callable)
     assert ("movierec.models.versions", "run_version") in prepare  # the version is the run's
     assert ("movierec.models.versions", "new_version_id") not in prepare  # not the wall clock's
-    publish = movierec_calls(dag.get_task("publish").python_callable)[("movierec.models.registry", "publish")]
+    publish = movierec_calls(dag.get_task("publish").python_callable)[
+        ("experiments.lifecycle", "publish_or_canary")
+    ]
     assert [k.arg for k in publish.keywords] == ["force"]
 
 

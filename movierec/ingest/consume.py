@@ -178,14 +178,14 @@ PARTITION_TIME = {
 # --- Kafka edges --------------------------------------------------------------------
 
 
-def kafka_consumer(settings: Settings):  # type: ignore[no-untyped-def]
-    """A consumer of the ingest group (offsets committed by hand, after the files are written)."""
+def consumer_of(settings: Settings, group_id: str = GROUP_ID):  # type: ignore[no-untyped-def]
+    """A manually committing consumer of ``group_id`` (ingest of another topic has its own group)."""
     from confluent_kafka import Consumer
 
     return Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": GROUP_ID,
+            "group.id": group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
@@ -293,7 +293,7 @@ def read_ranges(settings: Settings, consumer: Any, ranges: Sequence[PartitionRan
 
 def read_and_build(settings: Settings, ranges: Sequence[PartitionRange]) -> dict[str, pa.Table]:
     """Read and parse ``ranges`` into the batch's tables, with a consumer of its own."""
-    consumer = kafka_consumer(settings)
+    consumer = consumer_of(settings)
     try:
         return build_tables(read_ranges(settings, consumer, ranges))
     finally:
@@ -378,7 +378,7 @@ def apply_quality(settings: Settings, batch_id: str, tables: dict[str, pa.Table]
 
 def ingest_batch(settings: Settings) -> dict[str, Any]:
     """Ingest the next batch (or finish an interrupted one); returns what was done."""
-    consumer = kafka_consumer(settings)
+    consumer = consumer_of(settings)
     try:
         manifest = unfinished_manifest(settings)
         if manifest is not None:

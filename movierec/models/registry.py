@@ -1,7 +1,7 @@
 """The serving registry: which file is ``current``, the gate, publish and rollback, keeping the last N.
 
     $MOVIEREC_HOME/serving/current          symlink -> recs-<version>.sqlite, replaced atomically
-    $MOVIEREC_HOME/serving/registry.jsonl   one line per publish / rollback (what was validated)
+    $MOVIEREC_HOME/serving/registry.jsonl   one line per publish / rollback / online evidence
 
 The files themselves (their names, writing and checking them) belong to
 ``movierec.serving_file``. A file is made ``current`` only after it passed the full
@@ -135,6 +135,24 @@ def publish(settings: Settings, version: str, *, force: bool = False) -> Outcome
     return outcome
 
 
+def promote(settings: Settings, serving_id: str, reason: str) -> Outcome:
+    """Make ``serving_id``'s file current because it won an experiment (``reason``): validated as for
+    publish, against its model folder when one exists; the offline gate does not apply."""
+    with _registry_lock(settings):
+        checked = validate_version(settings, serving_id, require_model=False)
+        previous = current_version(settings)
+        outcome = Outcome(
+            "publish", serving_id, previous, _gate_recall(checked), _current_recall(settings, previous),
+            gate=f"not applied: {reason}",
+        )  # fmt: skip
+        if previous != serving_id:
+            _point_current(settings.serving_dir, serving_id)
+        _append_log(settings, outcome)
+        outcome.removed = prune(settings)
+    log.info("%s", outcome.describe())
+    return outcome
+
+
 def rollback(settings: Settings, version: str | None = None) -> Outcome:
     """Make the previous published version (or ``version``, if it was published before) current again."""
     with _registry_lock(settings):
@@ -192,8 +210,13 @@ def _point_current(serving_dir: Path, serving_id: str) -> None:
 def _append_log(settings: Settings, outcome: Outcome) -> None:
     record = {"at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(outcome)}
     record.pop("removed")
+    _append_record(settings, record)
+
+
+def _append_record(settings: Settings, record: dict[str, object]) -> None:
+    settings.serving_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.serving_dir / LOG_NAME, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(json.dumps(record, default=str) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -207,7 +230,23 @@ def registry_log(settings: Settings) -> list[dict[str, object]]:
 
 def published_versions(settings: Settings) -> list[str]:
     """Versions that were current at some point (so passed validation), oldest first."""
-    return sorted({str(record["version"]) for record in registry_log(settings)})
+    made_current = {"publish", "rollback"}  # not the evidence entries (append_evidence)
+    return sorted(
+        {str(record["version"]) for record in registry_log(settings) if record.get("action") in made_current}
+    )
+
+
+EVIDENCE = "online_evidence"
+
+
+def append_evidence(settings: Settings, version: str, evidence: dict[str, object]) -> dict[str, object]:
+    """One ``online_evidence`` line in the registry's log next to ``version`` (a serving id): the
+    experiment's verdict on it and the numbers behind it (effect, interval, p-value, SRM check)."""
+    record = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "action": EVIDENCE, "version": version}
+    record |= evidence
+    with _registry_lock(settings):
+        _append_record(settings, record)
+    return record
 
 
 @contextmanager

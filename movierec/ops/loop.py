@@ -61,7 +61,7 @@ def lines_waiting(settings: Settings) -> int:
     """Lines on the topic the ingest has not committed yet."""
     from movierec.ingest import consume
 
-    consumer = consume.kafka_consumer(settings)
+    consumer = consume.consumer_of(settings)
     try:
         uncapped = replace(settings, ingest_max_lines=1 << 62)
         return sum(r.end - r.start for r in consume.plan_ranges(uncapped, consumer))

@@ -1,0 +1,53 @@
+"""DAG ``experiments``: every hour, the verdict on the experiment in force, then the reports.
+
+Wiring only. ``decide`` analyses the experiment in force (experiments.lifecycle.decide_experiment):
+before its fixed horizon nothing happens; at the horizon, or at once on a broken split, an
+experiment whose definition says ``auto_decide`` (the retrain's canary) is promoted or rolled back,
+with the evidence in the registry's log. ``reports`` rewrites the report of the experiment in force
+and of any experiment whose state changed since its report was written.
+
+    decide ──► reports
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import dag, task
+
+
+def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(report, default=str))
+
+
+@dag(
+    dag_id="experiments",
+    description="A/B experiments: the verdict at the horizon (promote, roll back, keep running), the reports",
+    schedule="15 * * * *",  # after the online metrics of the hour's ingest runs
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(hours=1)},
+    tags=["movierec", "experiments"],
+)
+def experiments() -> None:
+    @task
+    def decide() -> dict[str, Any]:
+        from experiments import lifecycle
+        from movierec import settings
+
+        return _jsonable(lifecycle.decide_experiment(settings.load()))
+
+    @task
+    def reports() -> dict[str, Any]:
+        from experiments import lifecycle
+        from movierec import settings
+
+        return _jsonable(lifecycle.write_reports(settings.load()))
+
+    decide() >> reports()
+
+
+experiments()

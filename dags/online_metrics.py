@@ -1,0 +1,73 @@
+"""DAG ``online_metrics``: after every ingest, what viewers did after our answers.
+
+Wiring only (imports inside the tasks, so parsing touches nothing). Triggered by the asset the
+``ingest_movielog`` DAG's ``ingest_batch`` task updates (the lake's event tables), so it runs after
+each ingest without a sensor and without slowing ingest down:
+
+    ingest_served ──► answer_outcomes ──► online_metrics
+
+- ``ingest_served``: the service's provenance records (topic ``movierec.served``) into the lake's
+  ``served`` table, exactly once (movierec.ingest.served);
+- ``answer_outcomes``: per successful answer, the viewings that followed, its model version and
+  variant (table ``answer_outcome``, the days whose inputs changed, each replaced whole);
+- ``online_metrics``: hourly and daily metrics per model version and variant (table
+  ``online_metrics``) and ``$MOVIEREC_HOME/metrics/online.prom``, as drift does.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, dag, task
+
+# the same asset as in ingest_movielog.py: the lake's event tables after an ingest batch
+LAKE_EVENTS = Asset(name="movierec_lake_events", uri="movierec://lake/events")
+
+
+def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(report, default=str))
+
+
+@dag(
+    dag_id="online_metrics",
+    description="served records into the lake, per-answer outcomes, online metrics per version and variant",
+    schedule=[LAKE_EVENTS],
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    max_active_tasks=1,
+    default_args={
+        "retries": 2,  # every task replaces what it wrote: a retry is harmless
+        "retry_delay": timedelta(minutes=1),
+        "execution_timeout": timedelta(hours=2),  # the first run after a backfill reads days of lake
+    },
+    tags=["movierec", "online"],
+)
+def online_metrics() -> None:
+    @task
+    def ingest_served() -> dict[str, Any]:
+        from movierec import settings
+        from movierec.ingest import served
+
+        return _jsonable(served.ingest_served(settings.load()))
+
+    @task
+    def answer_outcomes() -> dict[str, Any]:
+        from movierec import settings
+        from movierec.online import compute
+
+        return _jsonable(compute.compute_answer_outcomes(settings.load()))
+
+    @task
+    def online_metrics() -> dict[str, Any]:
+        from movierec import settings
+        from movierec.online import compute
+
+        return _jsonable(compute.compute_online_metrics(settings.load()))
+
+    ingest_served() >> answer_outcomes() >> online_metrics()
+
+
+online_metrics()
