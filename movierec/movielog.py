@@ -10,16 +10,28 @@ format is defined in exactly one place. See DESIGN.md, "The movielog stream":
 
 ``parse_line`` never raises on bad input: it returns a typed event or a
 ``Malformed`` value carrying a ``Reason`` code, so callers can quarantine and
-count instead of crashing.
+count instead of crashing. It is the reference. ``parse_batch`` parses a whole
+batch into Arrow columns: well-formed lines in the plain form the site writes
+are matched and converted by pyarrow compute (RE2, vectorised); every other
+line (malformed, non-ASCII ids, 19-digit user ids...) goes through
+``parse_line``, so the fast path only ever accepts, and every reason and
+detail comes from the reference.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from movierec.schemas import EVENT_TABLES
 
 MAX_USER_ID = 2**63 - 1  # what fits a signed 64-bit column in Parquet and SQLite
 MAX_LINE_CHARS = 64 * 1024  # a longer line is not something the site writes
@@ -264,6 +276,192 @@ def _parse_reco(line: str, moment: datetime, user_id: int, request: str) -> Even
         if not is_movie_id(item):
             return Malformed(Reason.BAD_RESULT, line, item[:80])
     return RecoEvent(moment, user_id, match["server"], status, items, None, int(latency_text))
+
+
+# --- parsing a whole batch (vectorised, same results as parse_line) --------------------
+
+# The fast path's grammar: a strict subset of the reference, written with explicit ASCII
+# classes (RE2's \s and \d differ from Python's), so whatever it accepts parse_line
+# accepts with the same values. Years 1000-9999, valid clock fields (the day of the month
+# is checked below), user ids of at most 18 digits (always under MAX_USER_ID).
+_FAST_HEAD = (
+    r"^(?P<y>[1-9][0-9]{3})-(?P<mo>0[1-9]|1[0-2])-(?P<d>0[1-9]|[12][0-9]|3[01])"
+    r"T(?P<h>[01][0-9]|2[0-3]):(?P<mi>[0-5][0-9])(?::(?P<s>[0-5][0-9])(?:\.(?P<f>[0-9]{1,6}))?)?"
+    r",(?P<user>[1-9][0-9]{0,17}),"
+)
+# A movie id of printable ASCII without space , / = (and no leading '+'), ending '+<year>'.
+_FAST_MOVIE = r"[!-*\-.0-9:-<>-~][!-+\-.0-9:-<>-~]*\+[0-9]{4}"
+_FAST_LINE = (
+    _FAST_HEAD + r"(?:GET /data/m/(?P<wmovie>" + _FAST_MOVIE + r")/(?P<minute>0|[1-9][0-9]{0,8})\.mpg"
+    r"|GET /rate/(?P<rmovie>" + _FAST_MOVIE + r")=(?P<rating>[1-5])"
+    r"|recommendation request (?P<server>[!-~]+), status (?P<status>0|[1-9][0-9]{2}), "
+    r"result: (?P<result>.*), (?P<latency>0|[1-9][0-9]{0,8}) ms)$"
+)
+_FAST_ITEM = "^" + _FAST_MOVIE + "$"
+_EVENT_SCHEMAS = {
+    kind: pa.schema(
+        [*(f for f in schema if f.name not in ("partition", "offset")), pa.field("row", pa.int64())]
+    )
+    for kind, schema in EVENT_TABLES.items()
+}
+_DECODE_CHUNK = 65_536  # lines decoded at once; one bad byte sends only its chunk to Python
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A batch of lines parsed into columns; ``row`` columns index the input lines."""
+
+    lines: pa.StringArray  # each line as text (undecodable bytes as backslash escapes)
+    undecodable: np.ndarray  # bool per line: not UTF-8 (its original bytes are worth keeping)
+    events: dict[str, pa.Table]  # watch, rate, reco: the event fields and "row", in line order
+    malformed: list[tuple[int, Malformed]]  # (row, why), in line order
+    fallback: int  # lines the fast path could not decide, parsed one by one by parse_line
+
+
+def decode_lines(values: Sequence[bytes]) -> tuple[pa.StringArray, np.ndarray]:
+    """The lines as an Arrow string array, and which of them were not valid UTF-8."""
+    chunks, bad = [], np.zeros(len(values), dtype=bool)
+    for begin in range(0, len(values), _DECODE_CHUNK):
+        part = values[begin : begin + _DECODE_CHUNK]
+        try:
+            chunks.append(pa.array(part, pa.binary()).cast(pa.string()))
+        except pa.ArrowInvalid:  # a bad byte somewhere in the chunk: decode it line by line
+            texts = []
+            for i, value in enumerate(part):
+                try:
+                    texts.append(value.decode("utf-8"))
+                except UnicodeDecodeError:
+                    texts.append(value.decode("utf-8", "backslashreplace"))
+                    bad[begin + i] = True
+            chunks.append(pa.array(texts, pa.string()))
+    if not chunks:
+        return pa.array([], pa.string()), bad
+    return pa.concat_arrays(chunks), bad
+
+
+def parse_batch(values: Sequence[bytes]) -> ParsedBatch:
+    """Parse a batch of raw lines; the same events and reasons as ``parse_line`` on each."""
+    lines, undecodable = decode_lines(values)
+    n = len(lines)
+    parts = pc.extract_regex(lines, _FAST_LINE)  # null where the fast grammar does not match
+    ok = np.asarray(parts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    ok &= ~undecodable  # an escaped line never matches, but be explicit
+    ok &= pc.less_equal(pc.utf8_length(lines), MAX_LINE_CHARS).to_numpy(zero_copy_only=False)
+    fields = {name: parts.field(name) for name in parts.type.names}
+
+    year = _ints(fields["y"], n)
+    month = _ints(fields["mo"], n)
+    day = _ints(fields["d"], n)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    ok &= day <= _DAYS_IN_MONTH[month] + (leap & (month == 2))
+    seconds = _ints(fields["s"], n)
+    fraction = _ints(pc.utf8_rpad(fields["f"], 6, "0"), n)
+    micros = (
+        ((_days_from_civil(year, month, day) * 24 + _ints(fields["h"], n)) * 60 + _ints(fields["mi"], n)) * 60
+        + seconds
+    ) * 1_000_000 + fraction
+    times = pa.array(micros, pa.int64()).cast(_EVENT_SCHEMAS["watch"].field("time").type)
+    users = pa.array(_ints(fields["user"], n))
+
+    kinds = {
+        "watch": ok & _nonempty(fields["minute"]),
+        "rate": ok & _nonempty(fields["rating"]),
+        "reco": ok & _nonempty(fields["latency"]),
+    }
+    status = _ints(fields["status"], n)
+    result = fields["result"]
+    items = pc.split_pattern(result, ", ")
+    flat = pc.list_flatten(items)
+    item_ok = pc.match_substring_regex(flat, _FAST_ITEM).to_numpy(zero_copy_only=False)
+    parents = pc.list_parent_indices(items).to_numpy(zero_copy_only=False)
+    bad_item = np.zeros(n, dtype=bool)
+    np.logical_or.at(bad_item, parents[~item_ok], True)
+    filled = kinds["reco"] & (status == 200) & _nonempty(result)
+    kinds["reco"] &= ~(filled & bad_item)  # a bad id: parse_line names it
+
+    fast: dict[str, pa.Table] = {}
+    for kind, mask in kinds.items():
+        rows = np.flatnonzero(mask)
+        take = pa.array(rows, pa.int64())
+        columns: dict[str, pa.Array] = {"time": times.take(take), "user_id": users.take(take)}
+        if kind == "watch":
+            columns["movie_id"] = fields["wmovie"].take(take)
+            columns["minute"] = pa.array(_ints(fields["minute"], n)[rows])
+        elif kind == "rate":
+            columns["movie_id"] = fields["rmovie"].take(take)
+            columns["rating"] = pa.array(_ints(fields["rating"], n)[rows])
+        else:
+            is_200 = status[rows] == 200
+            listed = filled[rows]
+            columns["server"] = fields["server"].take(take)
+            columns["status"] = pa.array(status[rows])
+            columns["items"] = pc.if_else(
+                pa.array(listed), items.take(take), pa.scalar([], pa.list_(pa.string()))
+            )
+            columns["error"] = pc.if_else(pa.array(is_200), pa.scalar(None, pa.string()), result.take(take))
+            columns["latency_ms"] = pa.array(_ints(fields["latency"], n)[rows])
+        columns["row"] = take
+        fast[kind] = pa.table(columns).cast(_EVENT_SCHEMAS[kind])
+
+    decided = kinds["watch"] | kinds["rate"] | kinds["reco"]
+    slow = np.flatnonzero(~decided)
+    slow_columns: dict[str, dict[str, list[Any]]] = {kind: {} for kind in _EVENT_SCHEMAS}
+    malformed: list[tuple[int, Malformed]] = []
+    for row in slow.tolist():
+        parsed = parse_line(values[row])
+        if isinstance(parsed, Malformed):
+            malformed.append((row, parsed))
+            continue
+        columns = slow_columns[parsed.kind]
+        for name, value in _event_fields(parsed):
+            columns.setdefault(name, []).append(value)
+        columns.setdefault("row", []).append(row)
+    events = {}
+    for kind, schema in _EVENT_SCHEMAS.items():
+        if not slow_columns[kind]:
+            events[kind] = fast[kind]
+            continue
+        merged = pa.concat_tables([fast[kind], pa.Table.from_pydict(slow_columns[kind], schema=schema)])
+        events[kind] = merged.take(pc.sort_indices(merged["row"]))
+    return ParsedBatch(lines, undecodable, events, malformed, len(slow))
+
+
+def _event_fields(event: Event) -> list[tuple[str, Any]]:
+    """An event's values under its column names (the names of the lake schemas)."""
+    head: list[tuple[str, Any]] = [("time", event.time), ("user_id", event.user_id)]
+    if isinstance(event, WatchEvent):
+        return [*head, ("movie_id", event.movie_id), ("minute", event.minute)]
+    if isinstance(event, RateEvent):
+        return [*head, ("movie_id", event.movie_id), ("rating", event.rating)]
+    return [
+        *head,
+        ("server", event.server),
+        ("status", event.status),
+        ("items", list(event.items)),
+        ("error", event.error),
+        ("latency_ms", event.latency_ms),
+    ]
+
+
+def _nonempty(texts: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.greater(pc.binary_length(texts), 0), False).to_numpy(zero_copy_only=False)
+
+
+def _ints(texts: pa.Array, n: int) -> np.ndarray:
+    """Decimal text -> int64 (0 for empty or null: rows that are masked out anyway)."""
+    cleaned = pc.if_else(_nonempty(texts), texts, "0")
+    return pc.cast(cleaned, pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), vectorised."""
+    year = year - (month <= 2)
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
 
 
 # --- JSON views (for `movierec parse` and logs) ---------------------------------
