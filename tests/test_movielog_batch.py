@@ -10,7 +10,6 @@ classify differently, non-ASCII ids, line length).
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,8 @@ START = datetime(2026, 2, 27, 18, 0, 0)  # across a month end (28 days) so the c
 SERVER = "recommendation request 17645-team19.isri.cmu.edu:8082"
 # Characters a mutation puts into a line: delimiters, digits, whitespace Python calls \s but RE2
 # does not (\v, \x1c), control bytes, non-ASCII letters and digits, and a newline.
-MUTANTS = [",", "/", "=", "+", " ", ".", ":", "-", "T", "0", "9", "\v", "\x1c", "\x01", "\x7f", "é", "٣", "\n", ""]
+MUTANTS = [",", "/", "=", "+", " ", ".", ":", "-", "T", "0", "9"]
+MUTANTS += ["\v", "\x1c", "\x01", "\x7f", "\u00e9", "\u0663", "\n", ""]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def edge_cases() -> list[str | bytes]:
         f"2026-01-01T10:15:00,{2**63 - 1},{watch}",
         f"2026-01-01T10:15:00,{2**63},{watch}",
         f"2026-01-01T10:15:00,{'9' * 20},{watch}",
-        f"2026-01-01T10:15:00,٣,{watch}",
-        "٢٠٢٦-01-01T10:15:00,1," + watch,
+        f"2026-01-01T10:15:00,\u0663,{watch}",
+        "\u0662\u0660\u0662\u0666-01-01T10:15:00,1," + watch,
         "2026-01-01T10:15:00,1,GET /data/m/am\u00e9lie+2001/3.mpg",
         "2026-01-01T10:15:00,1,GET /data/m/a\vb+2001/3.mpg",
         "2026-01-01T10:15:00,1,GET /data/m/a\x1cb+2001/3.mpg",
@@ -90,7 +90,7 @@ def edge_cases() -> list[str | bytes]:
         "2026-01-01T10:15:00,1,GET /data/m/a+2001/3.mpg\r\n",
         "2026-01-01T10:15:00,1,GET /data/m/a+2001/3.mpg\n\n",
         "2026-01-01T10:15:00,1,GET /rate/a+2001=5",
-        "2026-01-01T10:15:00,1,GET /rate/a+2001=٥",
+        "2026-01-01T10:15:00,1,GET /rate/a+2001=\u0665",
         "2026-01-01T10:15:00,1,GET /rate/a+2001=0",
         "2026-01-01T10:15:00,1,GET /rate/a=b+2001=3",
         f"2026-01-01T10:15:00,1,{SERVER}, status 200, result: , 2 ms",
@@ -104,12 +104,12 @@ def edge_cases() -> list[str | bytes]:
         f"2026-01-01T10:15:00,1,{SERVER}, status 500, result: , 12 ms",
         f"2026-01-01T10:15:00,1,{SERVER}, status 0, result: x, 1000000000 ms",
         f"2026-01-01T10:15:00,1,{SERVER}, status 099, result: x, 1 ms",
-        f"2026-01-01T10:15:00,1,recommendation request a\u00e9b, status 200, result: , 1 ms",
-        f"2026-01-01T10:15:00,1,recommendation request a\x01b, status 200, result: , 1 ms",
-        f"2026-01-01T10:15:00,1,recommendation request a,b, status 200, result: , 1 ms",
+        "2026-01-01T10:15:00,1,recommendation request a\u00e9b, status 200, result: , 1 ms",
+        "2026-01-01T10:15:00,1,recommendation request a\x01b, status 200, result: , 1 ms",
+        "2026-01-01T10:15:00,1,recommendation request a,b, status 200, result: , 1 ms",
         f"2026-01-01T10:15:00,1,{SERVER}, status 0, result: {'x' * (MAX_LINE_CHARS - 120)}, 1 ms",
         f"2026-01-01T10:15:00,1,{SERVER}, status 0, result: {'x' * MAX_LINE_CHARS}, 1 ms",
-        "2026-01-01T10:15:00,1,GET /data/m/a+2001/3.mpg".encode() + b"\xff",
+        b"2026-01-01T10:15:00,1,GET /data/m/a+2001/3.mpg" + b"\xff",
         b"",
     ]
 
@@ -173,7 +173,8 @@ def test_the_batch_parser_gives_what_parse_line_gives_on_every_line(real_lines: 
 
     batch = parse_batch(values)
     actual = as_results(batch, len(values))
-    mismatches = [(i, values[i], e, a) for i, (e, a) in enumerate(zip(expected, actual, strict=True)) if e != a]
+    pairs = enumerate(zip(expected, actual, strict=True))
+    mismatches = [(i, values[i], e, a) for i, (e, a) in pairs if e != a]
     assert not mismatches, mismatches[:5]
     # the columns come out as the lake stores them, each table in line order
     for kind, table in batch.events.items():
