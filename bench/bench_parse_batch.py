@@ -75,12 +75,12 @@ def per_line_tables(records: Sequence[Record]) -> dict[str, pa.Table]:
         except UnicodeDecodeError:
             text, original = record.value.decode("utf-8", "backslashreplace"), record.value
         for column, value in zip(
-            RAW.names, (record.partition, record.offset, record.kafka_ms, text, original)
+            RAW.names, (record.partition, record.offset, record.kafka_ms, text, original), strict=True
         ):
             raw[column].append(value)
         if isinstance(parsed, Malformed):
             values = (record.partition, record.offset, record.kafka_ms, text, "parse", parsed.reason.value)
-            for column, value in zip(QUARANTINE.names, (*values, parsed.detail or None)):
+            for column, value in zip(QUARANTINE.names, (*values, parsed.detail or None), strict=True):
                 bad[column].append(value)
             continue
         columns = typed[parsed.kind]
@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     values = [record.value for record in records]
     n = len(values)
     print(
-        f"generated {n:,} lines in {time.perf_counter() - began:.1f} s; world {args.users:,} x {args.movies:,}"
+        f"generated {n:,} lines in {time.perf_counter() - began:.1f} s; "
+        f"world {args.users:,} users x {args.movies:,} movies"
     )
 
     batch = parse_batch(values)
