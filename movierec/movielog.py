@@ -368,77 +368,28 @@ def parse_batch(values: Sequence[bytes]) -> ParsedBatch:
 
     # Below, only lines the fast grammar accepted: fixed positions and splits are safe.
     rows = np.flatnonzero(ok)
-    parts = pc.split_pattern(lines.take(pa.array(rows)), ",", max_splits=2)
-    time_text, request = pc.list_element(parts, 0), pc.list_element(parts, 2)
-    year, month, day, hour, minute = (_ints(pc.utf8_slice_codeunits(time_text, i, i + w)) for i, w in _CLOCK)
-    seconds = _ints(
-        pc.if_else(pc.greater(pc.utf8_length(time_text), 16), pc.utf8_slice_codeunits(time_text, 17, 19), "0")
-    )
-    fraction = _ints(pc.utf8_rpad(pc.utf8_slice_codeunits(time_text, 20, 26), 6, "0"))
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    real_day = day <= _DAYS_IN_MONTH[month] + (leap & (month == 2))
-    micros = ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + seconds
-    times = pa.array(micros * 1_000_000 + fraction).cast(_EVENT_SCHEMAS["watch"].field("time").type)
+    accepted = lines.take(pa.array(rows))
+    parts = pc.split_pattern(accepted, ",", max_splits=2)
+    times, real_day = _clock(pc.list_element(parts, 0))
     users = pc.cast(pc.list_element(parts, 1), pa.int64())
-
-    kinds = {
-        "watch": real_day & pc.starts_with(request, "GET /data/m/").to_numpy(zero_copy_only=False),
-        "rate": real_day & pc.starts_with(request, "GET /rate/").to_numpy(zero_copy_only=False),
-        "reco": real_day & pc.starts_with(request, "recommendation ").to_numpy(zero_copy_only=False),
-    }
+    request = pc.list_element(parts, 2)
     fast: dict[str, pa.Table] = {}
-    for kind, mask in kinds.items():
-        picked = pa.array(np.flatnonzero(mask))
-        columns = {"time": times.take(picked), "user_id": users.take(picked)}
-        text = request.take(picked)
-        if kind == "watch":  # GET /data/m/<movie>/<minute>.mpg
-            halves = pc.split_pattern(text, "/", max_splits=1, reverse=True)
-            columns["movie_id"] = pc.utf8_slice_codeunits(pc.list_element(halves, 0), len("GET /data/m/"))
-            columns["minute"] = pc.cast(
-                pc.utf8_slice_codeunits(pc.list_element(halves, 1), 0, -4), pa.int64()
-            )
-        elif kind == "rate":  # GET /rate/<movie>=<rating>
-            halves = pc.split_pattern(text, "=", max_splits=1, reverse=True)
-            columns["movie_id"] = pc.utf8_slice_codeunits(pc.list_element(halves, 0), len("GET /rate/"))
-            columns["rating"] = pc.cast(pc.list_element(halves, 1), pa.int64())
-        else:
-            reco = pc.extract_regex(lines.take(pa.array(rows[mask])), _FAST_RECO)
-            status = pc.cast(reco.field("status"), pa.int64())
-            result = reco.field("result")
-            is_200 = pc.equal(status, 200)
-            filled = pc.and_(is_200, pc.greater(pc.utf8_length(result), 0)).to_numpy(zero_copy_only=False)
-            items = pc.split_pattern(result, ", ")
-            item_ok = pc.match_substring_regex(pc.list_flatten(items), _FAST_ITEM).to_numpy(
-                zero_copy_only=False
-            )
-            bad_item = np.zeros(len(result), dtype=bool)
-            bad_item[pc.list_parent_indices(items).to_numpy()[~item_ok]] = True
-            keep = pa.array(~(filled & bad_item))  # a bad id: parse_line names it
-            kinds["reco"][np.flatnonzero(mask)[~keep.to_numpy(zero_copy_only=False)]] = False
-            columns = {name: pc.filter(column, keep) for name, column in columns.items()}
-            columns["server"] = pc.filter(reco.field("server"), keep)
-            columns["status"] = pc.filter(status, keep)
-            no_items = pa.scalar([], pa.list_(pa.string()))
-            columns["items"] = pc.filter(pc.if_else(pa.array(filled), items, no_items), keep)
-            columns["error"] = pc.filter(pc.if_else(is_200, pa.scalar(None, pa.string()), result), keep)
-            columns["latency_ms"] = pc.filter(pc.cast(reco.field("latency"), pa.int64()), keep)
-        columns["row"] = pa.array(rows[kinds[kind]])
-        fast[kind] = pa.table(columns).cast(_EVENT_SCHEMAS[kind])
-
     decided = np.zeros(len(values), dtype=bool)
-    decided[rows[kinds["watch"] | kinds["rate"] | kinds["reco"]]] = True
+    for kind, prefix in (("watch", _WATCH_PREFIX), ("rate", _RATE_PREFIX), ("reco", _RECO_PREFIX)):
+        mask = real_day & pc.starts_with(request, prefix).to_numpy(zero_copy_only=False)
+        picked = pa.array(np.flatnonzero(mask))
+        if kind == "reco":
+            columns, keep = _reco_columns(accepted.take(picked))
+            mask[np.flatnonzero(mask)[~keep]] = False
+            picked = pa.array(np.flatnonzero(mask))
+        else:
+            columns = _watch_or_rate_columns(kind, request.take(picked))
+        columns |= {"time": times.take(picked), "user_id": users.take(picked), "row": pa.array(rows[mask])}
+        fast[kind] = pa.table(columns).select(_EVENT_SCHEMAS[kind].names).cast(_EVENT_SCHEMAS[kind])
+        decided[rows[mask]] = True
+
     slow = np.flatnonzero(~decided)
-    slow_columns: dict[str, dict[str, list[Any]]] = {kind: {} for kind in _EVENT_SCHEMAS}
-    malformed: list[tuple[int, Malformed]] = []
-    for row in slow.tolist():
-        parsed = parse_line(values[row])
-        if isinstance(parsed, Malformed):
-            malformed.append((row, parsed))
-            continue
-        columns = slow_columns[parsed.kind]
-        for name, value in _event_fields(parsed):
-            columns.setdefault(name, []).append(value)
-        columns.setdefault("row", []).append(row)
+    slow_columns, malformed = _parse_one_by_one(values, slow)
     events = {}
     for kind, schema in _EVENT_SCHEMAS.items():
         if not slow_columns[kind]:
@@ -447,6 +398,75 @@ def parse_batch(values: Sequence[bytes]) -> ParsedBatch:
         merged = pa.concat_tables([fast[kind], pa.Table.from_pydict(slow_columns[kind], schema=schema)])
         events[kind] = merged.take(pc.sort_indices(merged["row"]))
     return ParsedBatch(lines, undecodable, events, malformed, len(slow))
+
+
+def _clock(time_text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Accepted time texts -> timestamps, and whether the day exists in its month (Feb 30 does not)."""
+    year, month, day, hour, minute = (_ints(pc.utf8_slice_codeunits(time_text, i, i + w)) for i, w in _CLOCK)
+    has_seconds = pc.greater(pc.utf8_length(time_text), len("YYYY-MM-DDTHH:MM"))
+    seconds = _ints(pc.if_else(has_seconds, pc.utf8_slice_codeunits(time_text, 17, 19), "0"))
+    fraction = _ints(pc.utf8_rpad(pc.utf8_slice_codeunits(time_text, 20, 26), 6, "0"))
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    real_day = day <= _DAYS_IN_MONTH[month] + (leap & (month == 2))
+    micros = ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + seconds
+    return pa.array(micros * 1_000_000 + fraction).cast(_EVENT_SCHEMAS["watch"].field("time").type), real_day
+
+
+def _watch_or_rate_columns(kind: str, request: pa.Array) -> dict[str, pa.Array]:
+    """``GET /data/m/<movie>/<minute>.mpg`` or ``GET /rate/<movie>=<rating>``, accepted -> columns."""
+    prefix, separator, name, cut = (
+        (_WATCH_PREFIX, "/", "minute", -len(".mpg"))
+        if kind == "watch"
+        else (_RATE_PREFIX, "=", "rating", None)
+    )
+    halves = pc.split_pattern(request, separator, max_splits=1, reverse=True)
+    number = (
+        pc.utf8_slice_codeunits(pc.list_element(halves, 1), 0, cut) if cut else pc.list_element(halves, 1)
+    )
+    return {
+        "movie_id": pc.utf8_slice_codeunits(pc.list_element(halves, 0), len(prefix)),
+        name: pc.cast(number, pa.int64()),
+    }
+
+
+def _reco_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """Accepted recommendation lines -> columns of those to keep, and which to keep (not a bad id)."""
+    reco = pc.extract_regex(lines, _FAST_RECO)
+    status = pc.cast(reco.field("status"), pa.int64())
+    result = reco.field("result")
+    is_200 = pc.equal(status, 200)
+    filled = pc.and_(is_200, pc.greater(pc.utf8_length(result), 0)).to_numpy(zero_copy_only=False)
+    items = pc.split_pattern(result, ", ")
+    item_ok = pc.match_substring_regex(pc.list_flatten(items), _FAST_ITEM).to_numpy(zero_copy_only=False)
+    bad_item = np.zeros(len(result), dtype=bool)
+    bad_item[pc.list_parent_indices(items).to_numpy()[~item_ok]] = True
+    keep = ~(filled & bad_item)  # a bad id: parse_line names it
+    columns = {
+        "server": reco.field("server"),
+        "status": status,
+        "items": pc.if_else(pa.array(filled), items, pa.scalar([], pa.list_(pa.string()))),
+        "error": pc.if_else(is_200, pa.scalar(None, pa.string()), result),
+        "latency_ms": pc.cast(reco.field("latency"), pa.int64()),
+    }
+    return {name: pc.filter(column, pa.array(keep)) for name, column in columns.items()}, keep
+
+
+def _parse_one_by_one(
+    values: Sequence[bytes], rows: np.ndarray
+) -> tuple[dict[str, dict[str, list[Any]]], list[tuple[int, Malformed]]]:
+    """The reference on the lines the fast path left: event columns by kind, and the malformed lines."""
+    columns: dict[str, dict[str, list[Any]]] = {kind: {} for kind in _EVENT_SCHEMAS}
+    malformed: list[tuple[int, Malformed]] = []
+    for row in rows.tolist():
+        parsed = parse_line(values[row])
+        if isinstance(parsed, Malformed):
+            malformed.append((row, parsed))
+            continue
+        kind_columns = columns[parsed.kind]
+        for name, value in _event_fields(parsed):
+            kind_columns.setdefault(name, []).append(value)
+        kind_columns.setdefault("row", []).append(row)
+    return columns, malformed
 
 
 _CLOCK = ((0, 4), (5, 2), (8, 2), (11, 2), (14, 2))  # year, month, day, hour, minute in the time text
