@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -73,16 +74,17 @@ def build_tables(records: Iterable[Record]) -> dict[str, pa.Table]:
     whatever it cannot decide); here they only get their Kafka coordinates.
     """
     records = list(records)
-    columns = zip(*records, strict=True) if records else ((), (), (), ())
-    partitions, offsets, kafka_ms, values = columns
+    values = [record.value for record in records]
     parsed = parse_batch(values)
-    partition = pa.array(partitions, pa.int32())
-    offset = pa.array(offsets, pa.int64())
-    kafka_time = pa.array(kafka_ms, pa.int64()).cast(RAW.field("kafka_time").type)
-    if parsed.undecodable.any():  # keep the original bytes of lines that are not UTF-8
-        raw_bytes = pc.if_else(pa.array(parsed.undecodable), pa.array(values, pa.binary()), None)
-    else:
-        raw_bytes = pa.nulls(len(values), pa.binary())
+    partition = pa.array([record.partition for record in records], pa.int32())
+    offset = pa.array([record.offset for record in records], pa.int64())
+    kafka_ms = pa.array([record.kafka_ms for record in records], pa.int64())
+    kafka_time = kafka_ms.cast(RAW.field("kafka_time").type)
+    # the original bytes of the lines that are not UTF-8, null for the others
+    undecodable = np.flatnonzero(parsed.undecodable)
+    originals = pa.array([values[i] for i in undecodable], pa.binary())
+    which = np.cumsum(parsed.undecodable) - 1
+    raw_bytes = originals.take(pa.array(which, pa.int64(), mask=~parsed.undecodable))
     tables = {"raw": pa.table([partition, offset, kafka_time, parsed.lines, raw_bytes], schema=RAW)}
     for name, schema in EVENT_TABLES.items():
         events = parsed.events[name]
