@@ -25,13 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
-from movierec.schemas import EVENT_TABLES
+# numpy and pyarrow are imported inside the batch functions: the service imports this module
+# for the user-id rule, and its workers should not pay for them at start.
 
 MAX_USER_ID = 2**63 - 1  # what fits a signed 64-bit column in Parquet and SQLite
 MAX_LINE_CHARS = 64 * 1024  # a longer line is not something the site writes
@@ -303,11 +305,19 @@ _FAST_RECO = (
 )
 _FAST_ITEM = "^" + _FAST_MOVIE + "$"
 # The lake's event columns (without the Kafka coordinates) and the line's row in the batch.
-_EVENT_SCHEMAS = {
-    kind: pa.schema([*(f for f in schema if f.name not in ("partition", "offset")), ("row", pa.int64())])
-    for kind, schema in EVENT_TABLES.items()
-}
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+@cache
+def _event_schemas() -> dict[str, pa.Schema]:
+    import pyarrow as pa
+
+    from movierec.schemas import EVENT_TABLES
+
+    return {
+        kind: pa.schema([*(f for f in schema if f.name not in ("partition", "offset")), ("row", pa.int64())])
+        for kind, schema in EVENT_TABLES.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -323,6 +333,10 @@ class ParsedBatch:
 
 def decode_lines(values: Sequence[bytes]) -> tuple[pa.StringArray, np.ndarray]:
     """The lines as an Arrow string array, and which of them were not valid UTF-8."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     binary = _binary_array(values)
     bad = np.zeros(len(values), dtype=bool)
     _find_undecodable(binary, 0, bad)
@@ -335,6 +349,9 @@ def decode_lines(values: Sequence[bytes]) -> tuple[pa.StringArray, np.ndarray]:
 
 def _binary_array(values: Sequence[bytes]) -> pa.BinaryArray:
     """The values as one Arrow array, built from a joined buffer (several times faster than pa.array)."""
+    import numpy as np
+    import pyarrow as pa
+
     lengths = np.fromiter(map(len, values), np.int64, len(values))
     if lengths.sum() >= 2**31:  # beyond 32-bit offsets: let pyarrow chunk it
         return pa.array(values, pa.binary())
@@ -346,6 +363,8 @@ def _binary_array(values: Sequence[bytes]) -> pa.BinaryArray:
 
 def _find_undecodable(binary: pa.Array, begin: int, bad: np.ndarray) -> None:
     """Mark the lines that are not UTF-8: halve each slice that fails to cast (cheap for a few bad lines)."""
+    import pyarrow as pa
+
     try:
         binary.cast(pa.string())
         return
@@ -361,6 +380,10 @@ def _find_undecodable(binary: pa.Array, begin: int, bad: np.ndarray) -> None:
 
 def parse_batch(values: Sequence[bytes]) -> ParsedBatch:
     """Parse a batch of raw lines; the same events and reasons as ``parse_line`` on each."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     lines, undecodable = decode_lines(values)
     ok = pc.match_substring_regex(lines, _FAST_LINE).to_numpy(zero_copy_only=False)
     ok &= ~undecodable  # an escaped line could look well-formed
@@ -385,13 +408,13 @@ def parse_batch(values: Sequence[bytes]) -> ParsedBatch:
         else:
             columns = _watch_or_rate_columns(kind, request.take(picked))
         columns |= {"time": times.take(picked), "user_id": users.take(picked), "row": pa.array(rows[mask])}
-        fast[kind] = pa.table(columns).select(_EVENT_SCHEMAS[kind].names).cast(_EVENT_SCHEMAS[kind])
+        fast[kind] = pa.table(columns).select(_event_schemas()[kind].names).cast(_event_schemas()[kind])
         decided[rows[mask]] = True
 
     slow = np.flatnonzero(~decided)
     slow_columns, malformed = _parse_one_by_one(values, slow)
     events = {}
-    for kind, schema in _EVENT_SCHEMAS.items():
+    for kind, schema in _event_schemas().items():
         if not slow_columns[kind]:
             events[kind] = fast[kind]
             continue
@@ -402,18 +425,27 @@ def parse_batch(values: Sequence[bytes]) -> ParsedBatch:
 
 def _clock(time_text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Accepted time texts -> timestamps, and whether the day exists in its month (Feb 30 does not)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     year, month, day, hour, minute = (_ints(pc.utf8_slice_codeunits(time_text, i, i + w)) for i, w in _CLOCK)
     has_seconds = pc.greater(pc.utf8_length(time_text), len("YYYY-MM-DDTHH:MM"))
     seconds = _ints(pc.if_else(has_seconds, pc.utf8_slice_codeunits(time_text, 17, 19), "0"))
     fraction = _ints(pc.utf8_rpad(pc.utf8_slice_codeunits(time_text, 20, 26), 6, "0"))
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    real_day = day <= _DAYS_IN_MONTH[month] + (leap & (month == 2))
+    real_day = day <= np.array(_DAYS_IN_MONTH)[month] + (leap & (month == 2))
     micros = ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + seconds
-    return pa.array(micros * 1_000_000 + fraction).cast(_EVENT_SCHEMAS["watch"].field("time").type), real_day
+    return pa.array(micros * 1_000_000 + fraction).cast(
+        _event_schemas()["watch"].field("time").type
+    ), real_day
 
 
 def _watch_or_rate_columns(kind: str, request: pa.Array) -> dict[str, pa.Array]:
     """``GET /data/m/<movie>/<minute>.mpg`` or ``GET /rate/<movie>=<rating>``, accepted -> columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     prefix, separator, name, cut = (
         (_WATCH_PREFIX, "/", "minute", -len(".mpg"))
         if kind == "watch"
@@ -431,6 +463,10 @@ def _watch_or_rate_columns(kind: str, request: pa.Array) -> dict[str, pa.Array]:
 
 def _reco_columns(lines: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
     """Accepted recommendation lines -> columns of those to keep, and which to keep (not a bad id)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     reco = pc.extract_regex(lines, _FAST_RECO)
     status = pc.cast(reco.field("status"), pa.int64())
     result = reco.field("result")
@@ -455,7 +491,7 @@ def _parse_one_by_one(
     values: Sequence[bytes], rows: np.ndarray
 ) -> tuple[dict[str, dict[str, list[Any]]], list[tuple[int, Malformed]]]:
     """The reference on the lines the fast path left: event columns by kind, and the malformed lines."""
-    columns: dict[str, dict[str, list[Any]]] = {kind: {} for kind in _EVENT_SCHEMAS}
+    columns: dict[str, dict[str, list[Any]]] = {kind: {} for kind in _event_schemas()}
     malformed: list[tuple[int, Malformed]] = []
     for row in rows.tolist():
         parsed = parse_line(values[row])
@@ -490,11 +526,16 @@ def _event_fields(event: Event) -> list[tuple[str, Any]]:
 
 
 def _ints(texts: pa.Array) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     return pc.cast(texts, pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
     """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), vectorised."""
+    import numpy as np
+
     year = year - (month <= 2)
     era = year // 400
     year_of_era = year - era * 400
