@@ -52,7 +52,7 @@ def generate(settings: Settings, count: int) -> list[Record]:
     director = Director.for_run(
         plan, history, seed=1, record=lambda _entry: None, follow=0.5, origin=START, mode="backfill"
     )
-    days = count / (DEFAULT_SESSIONS_PER_DAY * 12)  # generous: islice stops at count
+    days = max(count / (DEFAULT_SESSIONS_PER_DAY * 12), 1 / 24)  # generous: islice stops at count
     lines = history_lines(
         np.random.default_rng(1), history, START, days, DEFAULT_SESSIONS_PER_DAY, 0.5, director
     )
@@ -114,7 +114,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--movies", type=int, default=27_000)
     parser.add_argument("--repeat", type=int, default=2, help="passes per measurement; the best counts")
     args = parser.parse_args(argv)
-    home = Path(tempfile.mkdtemp(prefix="bench-parse-batch-"))
+    with tempfile.TemporaryDirectory(prefix="bench-parse-batch-") as home:  # the lake it writes goes too
+        measure(args, Path(home))
+
+
+def measure(args: argparse.Namespace, home: Path) -> None:
     settings = load(
         {
             "MOVIEREC_HOME": str(home),
