@@ -25,18 +25,18 @@ import hashlib
 import json
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from movierec import lake
 from movierec.files import sha256_of
 from movierec.lake import Manifest, PartitionRange
-from movierec.movielog import Malformed, RateEvent, RecoEvent, WatchEvent, parse_line
+from movierec.movielog import parse_batch
 from movierec.schemas import EVENT_TABLES, QUARANTINE, RAW, TABLES
 from movierec.settings import Settings
 
@@ -68,62 +68,45 @@ def batch_id_for(topic: str, ranges: Sequence[PartitionRange]) -> str:
 
 
 def build_tables(records: Iterable[Record]) -> dict[str, pa.Table]:
-    """Records -> the lake tables of this batch (raw, watch, rate, reco, quarantine)."""
-    raw: dict[str, list[Any]] = defaultdict(list)
-    typed: dict[str, dict[str, list[Any]]] = {name: defaultdict(list) for name in EVENT_TABLES}
-    bad: dict[str, list[Any]] = defaultdict(list)
-    for record in records:
-        parsed = parse_line(record.value)
-        try:
-            text = record.value.decode("utf-8")
-            original = None
-        except UnicodeDecodeError:
-            text = record.value.decode("utf-8", "backslashreplace")
-            original = record.value
-        raw["partition"].append(record.partition)
-        raw["offset"].append(record.offset)
-        raw["kafka_time"].append(record.kafka_ms)
-        raw["line"].append(text)
-        raw["raw_bytes"].append(original)
-        if isinstance(parsed, Malformed):
-            for column, value in (
-                ("partition", record.partition),
-                ("offset", record.offset),
-                ("kafka_time", record.kafka_ms),
-                ("line", text),
-                ("stage", "parse"),
-                ("reason", parsed.reason.value),
-                ("detail", parsed.detail or None),
-            ):
-                bad[column].append(value)
-            continue
-        columns = typed[parsed.kind]
-        columns["time"].append(parsed.time)
-        columns["user_id"].append(parsed.user_id)
-        if isinstance(parsed, WatchEvent):
-            columns["movie_id"].append(parsed.movie_id)
-            columns["minute"].append(parsed.minute)
-        elif isinstance(parsed, RateEvent):
-            columns["movie_id"].append(parsed.movie_id)
-            columns["rating"].append(parsed.rating)
-        elif isinstance(parsed, RecoEvent):
-            columns["server"].append(parsed.server)
-            columns["status"].append(parsed.status)
-            columns["items"].append(list(parsed.items))
-            columns["error"].append(parsed.error)
-            columns["latency_ms"].append(parsed.latency_ms)
-        columns["partition"].append(record.partition)
-        columns["offset"].append(record.offset)
-    tables = {"raw": _table(raw, RAW), "quarantine": _table(bad, QUARANTINE)}
+    """Records -> the lake tables of this batch (raw, watch, rate, reco, quarantine).
+
+    The grammar's batch parser does the lines at once (vectorised, with parse_line for
+    whatever it cannot decide); here they only get their Kafka coordinates.
+    """
+    records = list(records)
+    values = [record.value for record in records]
+    parsed = parse_batch(values)
+    partition = pa.array([record.partition for record in records], pa.int32())
+    offset = pa.array([record.offset for record in records], pa.int64())
+    kafka_ms = pa.array([record.kafka_ms for record in records], pa.int64())
+    kafka_time = kafka_ms.cast(RAW.field("kafka_time").type)
+    # the original bytes of the lines that are not UTF-8, null for the others
+    undecodable = np.flatnonzero(parsed.undecodable)
+    originals = pa.array([values[i] for i in undecodable], pa.binary())
+    which = np.cumsum(parsed.undecodable) - 1
+    raw_bytes = originals.take(pa.array(which, pa.int64(), mask=~parsed.undecodable))
+    tables = {"raw": pa.table([partition, offset, kafka_time, parsed.lines, raw_bytes], schema=RAW)}
     for name, schema in EVENT_TABLES.items():
-        tables[name] = _table(typed[name], schema)
+        events = parsed.events[name]
+        rows = events["row"]
+        coordinates = {"partition": partition.take(rows), "offset": offset.take(rows)}
+        tables[name] = pa.table(
+            [coordinates[f] if f in coordinates else events[f] for f in schema.names], schema=schema
+        )
+    bad_rows = pa.array([row for row, _ in parsed.malformed], pa.int64())
+    tables["quarantine"] = pa.table(
+        [
+            partition.take(bad_rows),
+            offset.take(bad_rows),
+            kafka_time.take(bad_rows),
+            parsed.lines.take(bad_rows),
+            pa.array(["parse"] * len(bad_rows), pa.string()),
+            pa.array([m.reason.value for _, m in parsed.malformed], pa.string()),
+            pa.array([m.detail or None for _, m in parsed.malformed], pa.string()),
+        ],
+        schema=QUARANTINE,
+    )
     return tables
-
-
-def _table(columns: dict[str, list[Any]], schema: pa.Schema) -> pa.Table:
-    if not columns:
-        return schema.empty_table()
-    return pa.Table.from_pydict({name: columns[name] for name in schema.names}, schema=schema)
 
 
 def quarantine_rows(
