@@ -31,7 +31,7 @@ import pyarrow as pa
 from movierec.movielog import RateEvent, RecoEvent, WatchEvent, format_event
 from simulator.catalog import World
 from simulator.truth import Truth
-from simulator.viewers import Audience, session
+from simulator.viewers import Audience, Behaviour, session
 
 if TYPE_CHECKING:
     from simulator.director import Director
@@ -64,8 +64,8 @@ class History:
     released: np.ndarray  # release date per movie index, days since 1970-01-01
 
     @classmethod
-    def build(cls, world: World, truth: Truth) -> History:
-        audience = Audience.build(truth, world.runtime, world.popularity)
+    def build(cls, world: World, truth: Truth, behaviour: Behaviour | None = None) -> History:
+        audience = Audience.build(truth, world.runtime, world.popularity, behaviour=behaviour)
         weights = np.asarray(truth.activity, dtype=np.float64)
         cdf = np.cumsum(weights / weights.sum())
         cdf[-1] = 1.0

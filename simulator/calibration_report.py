@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,8 @@ from movierec.movielog import RecoEvent, WatchEvent, parse_line
 from movierec.settings import Settings
 from simulator import calibration
 from simulator.backfill import History, history_lines
+from simulator.truth import scores_for_users
+from simulator.viewers import browse_weights
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +163,33 @@ def from_lake(settings: Settings, movie_ids: np.ndarray) -> Interactions:
     )
 
 
-def measure(data: Interactions) -> dict[str, Any]:
-    """Every statistic of the table, and what it was measured on."""
+TRUTH = "truth (exposure x true taste)"
+
+
+def truth_ranking(history: History) -> Callable[[np.ndarray], np.ndarray]:
+    """Evaluation only: users' scores by what makes a browsing viewer start a movie.
+
+    A browsing viewer meets a movie in proportion to its browse weight and picks it with a
+    softmax of their taste over the choice temperature, so log(weight) + affinity / temperature
+    ranks movies by how likely the viewer starts them: the most a model could know, a ceiling
+    of sorts for Recall@20 on the same split (the list shown is left out).
+    """
+    behaviour, truth = history.audience.behaviour, history.audience.truth
+    exposure = np.log(browse_weights(history.popularity, behaviour.browse_popularity_power) + 1e-12)
+
+    def scores(user_ids: np.ndarray) -> np.ndarray:
+        return exposure + scores_for_users(truth, user_ids) / behaviour.choice_temperature
+
+    return scores
+
+
+def measure(data: Interactions, **reference_options: Any) -> dict[str, Any]:
+    """Every statistic of the table, and what it was measured on (options: of reference_cf)."""
     counts = calibration.item_counts(data.items, data.n_items)
     started = time.monotonic()
-    reference = calibration.reference_cf(data.users, data.items, data.times, data.n_items)
+    reference = calibration.reference_cf(
+        data.users, data.items, data.times, data.n_items, **reference_options
+    )
     log.info("calibration: EASE and popularity evaluated in %.1f s", time.monotonic() - started)
     users = np.unique(data.users)
     return {
@@ -219,6 +243,13 @@ def render(stats: dict[str, Any]) -> str:
         f"{ref['ease_items']:,} movies with ≥ {calibration.EASE_MIN_ITEM_COUNT} training interactions "
         f"(at most {calibration.EASE_MAX_ITEMS:,}); popularity = training counts; seen movies excluded.",
     ]
+    if TRUTH in ref["others"]:
+        ceiling = ref["others"][TRUTH]
+        lines.append(
+            f"Evaluation only, on the same split: ranking by the ground truth ({TRUTH}) reaches "
+            f"Recall@20 {ceiling:.3f}, {ceiling / ref['popularity_recall']:.2f}x popularity: how much "
+            "taste the history holds for a model that had all the data it needs."
+        )
     if stats["starts_from_list"] is not None:
         lines.append(
             f"Sessions: {stats['sessions']:,}; {stats['starts_from_list']:.1%} started a movie of the list "

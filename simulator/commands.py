@@ -113,7 +113,7 @@ def calibration(
         data = report.from_backfill(
             history, seed=settings.seed, end=end, days=days, sessions_per_day=sessions_per_day, follow=follow
         )
-    stats = report.measure(data)
+    stats = report.measure(data, others={report.TRUTH: report.truth_ranking(history)})
     if plot is not None:
         report.plot(stats, plot)
     return report.render(stats)

@@ -23,11 +23,26 @@ import numpy as np
 
 from simulator.truth import Truth, affinity, enjoyment
 
+# How viewers choose; the values are calibrated against real movie data (simulator.calibration,
+# docs/architecture.md "Calibration"), never against our own model's score.
 BROWSE_CANDIDATES = 20  # titles a browsing viewer looks at before choosing
+BROWSE_POPULARITY_POWER = 1.0  # browsing samples titles by popularity ** power (< 1: flatter)
 CHOICE_TEMPERATURE = 0.5  # lower: viewers pick what seems best more surely
 PERCEPTION_NOISE = 0.8  # before watching, a viewer only guesses how much they will like a movie
 LIST_FIT_TOP = 5  # the top of a list is what a viewer judges it by
+LIST_FIT_POWER = 1.0  # a list is followed with probability follow * fit ** power
 RATE_PROBABILITY = 0.12
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """The knobs of the choice model (defaults: the calibrated values above)."""
+
+    browse_candidates: int = BROWSE_CANDIDATES
+    browse_popularity_power: float = BROWSE_POPULARITY_POWER
+    choice_temperature: float = CHOICE_TEMPERATURE
+    perception_noise: float = PERCEPTION_NOISE
+    list_fit_power: float = LIST_FIT_POWER
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +64,7 @@ class Audience:
     popularity_cdf: np.ndarray  # browsing samples titles by popularity
     bonus: np.ndarray | None = None  # per movie, added to the true affinity (taste drift)
     available: np.ndarray | None = None  # bool per movie; False: not released yet
+    behaviour: Behaviour = Behaviour()
 
     @classmethod
     def build(
@@ -59,13 +75,20 @@ class Audience:
         *,
         bonus: np.ndarray | None = None,
         available: np.ndarray | None = None,
+        behaviour: Behaviour | None = None,
     ) -> Audience:
-        weights = np.asarray(popularity, dtype=np.float64)
+        behaviour = behaviour or Behaviour()
+        weights = browse_weights(popularity, behaviour.browse_popularity_power)
         if available is not None:
             weights = np.where(available, weights, 0.0)  # an unreleased movie is never browsed
         cdf = np.cumsum(weights / weights.sum())
         cdf[-1] = 1.0
-        return cls(truth, np.asarray(runtimes, dtype=np.int32), cdf, bonus, available)
+        return cls(truth, np.asarray(runtimes, dtype=np.int32), cdf, bonus, available, behaviour)
+
+
+def browse_weights(popularity: np.ndarray, power: float = BROWSE_POPULARITY_POWER) -> np.ndarray:
+    """How often browsing puts each movie in front of a viewer (relative): popularity ** power."""
+    return np.asarray(popularity, dtype=np.float64) ** power
 
 
 def taste(audience: Audience, user_id: int, movies: np.ndarray) -> np.ndarray:
@@ -76,10 +99,12 @@ def taste(audience: Audience, user_id: int, movies: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _pick(rng: np.random.Generator, scores: np.ndarray, bias: np.ndarray | None = None) -> int:
+def _pick(
+    rng: np.random.Generator, behaviour: Behaviour, scores: np.ndarray, bias: np.ndarray | None = None
+) -> int:
     """A softmax choice among noisily perceived ``scores`` (optionally with a position bias)."""
-    perceived = scores + rng.normal(0.0, PERCEPTION_NOISE, len(scores))
-    logits = (perceived - perceived.max()) / CHOICE_TEMPERATURE
+    perceived = scores + rng.normal(0.0, behaviour.perception_noise, len(scores))
+    logits = (perceived - perceived.max()) / behaviour.choice_temperature
     weights = np.exp(logits)
     if bias is not None:
         weights = weights * bias
@@ -87,11 +112,16 @@ def _pick(rng: np.random.Generator, scores: np.ndarray, bias: np.ndarray | None 
 
 
 def list_fit(audience: Audience, user_id: int, shown: np.ndarray) -> float:
-    """0..1: how much the top of ``shown`` appeals to this viewer."""
+    """0..1: how much the top of ``shown`` appeals to this viewer (mean true enjoyment)."""
     if len(shown) == 0:
         return 0.0
     top = shown[:LIST_FIT_TOP]
     return float(enjoyment(taste(audience, user_id, top)).mean())
+
+
+def follow_probability(audience: Audience, user_id: int, shown: np.ndarray, follow: float) -> float:
+    """How likely this viewer starts a movie of ``shown``: ``follow`` x fit ** power."""
+    return follow * list_fit(audience, user_id, shown) ** audience.behaviour.list_fit_power
 
 
 def choose(
@@ -100,13 +130,15 @@ def choose(
     """The movie this viewer starts, and whether it came from the shown list."""
     if audience.available is not None:
         shown = shown[audience.available[shown]]  # a listed movie that is not out yet cannot be started
-    if len(shown) and rng.random() < follow * list_fit(audience, user_id, shown):
+    behaviour = audience.behaviour
+    if len(shown) and rng.random() < follow_probability(audience, user_id, shown, follow):
         position_bias = 1.0 / (1.0 + 0.15 * np.arange(len(shown)))
-        pick = _pick(rng, taste(audience, user_id, shown), position_bias)
+        pick = _pick(rng, behaviour, taste(audience, user_id, shown), position_bias)
         return int(shown[pick]), True
     # side="right": a title of zero weight (not released) is never drawn
-    candidates = np.searchsorted(audience.popularity_cdf, rng.random(BROWSE_CANDIDATES), side="right")
-    pick = _pick(rng, taste(audience, user_id, candidates))
+    draws = rng.random(behaviour.browse_candidates)
+    candidates = np.searchsorted(audience.popularity_cdf, draws, side="right")
+    pick = _pick(rng, behaviour, taste(audience, user_id, candidates))
     return int(candidates[pick]), False
 
 
