@@ -21,6 +21,7 @@ import logging
 import time
 
 import numpy as np
+from bench_key_property import key_property  # bench/ is the script's folder
 
 from movierec import settings as settings_module
 from simulator import calibration
@@ -81,6 +82,7 @@ def replay(history: History, behaviour: Behaviour, site: dict[str, float], sessi
         starts_from_list=int(from_list.sum()),
     )
     return {
+        "audience": audience,
         "data": data,
         "minutes": float(minutes.mean()),
         "truth_scores": truth_ranking(dataclasses.replace(history, audience=audience)),
@@ -94,6 +96,7 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...")
     parser.add_argument("--only", action="store_true", help="only the --variant settings, not the defaults")
     parser.add_argument("--ease-items", type=int, default=calibration.EASE_MAX_ITEMS)
+    parser.add_argument("--key-sessions", type=int, default=3_000, help="of the key-property check")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     calibration.EASE_MAX_ITEMS = args.ease_items  # the sweep may fit EASE on fewer items, faster
@@ -112,6 +115,7 @@ def main() -> None:
         run = replay(history, behaviour, site, sessions, settings.seed)
         stats = measure(run["data"], others={"truth": run["truth_scores"]})
         ref = stats["reference"]
+        key = key_property(history, run["audience"], args.key_sessions, site["follow"])
         cells = " ".join(f"{stats[k]:>9.3f}{'' if in_range(k, stats[k]) else '!'}" for k in keys)
         print(
             f"{name:<12} {cells} {stats['starts_from_list']:>9.1%} {run['minutes']:>8.1f} "
@@ -120,6 +124,8 @@ def main() -> None:
             f"{time.monotonic() - began:>5.0f}",
             flush=True,
         )
+        key_row = "  ".join(f"{minutes:.1f} min {share:.1%}" for minutes, share in key.values())
+        print(f"{'':<12} key property (oracle, popularity, random): {key_row}")
         print(f"{'':<12} {behaviour} {site}", flush=True)
     print("! outside the real range")
 

@@ -4,10 +4,11 @@ Pure functions of a random generator, the ground truth and the list the viewer
 was shown; no I/O. Both the live mode (simulator.live) and the backfill
 (simulator.backfill) turn these outcomes into movielog lines.
 
-The choice model is what makes online metrics meaningful: a viewer follows the
-shown list with a probability that grows with how well the list fits their true
-taste (``follow`` scales it: the feedback-loop knob), and otherwise browses,
-sampling candidates by popularity and picking among them by taste.
+The choice model is what makes online metrics meaningful: every viewer browses,
+sampling candidates by (a power of) popularity; a viewer looks at the shown list
+with a probability that grows steeply with how well its top fits their true
+taste (``follow`` scales it: the feedback-loop knob), and then weighs its titles
+beside the browsed ones; either way they pick by noisily perceived taste.
 
 Scenarios (simulator.director) change what viewers see without touching the
 ground truth: an ``Audience`` may carry a per-movie affinity ``bonus`` (a genre
@@ -25,12 +26,12 @@ from simulator.truth import Truth, affinity, enjoyment
 
 # How viewers choose; the values are calibrated against real movie data (simulator.calibration,
 # docs/architecture.md "Calibration"), never against our own model's score.
-BROWSE_CANDIDATES = 20  # titles a browsing viewer looks at before choosing
-BROWSE_POPULARITY_POWER = 1.0  # browsing samples titles by popularity ** power (< 1: flatter)
-CHOICE_TEMPERATURE = 0.5  # lower: viewers pick what seems best more surely
-PERCEPTION_NOISE = 0.8  # before watching, a viewer only guesses how much they will like a movie
+BROWSE_CANDIDATES = 50  # titles a browsing viewer looks at before choosing
+BROWSE_POPULARITY_POWER = 0.5  # browsing samples titles by popularity ** power (< 1: flatter)
+CHOICE_TEMPERATURE = 0.3  # lower: viewers pick what seems best more surely
+PERCEPTION_NOISE = 0.5  # before watching, a viewer only guesses how much they will like a movie
 LIST_FIT_TOP = 5  # the top of a list is what a viewer judges it by
-LIST_FIT_POWER = 1.0  # a list is followed with probability follow * fit ** power
+LIST_FIT_POWER = 10.0  # a list is followed with probability follow * fit ** power
 RATE_PROBABILITY = 0.12
 
 
@@ -120,26 +121,32 @@ def list_fit(audience: Audience, user_id: int, shown: np.ndarray) -> float:
 
 
 def follow_probability(audience: Audience, user_id: int, shown: np.ndarray, follow: float) -> float:
-    """How likely this viewer starts a movie of ``shown``: ``follow`` x fit ** power."""
+    """How likely this viewer looks at ``shown`` at all: ``follow`` x fit ** power."""
     return follow * list_fit(audience, user_id, shown) ** audience.behaviour.list_fit_power
 
 
 def choose(
     rng: np.random.Generator, audience: Audience, user_id: int, shown: np.ndarray, follow: float
 ) -> tuple[int, bool]:
-    """The movie this viewer starts, and whether it came from the shown list."""
+    """The movie this viewer starts, and whether it came from the shown list.
+
+    Every viewer browses; one who looks at the list (``follow_probability``) weighs its titles
+    (with a position bias) beside the ones browsed and starts whichever seems best, so a list
+    is taken when it holds something better than browsing found.
+    """
     if audience.available is not None:
         shown = shown[audience.available[shown]]  # a listed movie that is not out yet cannot be started
     behaviour = audience.behaviour
-    if len(shown) and rng.random() < follow_probability(audience, user_id, shown, follow):
-        position_bias = 1.0 / (1.0 + 0.15 * np.arange(len(shown)))
-        pick = _pick(rng, behaviour, taste(audience, user_id, shown), position_bias)
-        return int(shown[pick]), True
+    looks = len(shown) > 0 and rng.random() < follow_probability(audience, user_id, shown, follow)
     # side="right": a title of zero weight (not released) is never drawn
     draws = rng.random(behaviour.browse_candidates)
     candidates = np.searchsorted(audience.popularity_cdf, draws, side="right")
-    pick = _pick(rng, behaviour, taste(audience, user_id, candidates))
-    return int(candidates[pick]), False
+    if not looks:
+        return int(candidates[_pick(rng, behaviour, taste(audience, user_id, candidates))]), False
+    pool = np.concatenate([shown, candidates])
+    bias = np.concatenate([1.0 / (1.0 + 0.15 * np.arange(len(shown))), np.ones(len(candidates))])
+    pick = _pick(rng, behaviour, taste(audience, user_id, pool), bias)
+    return int(pool[pick]), pick < len(shown)
 
 
 def watch(rng: np.random.Generator, audience: Audience, user_id: int, movie: int) -> tuple[int, int | None]:
