@@ -7,7 +7,7 @@ the ``implicit`` library's ALS, on the same interactions and the same confidence
 Interactions are synthetic (numpy, seeded): user activity is log-normal and movie popularity
 Zipf-like (a few users and movies hold much of the mass, as on the site), one interaction per
 (user, movie) with a strength ``r`` as prepare computes it (share of the movie seen, moved by a
-rating for some). Spark's implicit ALS (``spark_jobs/train_als.als_estimator``, the estimator our
+rating for some). Spark's implicit ALS (``movierec/models/candidates/als.als_estimator``, the estimator our
 job fits, with our regParam and alpha) turns it into preference ``r > 0`` and confidence
 ``1 + alpha * |r|``; implicit gets the same matrix as ``sign(r) * (1 + alpha * |r|)`` with its
 own ``alpha=1`` (a positive value is a positive with that confidence, a negative value a negative
@@ -22,7 +22,7 @@ times, the seconds per iteration ``(t(N) - t(1)) / (N - 1)`` and the fixed cost
 variants, in one session (``build_session``, ``local[*]``), each change one thing against our
 estimator:
 
-- ours: ``als_estimator`` as ``train_als`` fits it: 10 user and 10 item blocks (Spark's default),
+- ours: ``als_estimator`` as the ``als`` candidates fit it: 10 user and 10 item blocks (Spark's default),
   intermediate RDDs ``MEMORY_AND_DISK``, a checkpoint every 5 iterations into the session's
   checkpoint folder (with fewer than 5 iterations none is written; ``--iterations 10`` includes
   the two our job writes), the input read from Parquet.
@@ -32,7 +32,7 @@ estimator:
 - intermediate ``MEMORY_ONLY``: the in/out blocks and per-iteration factors kept deserialized in
   memory, never spilled (what memory costs instead of disk).
 - input repartitioned to 2 x cores and cached: the fit starts from rows already in memory, spread
-  over every core, instead of the Parquet file's few splits (``train_als`` caches its input).
+  over every core, instead of the Parquet file's few splits (``spark_jobs/train.py`` caches its input).
 
 implicit (``implicit.cpu.als.AlternatingLeastSquares``, ``num_threads`` = cores, BLAS limited to
 one thread as implicit asks) runs its default conjugate-gradient solver (3 steps per row) and the
@@ -55,9 +55,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from movierec import settings as settings_module
+from movierec.models.candidates.als import CHECKPOINT_INTERVAL, als_estimator
 from spark_jobs.progress import measured, setup_logging
 from spark_jobs.session import build_session
-from spark_jobs.train_als import CHECKPOINT_INTERVAL, als_estimator
 
 log = logging.getLogger("bench_als_training")
 
@@ -93,7 +93,7 @@ def fit_seconds(spark, estimator, frame, label: str) -> float:
     before = {int(key) for key in context._jsc.getPersistentRDDs().keySet()}
     with measured(spark, label) as cost:
         model = estimator.fit(frame)
-        model.userFactors.count()  # as train_als: force the factors inside the timing
+        model.userFactors.count()  # as the als candidates: force the factors inside the timing
     for key, rdd in context._jsc.getPersistentRDDs().items():
         if int(key) not in before:  # the model's factors: fits must not pile up in memory
             rdd.unpersist(True)  # blocking: the next fit starts clean

@@ -17,12 +17,10 @@ import time
 from datetime import datetime, timedelta
 
 import numpy as np
-import pyarrow.dataset as ds
 
 from movierec import lake
 from movierec import settings as settings_module
 from movierec.ingest import consume, drift, watch_sessions
-from movierec.schemas import TABLES
 from simulator.backfill import History, Line, history_lines
 from simulator.catalog import load_world
 from simulator.truth import load_truth
@@ -43,14 +41,14 @@ def ingest_lines(
         value = line.encode() if isinstance(line, str) else line
         records.append(consume.Record(partition, offsets[partition], kafka_ms, value))
         offsets[partition] += 1
-    ranges = [consume.PartitionRange(p, first[p], offsets[p]) for p in offsets if offsets[p] > first[p]]
-    manifest = consume.Manifest(consume.batch_id_for(settings.topic, ranges), settings.topic, ranges)
+    ranges = [lake.PartitionRange(p, first[p], offsets[p]) for p in offsets if offsets[p] > first[p]]
+    manifest = lake.Manifest(consume.batch_id_for(settings.topic, ranges), settings.topic, ranges)
     manifest.planned_at = planned.isoformat(timespec="seconds")
     tables = consume.build_tables(records)
     manifest.files = consume.write_batch_files(settings, manifest.batch_id, tables)
     manifest.counts = {name: table.num_rows for name, table in tables.items()}
     manifest.state = "committed"
-    consume.save_manifest(settings, manifest)
+    lake.save_manifest(settings, manifest)
     watch_sessions.update_watch_sessions(settings, manifest.batch_id)
     return manifest.batch_id
 
@@ -59,8 +57,7 @@ def bare_read(settings: settings_module.Settings) -> int:
     """Every file of the tables the reference comes from, all columns: the I/O floor."""
     rows = 0
     for table in ("rate", "reco", "watch_session"):
-        files = [str(p) for p in lake.table_dir(settings, table).rglob("part-*.parquet")]
-        rows += ds.dataset(files, schema=TABLES[table]).to_table().num_rows
+        rows += lake.read_table(settings, table).num_rows
     return rows
 
 

@@ -50,7 +50,7 @@ def main() -> None:
             for _, user_id, line in islice(lines, args.lines):
                 writer.write(line, user_id)
 
-        consumer = consume._consumer(settings)
+        consumer = consume.kafka_consumer(settings)
         ranges = consume.plan_ranges(settings, consumer)
         started = time.perf_counter()
         records = consume.read_ranges(settings, consumer, ranges)

@@ -46,12 +46,14 @@ import pyarrow.parquet as pq
 
 from movierec import settings as settings_module
 from movierec.models import topk, versions
+from movierec.models.candidates.als import SavedALS
 from spark_jobs import precompute
 from spark_jobs.progress import setup_logging
 from spark_jobs.session import build_session
 
 log = logging.getLogger("bench_precompute")
 VERSION = "20261128T000000Z"
+CANDIDATE = "als_bench"  # the model folder's one candidate, its factors the generated ones
 K = 20
 TIE_TOLERANCE = 1e-5  # scores (O(1) here) this close are a tie: GEMM rounding may order them either way
 
@@ -92,9 +94,10 @@ def build_model(
     als = ALS(
         rank=args.rank, maxIter=1, implicitPrefs=True, userCol="uidx", itemCol="iidx", ratingCol="confidence"
     )
-    als.fit(tiny).write().save(str(folder / versions.ALS_DIR))
+    saved = versions.fitted_dir(settings, VERSION, CANDIDATE, "all")
+    als.fit(tiny).write().save(str(saved))
     for name, matrix in factors.items():
-        target = folder / versions.ALS_DIR / name
+        target = saved / name
         for old in target.glob("*"):
             old.unlink()
         pq.write_table(factor_table(matrix), target / "part-00000.parquet")
@@ -109,11 +112,13 @@ def build_model(
     )
     pq.write_table(pa.table({"uidx": seen[0], "iidx": seen[1]}), folder / versions.SEEN_FILE)
     (folder / versions.FALLBACK_FILE).write_text(json.dumps({"items": slugs[:20]}))
-    (folder / versions.MODEL_FILE).write_text(json.dumps({"version": VERSION, "model": "als"}))
+    (folder / versions.MODEL_FILE).write_text(json.dumps({"version": VERSION, "candidate": CANDIDATE}))
     return folder
 
 
-def time_ours(spark, folder: Path, users: int, check: np.ndarray) -> tuple[float, dict[int, list[int]]]:
+def time_ours(
+    spark, folder: Path, rank: int, users: int, check: np.ndarray
+) -> tuple[float, dict[int, list[int]]]:
     """Our job's scoring: every user's exact top-20 of unseen movies, as slugs, written to Parquet.
 
     Returns the seconds and, read back after the timing, the lists of the ``check`` users (by uidx,
@@ -121,7 +126,8 @@ def time_ours(spark, folder: Path, users: int, check: np.ndarray) -> tuple[float
     """
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         began = time.monotonic()
-        frame = precompute.recommend_all(spark, folder, "fallback")
+        saved = SavedALS(folder / versions.CANDIDATES_DIR / CANDIDATE / "all", rank)
+        frame = precompute.recommend_all(spark, folder, saved, "fallback")
         frame.write.parquet(f"{scratch}/recs")
         seconds = time.monotonic() - began
         written = pq.read_table(f"{scratch}/recs", filters=[("user_id", "in", (check + 1).tolist())])
@@ -199,7 +205,7 @@ def time_spark_builtin(spark, folder: Path, sample: int, users: int) -> float:
     """recommendForUserSubset on ``sample`` users, extrapolated to all ``users``."""
     from pyspark.ml.recommendation import ALSModel
 
-    model = ALSModel.load(str(folder / versions.ALS_DIR))
+    model = ALSModel.load(str(folder / versions.CANDIDATES_DIR / CANDIDATE / "all"))
     subset = model.userFactors.select("id").limit(sample).withColumnRenamed("id", "uidx")
     began = time.monotonic()
     count = model.recommendForUserSubset(subset, 20).count()
@@ -255,7 +261,7 @@ def main() -> None:
         spark = build_session(settings, "bench-precompute")
         folder = build_model(spark, settings, args, factors, seen)
         precompute._ship_by_value()
-        ours, our_lists = time_ours(spark, folder, args.users, check)
+        ours, our_lists = time_ours(spark, folder, args.rank, args.users, check)
         builtin = time_spark_builtin(spark, folder, args.spark_sample, args.users)
         spark.stop()
     flops = gemm_flops(args.movies, args.rank)

@@ -46,11 +46,13 @@ from pathlib import Path
 
 import httpx
 
+from movierec import serving_file
 from movierec.ops.broker import broker
 from movierec.ops.broker.broker import free_port
 from movierec.settings import REPO_ROOT
 
 WORKERS = 2
+VERSION_A, VERSION_B = "20261128T040000Z", "20261128T050000Z"  # serving ids: the server checks names
 PICK_LUA = """
 local ids = {}
 for line in io.lines("%(ids)s") do ids[#ids + 1] = line end
@@ -127,7 +129,7 @@ def copy_as_version(source: Path, target: Path, version: str) -> None:
 def point_current(serving: Path, version: str) -> None:
     staging = serving / f".current-{version}"
     staging.unlink(missing_ok=True)
-    staging.symlink_to(f"recs-{version}.sqlite")
+    staging.symlink_to(serving_file.file_name(version))
     os.replace(staging, serving / "current")
 
 
@@ -294,10 +296,10 @@ def main() -> None:
     kafka = broker.private_settings(work / "kafka", MOVIEREC_KAFKA_HEAP="512m")
     try:
         progress(f"writing a {args.users:,}-user serving file and a copy as a second version in {serving}")
-        first, second = serving / "recs-bench-a.sqlite", serving / "recs-bench-b.sqlite"
-        write_full_file(first, "bench-a", args.users)
-        copy_as_version(first, second, "bench-b")
-        point_current(serving, "bench-a")
+        first, second = serving_file.file_path(serving, VERSION_A), serving_file.file_path(serving, VERSION_B)
+        write_full_file(first, VERSION_A, args.users)
+        copy_as_version(first, second, VERSION_B)
+        point_current(serving, VERSION_A)
         progress(f"  {first.stat().st_size / 1e6:.0f} MB each")
 
         sample = random.Random(3).sample(range(1, args.users + 1), min(args.sample, args.users))
@@ -358,7 +360,7 @@ def main() -> None:
         load.start()
         time.sleep(1.0)
         for number in range(args.swaps):
-            point_current(serving, "bench-b" if number % 2 == 0 else "bench-a")
+            point_current(serving, VERSION_B if number % 2 == 0 else VERSION_A)
             time.sleep(1.0)
         load.join()
         swapped = holder["r"]

@@ -5,6 +5,7 @@ the imports happen inside the tasks, so parsing this file (every 30 s in the
 dag-processor) never touches Kafka, the lake or the heavy libraries.
 
     ingest_batch ──► update_watch_sessions ──► check_drift
+                 └─► compute_availability
 
 A run with nothing new passes ``batch_id=None`` down; the later tasks then do
 nothing. A batch is replay-safe (re-running it replaces its files), so retries
@@ -27,7 +28,9 @@ def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
 
 @dag(
     dag_id="ingest_movielog",
-    description="Kafka movielog -> Parquet lake (raw, watch, rate, reco, quarantine), sessions, drift",
+    description=(
+        "Kafka movielog -> Parquet lake (raw, watch, rate, reco, quarantine), sessions, drift, availability"
+    ),
     schedule="*/10 * * * *",
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
@@ -63,9 +66,18 @@ def ingest_movielog() -> None:
 
         return _jsonable(drift.check_drift(settings.load(), batch["batch_id"]))
 
+    @task
+    def compute_availability(batch: dict[str, Any]) -> dict[str, Any]:
+        from movierec import settings
+        from movierec.monitoring import availability_store
+
+        return _jsonable(availability_store.compute_availability(settings.load(), batch["batch_id"]))
+
     batch = ingest_batch()
     # drift reads the batch's tables, and may read its watch sessions (watch length)
     update_watch_sessions(batch) >> check_drift(batch)
+    # the site's availability needs only the batch's request lines
+    compute_availability(batch)
 
 
 ingest_movielog()

@@ -2,9 +2,14 @@
 
 Wiring only: each task loads the settings and calls one importable function (the Spark jobs
 through ``movierec.ops.spark_submit``, so they run on whatever master the settings name). The
-version id is made by ``prepare`` and passed along as an XCom. The trigger form takes rank,
-reg, alpha and iterations (empty: the settings' values) and ``force_publish``. A model the
-quality gate refuses fails ``publish`` (the run is red, the current model keeps serving).
+version id derives from the run (``versions.run_version``: its data interval's end, or when a
+manual run was triggered for), so a retried or cleared run works on its own version again and
+replaces it (``prepare`` starts it afresh) instead of leaving an orphan folder; ``prepare``
+passes it along as an XCom. Each task writes its own files: prepare the model folder's data,
+train the candidates, evaluate the choice and the report, precompute the serving file and its
+figures, publish the registry. The trigger form takes rank, reg, alpha and iterations (empty:
+the settings' values) and ``force_publish``. A model the quality gate refuses fails ``publish``
+(the run is red, the current model keeps serving).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 @dag(
     dag_id="retrain",
-    description="learn from the lake: prepare, train ALS, evaluate and compare, precompute top-20, publish",
+    description="learn from the lake: prepare, train candidates, evaluate and choose, precompute, publish",
     schedule=timedelta(days=3),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
@@ -30,7 +35,7 @@ from airflow.sdk import Param, dag, get_current_context, task
         "force_publish": Param(False, type="boolean", description="publish even if the gate refuses"),
     },
     default_args={
-        "retries": 1,  # a job is rerun whole on its version folder
+        "retries": 1,  # a job is rerun whole and replaces what it wrote
         "retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(hours=3),
     },
@@ -43,7 +48,8 @@ def retrain() -> None:
         from movierec.models import versions
         from movierec.ops import spark_submit
 
-        version = versions.new_version_id()
+        context = get_current_context()
+        version = versions.run_version(context.get("data_interval_end"), context["dag_run"].run_after)
         spark_submit.submit(settings.load(), "prepare", ["--version", version], tag=version)
         return version
 
@@ -57,7 +63,7 @@ def retrain() -> None:
         for name in ("rank", "reg", "alpha", "iterations"):
             if params.get(name) is not None:
                 args += [f"--{name}", str(params[name])]
-        return spark_submit.submit(settings.load(), "train_als", args, tag=version)
+        return spark_submit.submit(settings.load(), "train", args, tag=version)
 
     @task
     def evaluate(version: str) -> dict[str, Any]:
@@ -70,11 +76,8 @@ def retrain() -> None:
     def precompute(version: str) -> dict[str, Any]:
         from movierec import settings
         from movierec.ops import spark_submit
-        from spark_jobs import compare
 
-        loaded = settings.load()
-        report = spark_submit.submit(loaded, "precompute", ["--version", version], tag=version)
-        return report | {"serving": compare.add_serving_figures(loaded, version)}
+        return spark_submit.submit(settings.load(), "precompute", ["--version", version], tag=version)
 
     @task(retries=0)  # a refusal is the gate's answer, not a transient error
     def publish(version: str) -> str:

@@ -12,10 +12,10 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from movierec import settings as settings_module
 
@@ -119,7 +119,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = settings_module.load()
     state = loop.status(settings)
     for name, ok in state.items():
-        print(f"{name:8} {'up' if ok else 'DOWN'}")
+        print(f"{name:14} {'up' if ok else 'DOWN'}")
     return 0 if all(state.values()) else 3
 
 
@@ -200,6 +200,26 @@ def cmd_world(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    settings = settings_module.load()
+    if args.part == "web":
+        from movierec.monitoring import web
+
+        web.serve(settings)
+    else:
+        from movierec.monitoring import probe
+
+        probe.run(settings, interval=args.every)
+    return 0
+
+
+def cmd_availability(args: argparse.Namespace) -> int:
+    from movierec.monitoring import report
+
+    print(report.render(report.table(settings_module.load(), args.window, args.last)), end="")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.run import serve
 
@@ -223,23 +243,41 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_precompute(args: argparse.Namespace) -> int:
+    from movierec.models import versions
+    from movierec.ops import spark_submit
+
+    extra = ["--candidate", args.candidate] if args.candidate else []
+    try:
+        version = versions.check_version(args.version)
+        report = spark_submit.submit(
+            settings_module.load(), "precompute", ["--version", version, *extra], tag=version
+        )
+    except (versions.VersionError, spark_submit.SparkJobFailed) as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from movierec.models import registry
 
-    try:
-        outcome = registry.publish(settings_module.load(), args.version, force=args.force)
-    except (registry.PublishRefused, ValueError, FileNotFoundError) as exc:
-        print(f"movierec: {exc}", file=sys.stderr)
-        return 2
-    print(outcome.describe())
-    return 0
+    return _print_outcome(lambda: registry.publish(settings_module.load(), args.version, force=args.force))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from movierec.models import registry
 
+    return _print_outcome(lambda: registry.rollback(settings_module.load(), args.version))
+
+
+def _print_outcome(act: Callable[[], Any]) -> int:
+    """Run a registry action; print what it did, or why it was refused (exit 2)."""
+    from movierec.models import registry
+
     try:
-        outcome = registry.rollback(settings_module.load(), args.version)
+        outcome = act()
     except (registry.PublishRefused, ValueError, FileNotFoundError) as exc:
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
@@ -250,7 +288,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from movierec.models import registry
 
-    infos = registry.list_versions(settings_module.load())
+    infos = registry.list_serving_files(settings_module.load())
     if not infos:
         print("no serving files yet")
     for info in infos:
@@ -259,8 +297,24 @@ def cmd_models(args: argparse.Namespace) -> int:
         flags = (("published", info.published), ("experiment", info.in_experiment))
         notes = ", ".join(note for note, on in flags if on)
         mark = "*" if info.current else " "
-        line = f"{mark} {info.version}  Recall@20 {recall:>6}  {rows:>11} users  {info.bytes / 1e6:8.1f} MB"
+        size = f"{info.bytes / 1e6:8.1f} MB"
+        line = f"{mark} {info.serving_id}  Recall@20 {recall:>6}  {rows:>11} users  {size}"
         print(f"{line}  {notes}".rstrip())
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from movierec.ops import rollout
+
+    settings = settings_module.load()
+    lb = rollout.LoadBalancer(args.socket or rollout.default_socket(settings))
+    if args.image is None:
+        print(rollout.render_status(rollout.status(lb)))
+        return 0
+    plan = rollout.Rollout(lb, args.image, progress=print)
+    replaced = plan.run(canary=args.canary, weight=args.weight)
+    print(rollout.render_status(rollout.status(lb)))
+    print(f"rollout of {args.image}: {len(replaced)} replica(s) replaced")
     return 0
 
 
@@ -352,6 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
     scenario.add_argument("action", choices=["list"], help="list: the kinds, their strength and options")
     world.set_defaults(handler=cmd_world)
 
+    precompute = commands.add_parser(
+        "precompute", help="the top-20 list of every user of a version into a serving file (Spark)"
+    )
+    precompute.add_argument("version", help="model version id (UTC YYYYMMDDTHHMMSSZ)")
+    precompute.add_argument(
+        "--candidate",
+        help="serve this candidate of the version instead of the chosen one: serving id VERSION-CANDIDATE",
+    )
+    precompute.set_defaults(handler=cmd_precompute)
     publish = commands.add_parser(
         "publish", help="validate a serving file, apply the Recall@20 gate, make it current"
     )
@@ -364,6 +427,19 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the serving files (* marks current)")
     models.set_defaults(handler=cmd_models)
 
+    monitor = commands.add_parser("monitor", help="the monitoring parts `make up` runs (supervised)")
+    monitor.add_argument(
+        "part", choices=["web", "probe"], help="web: dashboard + alert receiver; probe: metrics"
+    )
+    monitor.add_argument("--every", type=float, help="probe: seconds between rounds (default: Prometheus's)")
+    monitor.set_defaults(handler=cmd_monitor)
+    availability = commands.add_parser(
+        "availability", help="the site's availability from the lake (status 200 under 800 ms), per window"
+    )
+    availability.add_argument("--window", choices=["5m", "1h", "1d", "72h", "96h"], default="1h")
+    availability.add_argument("--last", type=int, default=24, help="rows per server (newest)")
+    availability.set_defaults(handler=cmd_availability)
+
     serve = commands.add_parser("serve", help="the recommendation service (MOVIEREC_SERVER_WORKERS workers)")
     serve.set_defaults(handler=cmd_serve)
     explain = commands.add_parser(
@@ -373,6 +449,20 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--at", metavar="TIME", help="latest answer at or before TIME (ISO 8601; local)")
     explain.add_argument("--json", action="store_true", help="as one JSON object")
     explain.set_defaults(handler=cmd_explain)
+
+    rollout = commands.add_parser(
+        "rollout",
+        help="a new service image across the replicas behind HAProxy, one at a time, no request lost",
+    )
+    rollout.add_argument("image", nargs="?", help="the new image (none: show the replicas and their images)")
+    rollout.add_argument("--canary", type=int, metavar="N", help="replace only the first N replicas")
+    rollout.add_argument(
+        "--weight", type=int, metavar="W", help="with --canary: their HAProxy weight (others keep 100)"
+    )
+    rollout.add_argument(
+        "--socket", type=Path, help="HAProxy's admin socket (default $MOVIEREC_HOME/lb/haproxy.sock)"
+    )
+    rollout.set_defaults(handler=cmd_rollout)
     return parser
 
 

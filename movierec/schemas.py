@@ -98,6 +98,82 @@ DRIFT = pa.schema(
     ]
 )
 
+# One row per (window, start, server): the site's availability as its log says, computed after each
+# ingest batch by movierec.monitoring.availability_store (pure logic in movierec.monitoring.availability).
+AVAILABILITY = pa.schema(
+    [
+        pa.field("window", pa.string(), nullable=False),  # 5m, 1h, 1d, 72h, 96h
+        pa.field("start", pa.timestamp("us"), nullable=False),  # the site's local time, like the lake
+        pa.field("end", pa.timestamp("us"), nullable=False),
+        pa.field("server", pa.string(), nullable=False),
+        pa.field("requests", pa.int64(), nullable=False),
+        pa.field("up", pa.int64(), nullable=False),  # status 200 under the 800 ms budget
+        pa.field("timeouts", pa.int64(), nullable=False),  # status 0
+        pa.field("errors", pa.int64(), nullable=False),  # any other code but 200
+        pa.field("slow", pa.int64(), nullable=False),  # 200 at or over the budget
+        pa.field("availability", pa.float64(), nullable=False),
+        pa.field("latency_p50_ms", pa.float64(), nullable=True),
+        pa.field("latency_p99_ms", pa.float64(), nullable=True),
+        pa.field("answered", pa.int64(), nullable=False),  # status 200, in time or not
+        pa.field("fallback", pa.int64(), nullable=False),  # answered with a fallback line
+        pa.field("fallback_share", pa.float64(), nullable=True),  # of answered; null if none
+    ]
+)
+
+# The catalog API's records (movierec.ingest.catalog_sync): the users, the TMDB-like movies of
+# DESIGN.md (nested values as JSON text, except genres, which learning reads as a list of names),
+# and the ids the API answered 404 for.
+FETCHED_AT = pa.timestamp("us", tz="UTC")
+
+USERS = pa.schema(
+    [
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("age", pa.int16(), nullable=True),
+        pa.field("occupation", pa.string(), nullable=True),
+        pa.field("gender", pa.string(), nullable=True),
+        pa.field("fetched_at", FETCHED_AT, nullable=False),
+    ]
+)
+
+MOVIES = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("tmdb_id", pa.int64(), nullable=True),
+        pa.field("imdb_id", pa.string(), nullable=True),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("original_title", pa.string(), nullable=True),
+        pa.field("adult", pa.bool_(), nullable=True),
+        pa.field("belongs_to_collection", pa.string(), nullable=True),  # JSON object or null
+        pa.field("budget", pa.int64(), nullable=True),
+        pa.field("genres", pa.list_(pa.string()), nullable=False),
+        pa.field("homepage", pa.string(), nullable=True),
+        pa.field("original_language", pa.string(), nullable=True),
+        pa.field("overview", pa.string(), nullable=True),
+        pa.field("popularity", pa.float64(), nullable=True),
+        pa.field("poster_path", pa.string(), nullable=True),
+        pa.field("production_companies", pa.string(), nullable=True),  # JSON list
+        pa.field("production_countries", pa.string(), nullable=True),  # JSON list
+        pa.field("release_date", pa.date32(), nullable=True),
+        pa.field("revenue", pa.int64(), nullable=True),
+        pa.field("runtime", pa.int32(), nullable=True),
+        pa.field("spoken_languages", pa.string(), nullable=True),  # JSON list
+        pa.field("status", pa.string(), nullable=True),
+        pa.field("vote_average", pa.float64(), nullable=True),
+        pa.field("vote_count", pa.int64(), nullable=True),
+        pa.field("fetched_at", FETCHED_AT, nullable=False),
+    ]
+)
+
+UNKNOWN = pa.schema(
+    [
+        pa.field("kind", pa.string(), nullable=False),  # "user" or "movie"
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("status", pa.int16(), nullable=False),
+        pa.field("message", pa.string(), nullable=True),
+        pa.field("checked_at", FETCHED_AT, nullable=False),
+    ]
+)
+
 # The typed event tables, by the movielog event kind they hold.
 EVENT_TABLES: dict[str, pa.Schema] = {"watch": WATCH, "rate": RATE, "reco": RECO}
 
@@ -107,4 +183,8 @@ TABLES: dict[str, pa.Schema] = {
     "quarantine": QUARANTINE,
     "watch_session": WATCH_SESSION,
     "drift": DRIFT,
+    "availability": AVAILABILITY,
+    "users": USERS,
+    "movies": MOVIES,
+    "catalog_unknown": UNKNOWN,
 }

@@ -112,6 +112,17 @@ class Settings:
     )
     prometheus_port: int = _setting("MOVIEREC_PROMETHEUS_PORT", 9090, "Prometheus port")
     alertmanager_port: int = _setting("MOVIEREC_ALERTMANAGER_PORT", 9094, "Alertmanager port")
+    prometheus_interval: int = _setting(
+        "MOVIEREC_PROMETHEUS_INTERVAL", 15, "Prometheus: seconds between scrapes and between rule evaluations"
+    )
+    node_exporter_port: int = _setting(
+        "MOVIEREC_NODE_EXPORTER_PORT",
+        9100,
+        "node-exporter: the pipeline's metrics/*.prom files, the machine",
+    )
+    dashboard_port: int = _setting(
+        "MOVIEREC_DASHBOARD_PORT", 9096, "the dashboard page and the alert receiver Alertmanager calls"
+    )
     scale_users: int = _setting("MOVIEREC_SCALE_USERS", 1_000_000, "users in the simulated site")
     scale_movies: int = _setting("MOVIEREC_SCALE_MOVIES", 27_000, "movies in the simulated site")
     seed: int = _setting("MOVIEREC_SEED", 17645, "seed of the simulated world")
@@ -119,10 +130,6 @@ class Settings:
     @property
     def catalog_api_url(self) -> str:
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
-
-    @property
-    def lake_home(self) -> Path:
-        return self.home / "lake"
 
     @property
     def serving_dir(self) -> Path:

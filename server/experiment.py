@@ -4,13 +4,14 @@ The config (``settings.experiment_path``) is JSON::
 
     {"name": "rank-128", "salt": "2026-12",
      "variants": [{"name": "control", "model_version": "current", "share": 0.5},
-                  {"name": "treatment", "model_version": "20261201T0400", "share": 0.5}]}
+                  {"name": "treatment", "model_version": "20261201T040000Z-als_r128", "share": 0.5}]}
 
 A user's bucket is the first 8 bytes of sha256("<salt>:<user_id>") read as a
 fraction in [0, 1); variants own consecutive ranges of buckets in config order.
 So the same user lands in the same variant in every worker and after restarts,
 and a new salt reshuffles everybody. ``"model_version": "current"`` follows the
-``current`` link; any other version answers from ``serving/recs-<version>.sqlite``.
+``current`` link; any other value is a serving id (``movierec.serving_file``: a version,
+or a version and one of its candidates) answered from ``serving/recs-<serving id>.sqlite``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.store import Model, RefusedFile, open_model, serving_file
+from movierec import serving_file
+from movierec.serving_file import InvalidServingFile
+from server.store import Model, open_model
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +100,16 @@ def _parse_variant(number: int, entry: object) -> Variant:
     name, version, share = entry.get("name"), entry.get("model_version"), entry.get("share")
     if not isinstance(name, str) or not name:
         raise ExperimentError(f"variant {number}: 'name' must be a non-empty string")
-    if not isinstance(version, str) or not version or "/" in version:
-        raise ExperimentError(f"variant {name!r}: 'model_version' must be a version or 'current'")
+    if version != FOLLOW_CURRENT:
+        try:
+            serving_file.split_serving_id(version)
+        except ValueError as exc:
+            raise ExperimentError(f"variant {name!r}: model_version {exc}, or 'current'") from None
     if isinstance(share, bool) or not isinstance(share, int | float) or not math.isfinite(share):
         raise ExperimentError(f"variant {name!r}: 'share' must be a number")
     if not 0 <= share <= 1:
         raise ExperimentError(f"variant {name!r}: share {share} is outside [0, 1]")
-    return Variant(name, version, float(share))
+    return Variant(name, str(version), float(share))
 
 
 @dataclass
@@ -127,12 +133,12 @@ def open_running(experiment: Experiment, serving_dir: Path) -> Running:
             if variant.model_version == FOLLOW_CURRENT:
                 models[variant.name] = None
                 continue
-            path = serving_file(serving_dir, variant.model_version)
+            path = serving_file.file_path(serving_dir, variant.model_version)
             if not path.exists():
                 raise ExperimentError(f"variant {variant.name!r}: {path.name} does not exist")
             try:
                 models[variant.name] = open_model(path)
-            except RefusedFile as exc:
+            except InvalidServingFile as exc:
                 raise ExperimentError(f"variant {variant.name!r}: {exc}") from None
     except ExperimentError:
         Running(experiment, models).close()

@@ -4,7 +4,10 @@ Sanic's worker manager runs in this process and starts the workers (spawned
 processes, each building the app with ``create_app(settings)``); on SIGINT or
 SIGTERM it stops them gracefully (requests in flight finish, producers flush).
 A stop is honoured at any moment, also while workers are still starting
-(``StartupWatch``), and never waits for a worker that is gone.
+(``StartupWatch``), and never waits for a worker that is gone. A worker that
+dies once serving is replaced (``WorkerKeeper``) and counted in
+``movierec_worker_replacements_total``; the process supervisor above sees only
+this main process.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import multiprocessing
 import os
 import shutil
 import signal
+import threading
 import time
 import traceback
+from collections import deque
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +38,11 @@ STARTUP_SECONDS = 30.0  # a worker not ready by then failed to start (Sanic's ow
 ACKED = "ACKED"  # sanic.worker.constants.ProcessState.ACKED.name: a worker that is serving
 STOP_MESSAGES = (None, "__TERMINATE__")  # what the manager's monitor loop ends on
 FAILED_START = "__TERMINATE_EARLY__"  # a worker's start-up raised
+REPLACEMENTS_LIMIT = (
+    5  # more worker deaths than this within REPLACEMENTS_WINDOW: stop, let the supervisor act
+)
+REPLACEMENTS_WINDOW = 60.0
+KEEPER_POLL = 0.2  # seconds between the keeper's looks at the workers
 
 
 def metrics_dir(settings: Settings) -> Path:
@@ -71,8 +81,9 @@ def serve(settings: Settings) -> int:
         _stop_children()
         return 0
     _stop_children()  # normally none is left; a worker that missed the stop while it started may be
-    if watch.failure:
-        log.error("recommendation service stopped: %s", watch.failure)
+    failure = watch.failure or (watch.keeper.failure if watch.keeper else None)
+    if failure:
+        log.error("recommendation service stopped: %s", failure)
         return 1
     log.info("recommendation service stopped")
     return 0
@@ -93,7 +104,7 @@ def _serve(settings: Settings) -> StartupWatch:
         motd=False,
         dev=False,
     )
-    watch = StartupWatch()
+    watch = StartupWatch(keeper=WorkerKeeper())
     app.main_process_ready(watch.attach)
     log.info(
         "recommendation service on http://%s:%d (%d workers, serving %s)",
@@ -130,14 +141,17 @@ class StartupWatch:
     ``failure`` says why). It never SIGKILLs the process group, as Sanic's own time-out does.
     """
 
-    def __init__(self, limit: float = STARTUP_SECONDS) -> None:
+    def __init__(self, limit: float = STARTUP_SECONDS, keeper: WorkerKeeper | None = None) -> None:
         self.limit = limit
         self.failure: str | None = None
+        self.keeper = keeper  # started once every worker is ready
 
     def attach(self, app: Sanic) -> None:
         """A ``main_process_ready`` listener: the manager exists, no worker has started yet."""
         manager = app.manager
         manager.wait_for_ack = partial(self.wait, manager)  # type: ignore[method-assign]
+        if self.keeper is not None:
+            self.keeper.watch_stops(manager)
 
     def wait(self, manager: WorkerManager) -> None:
         deadline = time.monotonic() + self.limit
@@ -154,6 +168,8 @@ class StartupWatch:
                         return
                     continue
                 if _all_ready(manager):
+                    if self.keeper is not None:
+                        self.keeper.start(manager)
                     return
                 problem = _gone_before_ready(manager)
                 if problem is None and time.monotonic() > deadline:
@@ -172,6 +188,97 @@ class StartupWatch:
         self.failure = problem
         manager.shutdown()  # SIGINT to the workers still alive: they finish and exit
         held.append(None)  # ... and the monitor loop ends
+
+
+class WorkerKeeper:
+    """Replaces a server worker that dies after it was serving, which Sanic's manager does not do.
+
+    A thread of the main process looks at the workers every ``KEEPER_POLL`` seconds. A worker that
+    is gone without having been told to stop (its state is not TERMINATED: Sanic marks every worker
+    so before it signals it, and ``watch_stops`` notes any stop of the manager) is restarted the
+    way Sanic supports: its process name sent on the manager's monitor channel, exactly what
+    ``app.m.restart`` sends from a worker, so the manager's own loop spawns the new process.
+    Each replacement is logged and counted (``movierec_worker_replacements_total``), and the dead
+    worker's live gauges are dropped. More than ``REPLACEMENTS_LIMIT`` within
+    ``REPLACEMENTS_WINDOW`` seconds means replacing does not help: the service stops with exit
+    code 1 and its process supervisor takes over (with its back-off).
+    """
+
+    def __init__(self, limit: int = REPLACEMENTS_LIMIT, window: float = REPLACEMENTS_WINDOW) -> None:
+        self.limit = limit
+        self.window = window
+        self.failure: str | None = None
+        self.replaced = 0
+        self._stopping = threading.Event()
+        self._recent: deque[float] = deque()
+        self._pending: dict[str, int] = {}  # worker name -> pid of the dead process being replaced
+        self._counter: object = None
+
+    def watch_stops(self, manager: WorkerManager) -> None:
+        """Note every stop of the manager (a signal, a worker's request, a failed start)."""
+        shutdown = manager.shutdown
+
+        def noted_shutdown() -> None:
+            self._stopping.set()
+            shutdown()
+
+        manager.shutdown = noted_shutdown  # type: ignore[method-assign]
+
+    def start(self, manager: WorkerManager) -> None:
+        # prometheus_client is imported here, after serve() pointed it at the shared folder
+        from prometheus_client import Counter
+
+        self._counter = Counter(
+            "movierec_worker_replacements", "server workers that died after start and were replaced"
+        )
+        threading.Thread(target=self._run, args=(manager,), name="worker-keeper", daemon=True).start()
+
+    def _run(self, manager: WorkerManager) -> None:
+        while not self._stopping.wait(KEEPER_POLL):
+            try:
+                self.check(manager)
+            except (BrokenPipeError, EOFError, OSError):  # the manager is going away
+                return
+
+    def check(self, manager: WorkerManager) -> None:
+        from sanic.worker.constants import ProcessState
+
+        for process in list(manager.transient_processes):
+            name = process.name
+            if name in self._pending:
+                if process.pid != self._pending[name]:
+                    del self._pending[name]  # the replacement was spawned
+                continue
+            if not process.pid or process.is_alive() or self._stopping.is_set():
+                continue
+            if process.state in (ProcessState.TERMINATED, ProcessState.RESTARTING, ProcessState.IDLE):
+                continue
+            self._replace(manager, name, process.pid, process.exitcode)
+
+    def _replace(self, manager: WorkerManager, name: str, pid: int, code: int | None) -> None:
+        now = time.monotonic()
+        self._recent.append(now)
+        while self._recent and now - self._recent[0] > self.window:
+            self._recent.popleft()
+        if len(self._recent) > self.limit:
+            self.failure = (
+                f"{len(self._recent)} workers died within {self.window:.0f} s; replacing does not help"
+            )
+            log.error("stopping the service: %s", self.failure)
+            manager.shutdown()
+            manager.monitor_publisher.send(None)
+            return
+        self.replaced += 1
+        log.warning(
+            "worker %s (pid %d) died with %s; replacing it (replacement %d)", name, pid, code, self.replaced
+        )
+        from prometheus_client import multiprocess
+
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(pid)  # it could not: its live gauges would linger
+        self._counter.inc()  # type: ignore[attr-defined]
+        self._pending[name] = pid
+        manager.monitor_publisher.send(name)  # the manager's loop restarts the named process
 
 
 def _all_ready(manager: WorkerManager) -> bool:

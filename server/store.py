@@ -1,8 +1,9 @@
-"""Serving files: open one read-only, check it, look users up; follow the ``current`` symlink.
+"""Serving files in a worker: open one read-only, check it, look users up; follow the ``current`` symlink.
 
-A serving file (DESIGN.md, "Serving files") is immutable once published, so each
-worker opens it with ``mode=ro&immutable=1``: SQLite then takes no locks and
-never looks for a journal, and a lookup is a primary-key read from the page cache.
+A serving file (``movierec.serving_file``: its name, meta and the check) is immutable
+once published, so each worker opens it with ``mode=ro&immutable=1``: SQLite then
+takes no locks and never looks for a journal, and a lookup is a primary-key read
+from the page cache.
 
 ``CurrentModel`` watches ``serving/current``: a cheap ``stat`` of the link and its
 target on every ``poll``; when they change it opens and checks the new file
@@ -14,31 +15,17 @@ file that fails the check is refused, logged and counted; the old one keeps serv
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-from movierec.serving_file import CURRENT, JSON_META, MAX_ITEMS, REQUIRED_META
+from movierec import serving_file
+from movierec.serving_file import CURRENT, InvalidServingFile
 
 log = logging.getLogger(__name__)
-
-# The serving-file contract lives in movierec.serving_file (stdlib only, so a worker starts fast).
-CURRENT_LINK = CURRENT
-_FILE_RE = re.compile(r"recs-(?P<version>.+)\.sqlite")
-
-
-class RefusedFile(Exception):
-    """A serving file that must not serve; the message says why, in one line."""
-
-
-def serving_file(serving_dir: Path, version: str) -> Path:
-    return serving_dir / f"recs-{version}.sqlite"
 
 
 @dataclass
@@ -68,84 +55,22 @@ class Model:
         self.connection.close()
 
 
-def check_meta(meta: dict[str, str], path: Path) -> list[str]:
-    """What is wrong with a file's meta table (empty when nothing is)."""
-    problems = [f"meta key {key!r} missing" for key in REQUIRED_META if meta.get(key) in (None, "")]
-    if problems:
-        return problems
-    for key in JSON_META:
-        try:
-            json.loads(meta[key])
-        except ValueError:
-            problems.append(f"meta {key!r} is not JSON")
-    if not meta["row_count"].isdigit():
-        problems.append(f"meta row_count {meta['row_count'][:40]!r} is not a count")
-    try:
-        datetime.fromisoformat(meta["created_at"])
-    except ValueError:
-        problems.append(f"meta created_at {meta['created_at'][:40]!r} is not ISO 8601")
-    named = _FILE_RE.fullmatch(path.name)
-    if named and named["version"] != meta["model_version"]:
-        problems.append(f"file name says version {named['version']!r}, meta says {meta['model_version']!r}")
-    problems.extend(f"fallback: {problem}" for problem in check_line(meta["fallback"].encode()))
-    return problems
-
-
-def check_line(line: bytes) -> list[str]:
-    """What is wrong with a response line: one line of at most 20 non-empty comma-separated ids."""
-    if b"\n" in line or b"\r" in line:
-        return ["more than one line"]
-    items = line.split(b",") if line else []
-    if len(items) > MAX_ITEMS:
-        return [f"{len(items)} items, at most {MAX_ITEMS}"]
-    if any(not item.strip() for item in items):
-        return ["an empty item"]
-    return []
-
-
 def open_model(path: Path) -> Model:
-    """Open ``path`` read-only and check it (meta, row count, sample lookups); raise RefusedFile if bad."""
+    """Open ``path`` read-only, give it the sampled check; InvalidServingFile if it must not serve."""
     try:
-        connection = sqlite3.connect(
-            f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False, cached_statements=8
+        connection = serving_file.open_readonly(
+            path, immutable=True, check_same_thread=False, cached_statements=8
         )
     except sqlite3.Error as exc:
-        raise RefusedFile(f"{path.name}: cannot open: {exc}") from None
+        raise InvalidServingFile(f"{path.name}: cannot open: {exc}") from None
     try:
-        connection.text_factory = bytes  # the stored line is the response body: no decode/encode
-        meta = {
-            key.decode(errors="replace"): (value or b"").decode(errors="replace")
-            for key, value in connection.execute("SELECT key, value FROM meta")
-        }
-        problems = check_meta(meta, path)
-        if problems:
-            raise RefusedFile(f"{path.name}: {'; '.join(problems)}")
-        rows = connection.execute("SELECT count(*) FROM recs").fetchone()[0]
-        if rows != int(meta["row_count"]):
-            raise RefusedFile(f"{path.name}: recs has {rows} rows, meta row_count says {meta['row_count']}")
-        _check_samples(connection, path)
-    except sqlite3.Error as exc:
-        connection.close()
-        raise RefusedFile(f"{path.name}: not a readable serving file: {exc}") from None
-    except RefusedFile:
+        checked = serving_file.check(connection, path, depth="sampled")
+    except InvalidServingFile:
         connection.close()
         raise
-    return Model(path, meta, meta["fallback"].encode(), rows, connection)
-
-
-def _check_samples(connection: sqlite3.Connection, path: Path) -> None:
-    """Look up the first, middle and last users as a request would; their lines must be well formed."""
-    bounds = connection.execute("SELECT min(user_id), max(user_id) FROM recs").fetchone()
-    if bounds[0] is None:
-        return  # an empty table is legal: everybody gets the fallback
-    for user_id in sorted({bounds[0], (bounds[0] + bounds[1]) // 2, bounds[1]}):
-        row = connection.execute("SELECT items FROM recs WHERE user_id >= ? LIMIT 1", (user_id,)).fetchone()
-        line = row[0] if row else None
-        if not isinstance(line, bytes):
-            raise RefusedFile(f"{path.name}: user {user_id}: items is not text")
-        problems = check_line(line)
-        if problems:
-            raise RefusedFile(f"{path.name}: user {user_id}: {'; '.join(problems)}")
+    connection.text_factory = bytes  # the stored line is the response body: no decode/encode
+    meta = checked.meta
+    return Model(path, meta, meta["fallback"].encode(), checked.row_count, connection)
 
 
 def _identity(path: Path) -> tuple[object, ...] | None:
@@ -167,7 +92,7 @@ class CurrentModel:
         on_swap: Callable[[Model | None, Model], None] = lambda old, new: None,
         on_refuse: Callable[[str], None] = lambda reason: None,
     ) -> None:
-        self.link = serving_dir / CURRENT_LINK
+        self.link = serving_dir / CURRENT
         self.model: Model | None = None
         self.problem = f"no serving file yet ({self.link} does not exist)"
         self._on_swap = on_swap
@@ -205,7 +130,7 @@ class CurrentModel:
     def _open(self) -> Model | str:
         try:
             return open_model(self.link.resolve())
-        except RefusedFile as exc:
+        except InvalidServingFile as exc:
             return str(exc)
         except OSError as exc:
             return f"{self.link}: {exc}"

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from movierec import lake
+from movierec.files import atomic_write
 from movierec.movielog import RecoEvent, WatchEvent, parse_line
 from movierec.settings import Settings
 from simulator import calibration
@@ -287,7 +288,7 @@ def plot(stats: dict[str, Any], path: Path) -> None:
     )
     lorenz.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_write(path) as staging:
+        fig.savefig(staging, dpi=110, format="png")  # the staging name has no .png suffix
     plt.close(fig)
     log.info("calibration: plot written to %s", path)

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from movierec.models import registry, topk, versions
+from movierec import serving_file
+from movierec.models import candidates, topk, versions
 from movierec.settings import Settings
 from simulator.catalog import load_world
 from simulator.truth import Truth, load_truth, scores_for_users
@@ -111,38 +110,29 @@ class VersionData:
         return topk.csr_from_pairs(rows[movies >= 0], movies[movies >= 0], len(sample))
 
 
-def _factors(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    table = pq.read_table(folder)
-    ids = table.column("id").to_numpy().astype(np.int64)
-    flat = table.column("features").combine_chunks().flatten().to_numpy()
-    return ids, flat.reshape(len(ids), -1).astype(np.float32)
-
-
 Scorer = Callable[[np.ndarray], np.ndarray]
 
 
-def candidate_scores(settings: Settings, version: str, name: str, data: VersionData, n_movies: int) -> Scorer:
-    """A function: sampled uidx -> (users x world movies) scores of candidate ``name`` (refit on all data)."""
-    folder = versions.candidate_dir(settings, version, name)
-    entry = json.loads((folder / "train.json").read_text())
-    columns = data.movie_world
-    if entry["model"] == "popularity":
-        table = pq.read_table(folder / "all.parquet")
-        scores = np.full(n_movies, -np.inf, np.float32)  # a movie outside the index is never listed
-        scores[columns[table.column("iidx").to_numpy()]] = table.column("viewers").to_numpy()
-        return lambda rows: np.tile(scores, (len(rows), 1))
-    user_ids, users = _factors(folder / "all" / "userFactors")
-    item_ids, items = _factors(folder / "all" / "itemFactors")
-    row_of = np.full(len(data.user_ids), -1)
-    row_of[user_ids] = np.arange(len(user_ids))
+def candidate_scores(
+    settings: Settings, version: str, name: str, data: VersionData, n_movies: int, window: str = "all"
+) -> Scorer:
+    """A function: sampled uidx (ascending) -> (users x world movies) scores of candidate ``name`` fitted on
+    ``window`` (by default refitted on all data, as served). Users without factors score 0 on
+    every movie; movies outside the model (or the world) are never listed."""
+    factors = candidates.load(settings, version, name, window)
+    item_ids, items = factors.items()
+    columns = data.movie_world[item_ids]
+    known = columns >= 0
     items_world = np.zeros((n_movies, items.shape[1]), np.float32)
-    items_world[columns[item_ids]] = items
+    items_world[columns[known]] = items[known]
     absent = np.ones(n_movies, bool)
-    absent[columns[item_ids]] = False
+    absent[columns[known]] = False
 
     def score(rows: np.ndarray) -> np.ndarray:
-        mine = row_of[rows]
-        block = np.where(mine[:, None] >= 0, users[np.maximum(mine, 0)], 0) @ items_world.T
+        user_ids, users = factors.users(rows)
+        matrix = np.zeros((len(rows), items.shape[1]), np.float32)
+        matrix[np.searchsorted(rows, user_ids)] = users
+        block = matrix @ items_world.T
         block[:, absent] = -np.inf
         return block
 
@@ -153,9 +143,9 @@ def served_lists(
     settings: Settings, version: str, user_ids: np.ndarray, world_index: dict[str, int]
 ) -> np.ndarray:
     """The lists the version's serving file answers for ``user_ids``, in world indices."""
-    path = registry.serving_path(settings, version)
+    path = serving_file.file_path(settings.serving_dir, version)
     out = np.full((len(user_ids), K), -1, np.int64)
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with serving_file.open_readonly(path) as db:
         for i, user in enumerate(user_ids):
             row = db.execute("SELECT items FROM recs WHERE user_id = ?", (int(user),)).fetchone()
             if row:
@@ -180,11 +170,8 @@ def truth_report(settings: Settings, version: str, sample_size: int = SAMPLE_USE
     true_top = top_k_masked(affinities, seen)
     best = mean_affinity(true_top, affinities)
     lists: dict[str, np.ndarray] = {}
-    for folder in sorted((versions.model_dir(settings, version) / versions.CANDIDATES_DIR).iterdir()):
-        if (folder / "train.json").exists():
-            lists[folder.name] = top_k_masked(
-                candidate_scores(settings, version, folder.name, data, n_movies)(sample), seen
-            )
+    for name in candidates.trained(settings, version):
+        lists[name] = top_k_masked(candidate_scores(settings, version, name, data, n_movies)(sample), seen)
     served = f"served file (recs-{version})"
     lists[served] = served_lists(settings, version, data.user_ids[sample], world_index)
     closeness = {
@@ -230,14 +217,12 @@ def headroom(settings: Settings, version: str, truth: Truth, world: Any, data: V
     movies = data.movie_world[mine["iidx"].to_numpy()]
     rows = position[mine["uidx"].to_numpy()]
     seen = topk.csr_from_pairs(rows[movies >= 0], movies[movies >= 0], len(users))
-    # the product's popularity candidate as evaluate scored it: recent viewers before T
-    before_t = pq.read_table(versions.candidate_dir(settings, version, "popularity") / "before_t.parquet")
-    popularity = np.zeros(world.n_movies, np.float32)
-    popularity[data.movie_world[before_t.column("iidx").to_numpy()]] = before_t.column("viewers").to_numpy()
+    # the product's popularity candidate as evaluate scored it: fitted before T
+    popularity = candidate_scores(settings, version, "popularity", data, world.n_movies, "before_t")
     affinities = scores_for_users(truth, data.user_ids[users])
     exposure = np.log(np.asarray(world.popularity, np.float64) + 1e-3).astype(np.float32)
     ranked = {
-        "popularity (the candidate, fitted before T)": np.tile(popularity, (len(users), 1)),
+        "popularity (the candidate, fitted before T)": popularity(users),
         "true affinity alone": affinities,
         "truth + exposure": exposure + affinities / CHOICE_TEMPERATURE,
     }

@@ -3,19 +3,20 @@
     $MOVIEREC_HOME/reports/<version>/report.json   everything measured (the Markdown is made from it)
     $MOVIEREC_HOME/reports/<version>/report.md     for people: definitions, tables, the argument
 
-Rendering is pure (``build_report``, ``render_markdown``); only ``write_report`` and
-``add_serving_figures`` touch files. ``add_serving_figures`` is the hook for the serving file:
-once ``serving/recs-<version>.sqlite`` exists it adds the file size and the lookup latency.
+Rendering is pure (``build_report``, ``render_markdown``); only ``write_report`` touches files.
+Precompute measures a serving file once it is written (``lookup_latency``) into a file of its own,
+``serving-<id>.json`` beside the report: each task of the retrain writes its own files.
 """
 
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from movierec import serving_file
+from movierec.files import write_text
 from movierec.models import versions
 from movierec.settings import Settings
 from spark_jobs import files
@@ -101,13 +102,8 @@ def choose(results: dict[str, dict[str, Any]]) -> tuple[str, str]:
     argument = (
         f"{best} is served: it has the best Recall@20 on the test window, {recall:.4f} "
         f"(NDCG@20 {results[best]['overall']['ndcg_at_20']:.4f}), against {others or 'no other candidate'}. "
-        f"Its training cost {training_cpu(best):.0f} CPU s before T"
-        + (
-            ", and its refit on all data is what serves, so users and movies of the test window "
-            "are known to it."
-            if results[best]["model"] == "als"
-            else "."
-        )
+        f"Its training cost {training_cpu(best):.0f} CPU s before T, and its refit on all data is "
+        "what serves, so users and movies of the test window are known to it."
     )
     return best, argument
 
@@ -125,7 +121,6 @@ def build_report(
         },
         "definitions": {name: list(steps) for name, steps in DEFINITIONS.items()},
         "models": results,
-        "serving": None,  # filled by add_serving_figures once the SQLite file exists
     }
 
 
@@ -179,16 +174,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{_fmt(r['inference']['topk_us_per_user'], 1)} | {r['size']['factor_bytes']} | "
             f"{r['size']['model_bytes']} |"
         )
-    serving = report.get("serving")
-    lines += ["", "## Serving file", ""]
-    if serving:
-        lines.append(
-            f"`{serving['path']}`: {serving['file_bytes']} bytes, {serving['rows']} rows, lookup "
-            f"median {_fmt(serving['lookup_us_p50'], 1)} µs, p99 {_fmt(serving['lookup_us_p99'], 1)} µs "
-            f"({serving['lookups']} lookups of random users)."
-        )
-    else:
-        lines.append("Not written yet (precompute adds its size and lookup latency here).")
+    lines += [
+        "",
+        "## Serving file",
+        "",
+        f"Precompute writes each serving file's size and lookup latency beside this report, "
+        f"`{versions.SERVING_REPORT.format(serving_id=report['version'])}` for the chosen candidate.",
+    ]
     chosen = models[report["chosen"]]
     lines += ["", f"## Subgroups ({report['chosen']}; Recall@20 of every candidate beside it)", ""]
     others = [n for n in models if n != report["chosen"]]
@@ -221,15 +213,13 @@ def write_report(settings: Settings, version: str, report: dict[str, Any]) -> Pa
     folder = versions.report_dir(settings, version)
     files.write_json(folder / versions.REPORT_JSON, report)
     path = folder / versions.REPORT_MD
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(render_markdown(report))
-    staging.replace(path)
+    write_text(path, render_markdown(report))
     return path
 
 
 def lookup_latency(path: Path, lookups: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Size of a serving file and the latency of looking up random users in it (read-only)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with serving_file.open_readonly(path) as db:
         rows = db.execute("SELECT count(*) FROM recs").fetchone()[0]
         low, high = db.execute("SELECT min(user_id), max(user_id) FROM recs").fetchone()
         rng = random.Random(seed)
@@ -249,15 +239,3 @@ def lookup_latency(path: Path, lookups: int = 1000, seed: int = 0) -> dict[str, 
         "lookup_us_p50": pick(0.5),
         "lookup_us_p99": pick(0.99),
     }
-
-
-def add_serving_figures(settings: Settings, version: str) -> dict[str, Any] | None:
-    """The hook for precompute: once the serving file exists, its size and lookup latency join the report."""
-    path = settings.serving_dir / f"recs-{versions.check_version(version)}.sqlite"
-    report_path = versions.report_dir(settings, version) / versions.REPORT_JSON
-    if not path.exists() or not report_path.exists():
-        return None
-    report = files.read_json(report_path)
-    report["serving"] = lookup_latency(path)
-    write_report(settings, version, report)
-    return report["serving"]

@@ -1,32 +1,22 @@
-"""Writing a job's outputs: single Parquet files from Spark, JSON written atomically, checksums."""
+"""Writing a job's outputs: single Parquet files from Spark, JSON written atomically."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from movierec.files import atomic_write, write_text
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_json(path: Path, data: Any) -> None:
-    """Write beside and rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
-    os.replace(staging, path)
+    """A job's JSON output, written whole or not at all (``movierec.files.atomic_write``)."""
+    write_text(path, json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -38,12 +28,13 @@ def write_single_parquet(df: DataFrame, path: Path) -> None:
 
     Spark writes a folder of parts; with one partition that is one part, moved into place.
     """
-    staging = path.with_name(f".{path.name}.spark")
-    shutil.rmtree(staging, ignore_errors=True)
-    df.coalesce(1).write.mode("overwrite").parquet(str(staging))
-    (part,) = sorted(staging.glob("part-*.parquet"))
-    os.replace(part, path)
-    shutil.rmtree(staging, ignore_errors=True)
+    folder = path.with_name(f".{path.name}.spark")
+    shutil.rmtree(folder, ignore_errors=True)
+    df.coalesce(1).write.mode("overwrite").parquet(str(folder))
+    (part,) = sorted(folder.glob("part-*.parquet"))
+    with atomic_write(path) as staging:  # the same durability as every other file we write
+        os.replace(part, staging)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def folder_bytes(path: Path) -> int:

@@ -15,44 +15,37 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from movierec import lake
-from movierec.ingest import catalog_sync, consume
+from movierec.files import sha256_of
 from movierec.settings import Settings
-from spark_jobs.files import sha256_of
 
-# The tables learning reads, and where their files are.
-EVENT_TABLES = ("watch_session", "rate")
+# The lake tables learning reads.
+LEARNING_TABLES = ("watch_session", "rate", "users", "movies")
 
 
 def lake_files(settings: Settings) -> dict[str, list[Path]]:
     """Every Parquet file of the tables learning reads, sorted (a snapshot of the lake)."""
-    folders = {table: lake.table_dir(settings, table) for table in EVENT_TABLES}
-    folders |= {"users": catalog_sync.users_dir(settings), "movies": catalog_sync.movies_dir(settings)}
-    return {
-        table: sorted(folder.rglob("part-*.parquet")) if folder.exists() else []
-        for table, folder in folders.items()
-    }
+    return {table: lake.table_files(settings, table) for table in LEARNING_TABLES}
 
 
 def build_manifest(settings: Settings, files: dict[str, list[Path]]) -> dict[str, Any]:
     """The manifest of ``files`` (checksums reused from the ingest manifests where they match)."""
     root = lake.lake_dir(settings)
-    batches = [m for m in consume.load_manifests(settings) if m.state == "committed"]
+    batches = [m for m in lake.load_manifests(settings) if m.state == "committed"]
     known = {entry["path"]: entry for m in batches for entries in m.files.values() for entry in entries}
     batches_by_watch_day: dict[str, set[str]] = {}
     for m in batches:
         for entry in m.files.get("watch", []):
-            day = Path(entry["path"]).parts[1]  # watch/date=YYYY-MM-DD/hour=HH/part-...
-            batches_by_watch_day.setdefault(day, set()).add(m.batch_id)
+            batches_by_watch_day.setdefault(lake.day_of(entry["path"]), set()).add(m.batch_id)
     tables: dict[str, list[dict[str, Any]]] = {}
     for table, paths in files.items():
         entries = []
         for path in paths:
-            relative = str(path.relative_to(root))
+            relative = lake.relative_path(settings, path)
             entry = dict(known.get(relative) or {"path": relative})
             entry["sha256"] = sha256_of(path)  # recomputed: what we read, even if ingest wrote it
             entry.setdefault("rows", pq.ParquetFile(path).metadata.num_rows)
             if table == "watch_session":
-                entry["from_batches"] = sorted(batches_by_watch_day.get(path.parts[-2], set()))
+                entry["from_batches"] = sorted(batches_by_watch_day.get(lake.day_of(path), set()))
             entries.append(entry)
         tables[table] = entries
     offsets: dict[str, dict[str, int]] = {}

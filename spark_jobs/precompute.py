@@ -1,14 +1,18 @@
-"""Precompute: the top-20 list of every known user into ``serving/recs-<version>.sqlite``.
+"""Precompute: the top-20 list of every known user into a serving file.
 
-    spark-submit spark_jobs/precompute.py --version 20261128T101502Z
+    spark-submit spark_jobs/precompute.py --version 20261128T101502Z [--candidate als_r16]
 
-Reads the model folder (``movierec/models/versions.py``): the ALS factors, the id maps and the seen
-pairs. User factors are scored in blocks inside ``mapInArrow`` (numpy float32 GEMM against the
-broadcast item factors and the exact pre-filtered top-k of ``movierec.models.topk``), one task per
-~50,000 users so every core works and the progress lines move; seen movies are excluded,
-indices mapped back to slugs and user ids. Users the model knows but has no factors for (or
-who have seen every movie) get the fallback line. The driver then writes the rows, sorted by
-user id, into the SQLite file with the meta of the model folder.
+Serves one candidate of the version (``movierec.models.candidates``): by default the one evaluate
+chose, into the serving file of serving id ``<version>``; with ``--candidate NAME`` any other,
+into serving id ``<version>-<NAME>`` (a challenger an experiment can serve). Reads the model
+folder (``movierec/models/versions.py``): the candidate's factors fitted on all data, the id maps
+and the seen pairs. User factors are scored in blocks inside ``mapInArrow`` (numpy float32 GEMM
+against the broadcast item factors and the exact pre-filtered top-k of ``movierec.models.topk``),
+one task per ~50,000 users so every core works and the progress lines move; seen movies are
+excluded, indices mapped back to slugs and user ids. Users the model knows but has no factors for
+(or who have seen every movie) get the fallback line. The driver then writes the rows, sorted by
+user id, into the SQLite file with the meta of the model folder, and the file's size and lookup
+latency into ``reports/<version>/serving-<serving id>.json``.
 
 This is the one job with Python on executors: ``movierec.models.topk`` and this module are shipped
 by value (cloudpickle), so executors need numpy and pyarrow, not a copy of the project.
@@ -33,9 +37,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from movierec import serving_file
 from movierec import settings as settings_module
-from movierec.models import registry, topk, versions
+from movierec.models import candidates, registry, topk, versions
 from movierec.settings import Settings
+from spark_jobs import compare, files
 from spark_jobs.progress import measured, setup_logging
 from spark_jobs.session import build_session
 
@@ -127,53 +133,25 @@ def _ship_by_value() -> None:
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def model_kind(folder: Path) -> str:
-    """``als`` or ``popularity``: what ``model.json`` says the folder serves."""
-    return str(json.loads((folder / versions.MODEL_FILE).read_text()).get("model", "als"))
-
-
-def served_factors(spark: SparkSession, folder: Path) -> tuple[DataFrame, np.ndarray, np.ndarray]:
-    """(user factors frame ``id, features``, item ids, item factor matrix) of the model to serve."""
-    from pyspark.sql import functions as F
-
-    kind = model_kind(folder)
-    if kind == "popularity":
-        viewers = pq.read_table(folder / versions.CANDIDATES_DIR / "popularity" / "all.parquet")
-        counts = viewers.column("viewers").to_numpy().astype(np.float32)
-        users = spark.read.parquet(str(folder / versions.USERS_FILE))
-        ones = users.select(F.col("uidx").alias("id"), F.array(F.lit(1.0).cast("float")).alias("features"))
-        return ones, viewers.column("iidx").to_numpy(), counts.reshape(-1, 1)
-    if kind != "als":
-        raise ValueError(f"model.json in {folder} names model {kind!r}; precompute knows als and popularity")
-    from pyspark.ml.recommendation import ALSModel
-
-    model = ALSModel.load(str(folder / versions.ALS_DIR))
-    items = model.itemFactors.toArrow()
-    matrix = pc.list_flatten(items.column("features")).to_numpy().reshape(items.num_rows, model.rank)
-    return model.userFactors, items.column("id").to_numpy(), matrix
-
-
 def recommend_all(
     spark: SparkSession,
     folder: Path,
+    factors: candidates.Factors,
     fallback: str,
     *,
     k: int = K,
     block_users: int = topk.DEFAULT_BLOCK_USERS,
     users_per_task: int = USERS_PER_TASK,
 ) -> DataFrame:
-    """(user_id, items) for every user of ``users.parquet``: top-k lines, or the fallback line.
-
-    An ``als`` model scores with its factors. A ``popularity`` model (chosen when it beat ALS
-    offline) is the same computation at rank 1: every user's factor is 1 and every movie's is its
-    count of recent viewers, so each user gets the most popular movies they have not seen yet.
-    """
+    """(user_id, items) for every user of ``users.parquet``: top-k lines of ``factors`` (a
+    candidate fitted on all data), or the fallback line for users it has no factors for."""
     from pyspark.sql import functions as F
 
-    user_factors, item_ids, factors = served_factors(spark, folder)
+    users = spark.read.parquet(str(folder / versions.USERS_FILE))
+    user_factors = factors.user_frame(spark, users.select("uidx"))
     movies = pq.read_table(folder / versions.MOVIES_FILE, columns=["movie_id", "iidx"])
     item_factors, slugs, row_of_iidx = item_table(
-        item_ids, factors, movies.column("iidx").to_numpy(), movies.column("movie_id").to_pylist()
+        *factors.items(), movies.column("iidx").to_numpy(), movies.column("movie_id").to_pylist()
     )
     shared = spark.sparkContext.broadcast((item_factors, slugs, row_of_iidx))
 
@@ -190,7 +168,6 @@ def recommend_all(
     )
     users_in = user_factors.join(seen, user_factors.id == seen.uidx, "left").select("id", "features", "seen")
     recs = users_in.repartition(tasks).mapInArrow(score, RECS_SCHEMA)
-    users = spark.read.parquet(str(folder / versions.USERS_FILE))
     line = F.col("items")
     return users.join(recs, "uidx", "left").select(
         F.col("user_id").cast("long").alias("user_id"),
@@ -201,38 +178,67 @@ def recommend_all(
 # ---------------------------------------------------------------- the job
 
 
+def served_model(model: dict[str, object], name: str, entry: dict, chosen: bool) -> dict[str, object]:
+    """The parsed model folder as the serving file of candidate ``name`` describes it (its meta):
+    params gain the candidate, its kind and parameters; a challenger's metrics and model.json
+    are its own (evaluate measured every candidate; the chosen one's are the folder's)."""
+    params = dict(model.get("params.json", {}))  # type: ignore[call-overload]
+    params |= {"candidate": name, "model": entry["kind"], "model_params": entry["params"]}
+    served = model | {"params.json": params}
+    if chosen:
+        return served
+    metrics = dict(model.get("metrics.json", {}))  # type: ignore[call-overload]
+    measured_ = metrics.get("candidates", {}).get(name)
+    if measured_ is None:
+        raise ValueError(f"metrics.json has no figures for candidate {name}: run evaluate first")
+    served["metrics.json"] = {"model": name, **measured_, "split_time": metrics.get("split_time")}
+    served["model.json"] = dict(model.get("model.json", {})) | {"model": entry["kind"], "candidate": name}  # type: ignore[call-overload]
+    return served
+
+
 def precompute(
     settings: Settings,
     version: str,
     *,
+    candidate: str | None = None,
     spark: SparkSession | None = None,
     k: int = K,
     block_users: int = topk.DEFAULT_BLOCK_USERS,
     users_per_task: int = USERS_PER_TASK,
 ) -> dict[str, object]:
-    """Write ``serving/recs-<version>.sqlite`` from the model folder; returns a report (JSON-able)."""
-    if not 1 <= k <= registry.MAX_ITEMS:
-        raise ValueError(f"k must be 1..{registry.MAX_ITEMS} (a serving list holds at most that), got {k}")
+    """Write the serving file of ``version``'s chosen candidate (serving id ``version``) or of
+    ``candidate`` (serving id ``<version>-<candidate>``); returns a report (JSON-able), also
+    written to ``reports/<version>/serving-<serving id>.json``."""
+    if not 1 <= k <= serving_file.MAX_ITEMS:
+        raise ValueError(
+            f"k must be 1..{serving_file.MAX_ITEMS} (a serving list holds at most that), got {k}"
+        )
     folder = versions.model_dir(settings, version)
-    model = registry.read_model_folder(folder)
-    needed = (versions.ALS_DIR, versions.SEEN_FILE)
-    if model_kind(folder) == "popularity":
-        needed = (f"{versions.CANDIDATES_DIR}/popularity/all.parquet", versions.SEEN_FILE)
-    missing = [name for name in needed if not (folder / name).exists()]
-    if missing:
-        raise FileNotFoundError(f"model folder {folder} lacks {', '.join(missing)}")
-    fallback = registry.fallback_line(model.get("fallback.json"))
-    target = registry.serving_path(settings, version)
-    if version in registry.published_versions(settings):
+    model = versions.read_model_folder(folder)
+    serving_id = serving_file.serving_id(version, candidate)
+    chosen = model.get("model.json", {}).get("candidate")  # type: ignore[union-attr]
+    name = candidate or chosen
+    if not isinstance(name, str):
+        raise FileNotFoundError(f"model folder {folder} has no chosen candidate (model.json): run evaluate")
+    entry = candidates.trained(settings, version).get(name)
+    if entry is None:
+        known = ", ".join(candidates.trained(settings, version)) or "none"
+        raise FileNotFoundError(f"model folder {folder} has no trained candidate {name!r} (it has: {known})")
+    if not (folder / versions.SEEN_FILE).exists():
+        raise FileNotFoundError(f"model folder {folder} lacks {versions.SEEN_FILE}")
+    factors = candidates.load(settings, version, name, "all")
+    fallback = serving_file.fallback_line(model.get("fallback.json"))
+    target = serving_file.file_path(settings.serving_dir, serving_id)
+    if serving_id in registry.published_versions(settings):
         raise RuntimeError(f"{target.name} was published: serving files are immutable, train a new version")
     spark = spark or build_session(settings, "precompute")
     _ship_by_value()
     began = time.monotonic()
     settings.serving_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".precompute-", dir=settings.serving_dir) as scratch:
-        with measured(spark, f"precompute {version}") as scoring:
+        with measured(spark, f"precompute {serving_id}") as scoring:
             frame = recommend_all(
-                spark, folder, fallback, k=k, block_users=block_users, users_per_task=users_per_task
+                spark, folder, factors, fallback, k=k, block_users=block_users, users_per_task=users_per_task
             )
             frame.write.parquet(f"{scratch}/recs")
         table = pq.read_table(f"{scratch}/recs").sort_by("user_id")
@@ -240,23 +246,28 @@ def precompute(
     rate = 1e6 * scoring.wall_seconds / max(users, 1)
     log.info(
         "precompute %s: %s users scored in %.1f s (%.0f µs/user)",
-        version,
+        serving_id,
         f"{users:,}",
         scoring.wall_seconds,
         rate,
     )
     fallback_users = int(pc.sum(pc.equal(table.column("items"), fallback)).as_py() or 0)
-    meta = registry.build_meta(
-        version,
-        model,
-        git_commit=registry.pipeline_commit(),
+    meta = serving_file.build_meta(
+        serving_id,
+        served_model(model, name, entry, chosen=candidate is None),
+        git_commit=versions.pipeline_commit(),
         created_at=datetime.now(UTC),
-        extra={"precompute": {"k": k, "block_users": block_users, "spark_master": spark.sparkContext.master}},
+        extra={
+            "candidate": name,
+            "precompute": {"k": k, "block_users": block_users, "spark_master": spark.sparkContext.master},
+        },
     )
     write_began = time.monotonic()
-    rows = registry.write_serving_file(target, _row_batches(table), meta, total=users)
+    rows = serving_file.write(target, _row_batches(table), meta, total=users)
     report = {
         "version": version,
+        "serving_id": serving_id,
+        "candidate": name,
         "path": str(target),
         "users": rows,
         "fallback_users": fallback_users,
@@ -266,8 +277,10 @@ def precompute(
         "write_seconds": round(time.monotonic() - write_began, 2),
         "seconds": round(time.monotonic() - began, 2),
         "file_bytes": target.stat().st_size,
+        "lookup": compare.lookup_latency(target),
     }
-    log.info("precompute %s: %s", version, json.dumps(report))
+    files.write_json(versions.serving_report_path(settings, version, serving_id), report)
+    log.info("precompute %s: %s", serving_id, json.dumps(report))
     return report
 
 
@@ -279,11 +292,15 @@ def _row_batches(table: pa.Table) -> Iterator[tuple[list[int], list[str]]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", required=True, help="model version id (its folder under models/)")
+    parser.add_argument(
+        "--candidate",
+        help="serve this candidate of the version (serving id VERSION-CANDIDATE); default: the chosen one",
+    )
     parser.add_argument("--k", type=int, default=K, help="list length")
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        report = precompute(settings_module.load(), args.version, k=args.k)
+        report = precompute(settings_module.load(), args.version, candidate=args.candidate, k=args.k)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"precompute: {exc}", file=sys.stderr)
         return 2

@@ -9,18 +9,25 @@ at midnight, so no row straddles T); training sees only rows that ended before T
 is everything from T on. Writes the contract files users/movies/seen.parquet, fallback.json,
 params.json, data_manifest.json and the job's own ``prepared/`` data, among it the users'
 demographic features as pseudo-items (see ``demographic_features``).
+
+A version is made afresh: a retried or cleared run replaces what an earlier attempt left of its
+version (model folder, report folder, unpublished serving files); a version that was ever
+published is immutable and refused (trigger a new run instead).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from movierec import serving_file
 from movierec import settings as settings_module
-from movierec.models import versions
+from movierec.models import registry, versions
+from movierec.models.candidates import popularity
 from movierec.settings import Settings
 from spark_jobs import files, manifest
 from spark_jobs.progress import measured, setup_logging
@@ -31,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("movierec.prepare")
 
 FALLBACK_SIZE = 20
-POPULARITY_DAYS = 7  # "recent" popularity: distinct viewers over the last week before the cut
 RATING_WEIGHT = 0.5  # a 5 adds what watching the whole movie adds; a 1 takes it away
 # Activity level by interactions before T (new = none: those users get the fallback list).
 ACTIVITY_LEVELS = ((1, "light 1-2"), (3, "medium 3-9"), (10, "heavy 10+"))
@@ -137,28 +143,6 @@ def contiguous_index(ids: DataFrame, column: str, index_column: str) -> DataFram
     )
 
 
-def recent_popularity(interacted: DataFrame, until: datetime, days: int = POPULARITY_DAYS) -> DataFrame:
-    """(movie_id, viewers): distinct users with a positive interaction in the ``days`` before ``until``."""
-    from pyspark.sql import functions as F
-
-    since = until - timedelta(days=days)
-    return (
-        interacted.filter(F.col("strength") > 0)
-        .filter(F.col("last_time") >= F.lit(since).cast("timestamp_ntz"))
-        .filter(F.col("last_time") < F.lit(until).cast("timestamp_ntz"))
-        .groupBy("movie_id")
-        .agg(F.countDistinct("user_id").alias("viewers"))
-    )
-
-
-def ranked_popular(popularity: DataFrame, k: int) -> list[str]:
-    """The ``k`` most popular movie ids, ties by id (so the list is deterministic)."""
-    from pyspark.sql import functions as F
-
-    top = popularity.orderBy(F.desc("viewers"), F.asc("movie_id")).limit(k).collect()
-    return [row["movie_id"] for row in top]
-
-
 def activity_level(count: Column) -> Column:
     from pyspark.sql import functions as F
 
@@ -261,10 +245,33 @@ def read_lake(spark: SparkSession, snapshot: dict[str, list[Path]]) -> dict[str,
 # --- the job ---------------------------------------------------------------------------------
 
 
+def replace_version(settings: Settings, version: str) -> None:
+    """Remove what an earlier attempt left of ``version``; refuse a version that was published."""
+
+    def of_version(ids: list[str]) -> list[str]:
+        return [i for i in ids if serving_file.split_serving_id(i)[0] == version]
+
+    mine = of_version(serving_file.serving_ids(settings.serving_dir))
+    published = of_version(registry.published_versions(settings))
+    if published:
+        raise PrepareError(
+            f"version {version} was published ({', '.join(published)}): a published version is "
+            "immutable, its folder the provenance of what was served; trigger a new run instead"
+        )
+    for served in mine:
+        serving_file.file_path(settings.serving_dir, served).unlink()
+        log.info("removed the unpublished serving file of an earlier attempt: %s", served)
+    for folder in (versions.model_dir(settings, version), versions.report_dir(settings, version)):
+        if folder.exists():
+            log.info("replacing %s (an earlier attempt at %s)", folder, version)
+            shutil.rmtree(folder)
+
+
 def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, Any]:
     """Everything ``train`` and ``evaluate`` need, and the contract files of the model folder."""
     from pyspark.sql import functions as F
 
+    replace_version(settings, version)
     folder = versions.model_dir(settings, version)
     prepared = versions.prepared_dir(settings, version)
     prepared.mkdir(parents=True, exist_ok=True)
@@ -345,8 +352,15 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     features.write.mode("overwrite").parquet(str(prepared / "user_features.parquet"))
     files.write_single_parquet(feature_index.orderBy("iidx"), prepared / "feature_index.parquet")
 
-    fallback = ranked_popular(recent_popularity(every, data_end + timedelta(microseconds=1)), FALLBACK_SIZE)
-    files.write_json(folder / versions.FALLBACK_FILE, {"items": fallback})
+    # Unknown users get the most popular movies: of all data when served, of the data before T
+    # in evaluation (as a model fitted before T would serve them).
+    served = popularity.most_popular(
+        popularity.recent_viewers(every_idx, data_end + timedelta(microseconds=1)), FALLBACK_SIZE
+    )
+    slug = dict(movies.filter(F.col("iidx").isin(served)).select("iidx", "movie_id").collect())
+    files.write_json(folder / versions.FALLBACK_FILE, {"items": [slug[i] for i in served]})
+    before_t = popularity.most_popular(popularity.recent_viewers(train_idx, cut), FALLBACK_SIZE)
+    files.write_json(prepared / versions.FALLBACK_BEFORE_T, {"iidx": before_t})
 
     counts = {
         "users": users.count(),
@@ -370,7 +384,7 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
         "data_start": data_start.isoformat(),
         "data_end": data_end.isoformat(),
         "test_days": settings.test_days,
-        "popularity_days": POPULARITY_DAYS,
+        "popularity_days": popularity.DAYS,
         "strength": f"min(minutes_seen/runtime, 1) + {RATING_WEIGHT} * (rating - 3) / 2",
         "counts": counts,
         "spark": {

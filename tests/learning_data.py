@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from movierec import lake
+from movierec import lake, schemas
 from movierec import settings as settings_module
 from movierec.ingest import catalog_sync, consume, watch_sessions
 from movierec.settings import Settings
@@ -65,24 +65,24 @@ def build_small_lake(settings: Settings, days: float = DAYS, sessions_per_day: i
     ends = {p: 0 for p in range(PARTITIONS)}
     for record in records:
         ends[record.partition] = max(ends[record.partition], record.offset + 1)
-    ranges = [consume.PartitionRange(p, 0, end) for p, end in ends.items()]
+    ranges = [lake.PartitionRange(p, 0, end) for p, end in ends.items()]
     batch_id = consume.batch_id_for(settings.topic, ranges)
     tables = consume.build_tables(records)
-    manifest = consume.Manifest(batch_id, settings.topic, ranges, planned_at=START.isoformat())
+    manifest = lake.Manifest(batch_id, settings.topic, ranges, planned_at=START.isoformat())
     manifest.files = consume.write_batch_files(settings, batch_id, tables)
     manifest.state = "committed"
-    consume.save_manifest(settings, manifest)
+    lake.save_manifest(settings, manifest)
     watch_sessions.update_watch_sessions(settings, batch_id)
 
     fetched = datetime(2026, 11, 25, tzinfo=UTC)
     movie_rows = [catalog_sync.movie_row(row["id"], row, fetched) for row in world.movies.to_pylist()]
     users = world.users_table().filter(pa.array([u % 10 != 0 for u in range(1, world.n_users + 1)]))
-    users = users.append_column("fetched_at", pa.array([fetched] * users.num_rows, catalog_sync.FETCHED_AT))
+    users = users.append_column("fetched_at", pa.array([fetched] * users.num_rows, schemas.FETCHED_AT))
     lake.write_parquet_atomically(
-        pa.Table.from_pylist(movie_rows, schema=catalog_sync.MOVIES),
-        catalog_sync.movies_dir(settings) / "part-test.parquet",
+        pa.Table.from_pylist(movie_rows, schema=schemas.MOVIES),
+        lake.table_dir(settings, "movies") / "part-test.parquet",
     )
     lake.write_parquet_atomically(
-        users.cast(catalog_sync.USERS), catalog_sync.users_dir(settings) / "part-test.parquet"
+        users.cast(schemas.USERS), lake.table_dir(settings, "users") / "part-test.parquet"
     )
     return lines

@@ -9,9 +9,8 @@ can never touch a broker or API that `make up` runs on this machine.
 from __future__ import annotations
 
 import os
+import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,10 +20,10 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from movierec import lake
+from movierec import lake, schemas
 from movierec import settings as settings_module
-from movierec.ingest import catalog_sync
-from movierec.ops import airflow_ops
+from movierec.ops import airflow_ops, supervisor
+from movierec.ops.processes import descendants, is_alive, port_open
 from movierec.schemas import RATE
 from movierec.settings import Settings
 from tests.conftest import free_port
@@ -129,13 +128,13 @@ def test_a_task_runs_under_the_scheduler_with_our_settings(running: Settings) ->
         {"user_id": u, "age": 25, "occupation": "writer", "gender": "F", "fetched_at": stamp} for u in (5, 6)
     ]
     lake.write_parquet_atomically(
-        pa.Table.from_pylist(users, schema=catalog_sync.USERS),
-        catalog_sync.users_dir(running) / "part-x.parquet",
+        pa.Table.from_pylist(users, schema=schemas.USERS),
+        lake.table_dir(running, "users") / "part-x.parquet",
     )
     movie = {"id": "some+film+1999", "title": "Some Film", "genres": ["Drama"], "fetched_at": stamp}
     lake.write_parquet_atomically(
-        pa.Table.from_pylist([movie], schema=catalog_sync.MOVIES),
-        catalog_sync.movies_dir(running) / "part-x.parquet",
+        pa.Table.from_pylist([movie], schema=schemas.MOVIES),
+        lake.table_dir(running, "movies") / "part-x.parquet",
     )
 
     run = airflow_ops.trigger(running, "catalog")
@@ -151,16 +150,28 @@ def test_a_task_runs_under_the_scheduler_with_our_settings(running: Settings) ->
 
 
 @pytest.mark.slow
+def test_a_component_killed_is_restarted_by_the_supervisor(running: Settings) -> None:
+    before = airflow_ops.running(running)["triggerer"]
+    os.kill(before, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while airflow_ops.running(running).get("triggerer") in (None, before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = airflow_ops.running(running).get("triggerer")
+    assert after not in (None, before)
+    airflow_ops.wait_until_healthy(running, timeout=120)  # and it reports healthy again
+
+
+@pytest.mark.slow
 def test_stop_leaves_no_process_behind(running: Settings) -> None:
     roots = airflow_ops.running(running)
-    tree = airflow_ops.descendants(roots.values())  # workers, log servers, task processes
+    tree = descendants(roots.values())  # workers, log servers, task processes
     assert len(tree) > len(roots)
 
     assert airflow_ops.stop(running) is True
 
-    assert not [pid for pid in tree if airflow_ops.is_alive(pid)]
+    assert not [pid for pid in tree if is_alive(pid)]
     assert airflow_ops.running(running) == {}
-    assert not list(airflow_ops.run_dir(running).glob("*.pid"))
+    assert not supervisor.is_running(running)  # its last program stopped: supervisord exited too
     home = str(airflow_ops.airflow_home(running)).encode()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
@@ -171,7 +182,7 @@ def test_stop_leaves_no_process_behind(running: Settings) -> None:
                 continue
             assert home not in cmdline, f"process {entry.name} of this Airflow still runs"
             assert b"AIRFLOW_HOME=" + home not in environ.split(b"\0"), f"process {entry.name} still runs"
-    assert not airflow_ops.port_open(running.airflow_port)
+    assert not port_open(running.airflow_port)
     assert airflow_ops.stop(running) is False  # nothing left to stop
     assert not airflow_ops.status(running).healthy
 
@@ -179,22 +190,10 @@ def test_stop_leaves_no_process_behind(running: Settings) -> None:
 # --- without starting Airflow ---------------------------------------------------------------
 
 
-def test_a_stale_pid_file_is_never_trusted(tmp_path: Path) -> None:
+def test_nothing_runs_where_nothing_was_started(tmp_path: Path) -> None:
     settings = airflow_settings(tmp_path)
-    airflow_ops.run_dir(settings).mkdir(parents=True)
-    # a live process that is not Airflow (a sleeping python), with the right start time
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        started = airflow_ops.start_time(other.pid)
-        airflow_ops.pid_file(settings, "scheduler").write_text(f"{other.pid} {started}\n")
-        assert airflow_ops.running_pid(settings, "scheduler") is None
-        assert airflow_ops.stop(settings) is False
-        assert other.poll() is None  # untouched
-    finally:
-        other.kill()
-        other.wait()
-    airflow_ops.pid_file(settings, "scheduler").write_text("999999999 1\n")  # long gone
     assert airflow_ops.running(settings) == {}
+    assert airflow_ops.stop(settings) is False
 
 
 def test_start_refuses_a_port_someone_else_uses(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from movierec import lake
+from movierec import lake, schemas
 from movierec import settings as settings_module
 from movierec.ingest import catalog_sync
 from movierec.ingest.catalog_sync import CatalogDelayed, RetryPolicy, TokenBucket
@@ -161,11 +161,11 @@ def write_events(settings: Settings, batch: str, users: list[int], movies: list[
 
 
 def stored_users(settings: Settings) -> list[int]:
-    return sorted(catalog_sync.read_users(settings)["user_id"].to_pylist())
+    return sorted(lake.read_table(settings, "users")["user_id"].to_pylist())
 
 
 def stored_movies(settings: Settings) -> list[str]:
-    return sorted(catalog_sync.read_movies(settings)["id"].to_pylist())
+    return sorted(lake.read_table(settings, "movies")["id"].to_pylist())
 
 
 # --- the runs ---------------------------------------------------------------------------
@@ -180,13 +180,13 @@ def test_fetches_exactly_the_missing_ids_stores_them_and_then_nothing(api: Api, 
     before = datetime(2026, 11, 27, tzinfo=UTC)
     known_users = [api.world.user_record(u) | {"fetched_at": before} for u in (1, 2)]
     lake.write_parquet_atomically(
-        pa.Table.from_pylist(known_users, schema=catalog_sync.USERS),
-        catalog_sync.users_dir(settings) / "part-earlier.parquet",
+        pa.Table.from_pylist(known_users, schema=schemas.USERS),
+        lake.table_dir(settings, "users") / "part-earlier.parquet",
     )
     first_movie = catalog_sync.movie_row(movies[0], api.world.movies.to_pylist()[0], before)
     lake.write_parquet_atomically(
-        pa.Table.from_pylist([first_movie], schema=catalog_sync.MOVIES),
-        catalog_sync.movies_dir(settings) / "part-earlier.parquet",
+        pa.Table.from_pylist([first_movie], schema=schemas.MOVIES),
+        lake.table_dir(settings, "movies") / "part-earlier.parquet",
     )
 
     report = catalog_sync.sync_catalog(settings, client_id=client())
@@ -204,13 +204,13 @@ def test_fetches_exactly_the_missing_ids_stores_them_and_then_nothing(api: Api, 
     assert len(json.dumps(report)) > 0  # the report is an XCom: JSON
 
     # what is stored is what the API said
-    table = catalog_sync.read_users(settings)
+    table = lake.read_table(settings, "users")
     for row in table.to_pylist():
         assert {k: row[k] for k in ("user_id", "age", "occupation", "gender")} == api.world.user_record(
             row["user_id"]
         )
     records = {r["id"]: r for r in api.world.movies.to_pylist()}
-    for row in catalog_sync.read_movies(settings).to_pylist():
+    for row in lake.read_table(settings, "movies").to_pylist():
         record = records[row["id"]]
         assert row["title"] == record["title"]
         assert row["genres"] == [g["name"] for g in record["genres"]]
@@ -220,7 +220,7 @@ def test_fetches_exactly_the_missing_ids_stores_them_and_then_nothing(api: Api, 
         assert json.loads(row["production_companies"]) == record["production_companies"]
         collection = row["belongs_to_collection"]  # null stays null, an object is JSON text
         assert (collection and json.loads(collection)) == record["belongs_to_collection"]
-    run_file = catalog_sync.users_dir(settings) / lake.batch_file_name(report["run"])
+    run_file = lake.table_dir(settings, "users") / lake.batch_file_name(report["run"])
     assert str(run_file.relative_to(lake.lake_dir(settings))) in report["files"]
 
     again = catalog_sync.sync_catalog(settings, client_id=client())
@@ -256,7 +256,7 @@ def test_unknown_ids_are_remembered_and_not_asked_again(api: Api, tmp_path: Path
     assert report["status"] == "complete"
     assert (report["users"]["fetched"], report["users"]["unknown_new"]) == (3, 1)
     assert (report["movies"]["fetched"], report["movies"]["unknown_new"]) == (2, 2)
-    unknown = catalog_sync.read_unknown(settings).to_pylist()
+    unknown = lake.read_table(settings, "catalog_unknown").to_pylist()
     assert {(u["kind"], u["id"], u["status"]) for u in unknown} == {
         ("user", str(USERS + 7), 404),
         ("movie", "no+such+movie+1999", 404),
@@ -268,7 +268,7 @@ def test_unknown_ids_are_remembered_and_not_asked_again(api: Api, tmp_path: Path
     assert again["requests"] == 0
     assert (again["users"]["unknown_known"], again["movies"]["unknown_known"]) == (1, 2)
     assert again["unknown_new"] == 0
-    assert len(catalog_sync.read_unknown(settings)) == 3
+    assert len(lake.read_table(settings, "catalog_unknown")) == 3
 
 
 def test_bursts_of_5xx_are_retried(faults: Api, tmp_path: Path) -> None:
@@ -328,7 +328,7 @@ def test_an_unreachable_api_is_a_delay_not_a_crash(tmp_path: Path) -> None:
     assert report["status"] == "delayed"
     assert "ConnectError" in report["error"]
     assert (report["fetched"], report["files"]) == (0, [])
-    assert not catalog_sync.users_dir(settings).exists()
+    assert not lake.table_dir(settings, "users").exists()
 
 
 def test_a_run_fetches_at_most_the_cap_movies_first(api: Api, tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ import pytest
 
 from movierec import lake
 from movierec import settings as settings_module
-from movierec.ingest import catalog_sync
 from movierec.ops import airflow_ops
 from movierec.schemas import WATCH
 from tests.conftest import AIRFLOW_TEST_SETTINGS
@@ -38,6 +37,10 @@ TARGETS = {
     ("ingest_movielog", "ingest_batch"): ("movierec.ingest.consume", "ingest_batch"),
     ("ingest_movielog", "update_watch_sessions"): ("movierec.ingest.watch_sessions", "update_watch_sessions"),
     ("ingest_movielog", "check_drift"): ("movierec.ingest.drift", "check_drift"),
+    ("ingest_movielog", "compute_availability"): (
+        "movierec.monitoring.availability_store",
+        "compute_availability",
+    ),
     ("catalog", "sync_catalog"): ("movierec.ingest.catalog_sync", "sync_catalog"),
     ("retrain", "prepare"): ("movierec.ops.spark_submit", "submit"),
     ("retrain", "train"): ("movierec.ops.spark_submit", "submit"),
@@ -58,10 +61,16 @@ def test_ingest_runs_every_ten_minutes_one_run_at_a_time_without_catch_up(dagbag
     assert str(dag.timetable.timezone) in {"UTC", "Timezone('UTC')"}
     assert dag.catchup is False
     assert dag.max_active_runs == 1
-    assert {t.task_id for t in dag.tasks} == {"ingest_batch", "update_watch_sessions", "check_drift"}
+    assert {t.task_id for t in dag.tasks} == {
+        "ingest_batch",
+        "update_watch_sessions",
+        "check_drift",
+        "compute_availability",
+    }
     # sessions and drift follow the batch they are about; drift may read the sessions
     assert dag.get_task("update_watch_sessions").upstream_task_ids == {"ingest_batch"}
     assert dag.get_task("check_drift").upstream_task_ids == {"ingest_batch", "update_watch_sessions"}
+    assert dag.get_task("compute_availability").upstream_task_ids == {"ingest_batch"}
     assert all(task.retries >= 1 for task in dag.tasks)  # a batch is replay-safe
 
 
@@ -201,5 +210,5 @@ def test_the_catalog_dag_runs_its_task_with_our_settings(
     run = dagbag.dags["catalog"].test()
 
     assert run.state == "success"
-    assert sorted(catalog_sync.read_users(settings)["user_id"].to_pylist()) == [1, 2, 3]
-    assert len(catalog_sync.read_movies(settings)) == 3
+    assert sorted(lake.read_table(settings, "users")["user_id"].to_pylist()) == [1, 2, 3]
+    assert len(lake.read_table(settings, "movies")) == 3

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from movierec import lake
+from movierec import lake, schemas
 from movierec import settings as settings_module
 from movierec.ingest import catalog_sync, consume, drift, watch_sessions
 from movierec.ingest import drift_stats as stats
@@ -217,16 +217,14 @@ def ingest_lines(
         value = line.encode() if isinstance(line, str) else line
         records.append(consume.Record(partition, offsets[partition], kafka_ms, value))
         offsets[partition] += 1
-    ranges = [
-        consume.PartitionRange(p, first[p], offsets[p]) for p in sorted(offsets) if offsets[p] > first[p]
-    ]
-    manifest = consume.Manifest(consume.batch_id_for(settings.topic, ranges), settings.topic, ranges)
+    ranges = [lake.PartitionRange(p, first[p], offsets[p]) for p in sorted(offsets) if offsets[p] > first[p]]
+    manifest = lake.Manifest(consume.batch_id_for(settings.topic, ranges), settings.topic, ranges)
     manifest.planned_at = planned_at.isoformat(timespec="seconds")
     tables = consume.build_tables(records)
     manifest.files = consume.write_batch_files(settings, manifest.batch_id, tables)
     manifest.counts = {name: table.num_rows for name, table in tables.items()}
     manifest.state = "committed"
-    consume.save_manifest(settings, manifest)
+    lake.save_manifest(settings, manifest)
     watch_sessions.update_watch_sessions(settings, manifest.batch_id)
     return manifest.batch_id
 
@@ -240,8 +238,8 @@ def store_catalog(settings: settings_module.Settings, world: World) -> int:
         for record in world.movies.to_pylist()
         if record["id"] in movie_ids
     ]
-    table = pa.Table.from_pylist(rows, schema=catalog_sync.MOVIES)
-    lake.write_parquet_atomically(table, catalog_sync.movies_dir(settings) / "part-test.parquet")
+    table = pa.Table.from_pylist(rows, schema=schemas.MOVIES)
+    lake.write_parquet_atomically(table, lake.table_dir(settings, "movies") / "part-test.parquet")
     return len(rows)
 
 
@@ -422,7 +420,7 @@ def test_without_a_catalog_the_genre_mix_says_so_and_the_rest_is_compared(
 ) -> None:
     lines = batch_lines(reference_lake, ["taste_drift:strength=2,genre=Horror"])
     settings, batch_id = with_batch(reference_lake, tmp_path / "home", lines)
-    shutil.rmtree(catalog_sync.movies_dir(settings))  # the catalog API was down all along
+    shutil.rmtree(lake.table_dir(settings, "movies"))  # the catalog API was down all along
 
     report = drift.check_drift(settings, batch_id)
 

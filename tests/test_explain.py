@@ -19,7 +19,7 @@ from movierec import settings as settings_module
 from movierec.models.explain import ExplainError, explain, latest_served, partition_of
 from movierec.settings import REPO_ROOT
 from server.provenance import ServedRecorder
-from tests.test_server_store import write_serving_file
+from tests.test_server_store import V0, V1, V2, write_serving_file
 
 pytestmark = pytest.mark.kafka
 USER = 4242
@@ -49,15 +49,15 @@ def home(tmp_path_factory: pytest.TempPathFactory, kafka: settings_module.Settin
         {"MOVIEREC_HOME": str(home), "MOVIEREC_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap,
          "MOVIEREC_SERVED_TOPIC": topic}
     )  # fmt: skip
-    write_serving_file(settings.serving_dir, "v1")
-    write_serving_file(settings.serving_dir, "v2")
+    write_serving_file(settings.serving_dir, V1)
+    write_serving_file(settings.serving_dir, V2)
     recorder = ServedRecorder(settings)
     for rec in (  # in time order, as the service writes them
-        record("r5", USER, "v0", "2026-11-20T09:00:00.000+00:00"),  # a version no longer kept
-        record("r1", USER, "v1", "2026-11-28T10:00:00.000+00:00"),
-        record("r2", USER, "v2", "2026-11-28T12:00:00.000+00:00"),
-        record("r3", USER, "v2", "2026-11-28T13:00:00.000+00:00", status=400),  # not an answer with a model
-        record("r4", USER + 1, "v1", "2026-11-28T14:00:00.000+00:00"),
+        record("r5", USER, V0, "2026-11-20T09:00:00.000+00:00"),  # a version no longer kept
+        record("r1", USER, V1, "2026-11-28T10:00:00.000+00:00"),
+        record("r2", USER, V2, "2026-11-28T12:00:00.000+00:00"),
+        record("r3", USER, V2, "2026-11-28T13:00:00.000+00:00", status=400),  # not an answer with a model
+        record("r4", USER + 1, V1, "2026-11-28T14:00:00.000+00:00"),
     ):
         recorder.record(rec, int(datetime.fromisoformat(str(rec["time"])).timestamp() * 1000))
     assert recorder.close(30) == 0
@@ -83,9 +83,9 @@ def test_the_latest_answer_and_its_model_meta_are_printed(
     result = run_explain(home, kafka, str(USER))
     assert result.returncode == 0, result.stderr
     assert "request r2" in result.stdout
-    assert "model version  v2" in result.stdout
-    assert "git commit     commit-of-v2" in result.stdout
-    assert '"path": "lake/watch/v2.parquet"' in result.stdout  # the data manifest, pretty-printed
+    assert f"model version  {V2}" in result.stdout
+    assert f"git commit     commit-of-{V2}" in result.stdout
+    assert f'"path": "lake/watch/{V2}.parquet"' in result.stdout  # the data manifest, pretty-printed
     assert '"regParam": 0.05' in result.stdout  # the parameters
 
 
@@ -94,14 +94,14 @@ def test_at_picks_the_latest_answer_at_or_before_it(home: Path, kafka: settings_
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["served"]["request_id"] == "r1"
-    assert found["meta"]["git_commit"] == "commit-of-v1"
-    assert found["meta"]["params"]["version"] == "v1"
+    assert found["meta"]["git_commit"] == f"commit-of-{V1}"
+    assert found["meta"]["params"]["version"] == V1
 
 
 def test_a_version_no_longer_kept_is_a_clear_error(home: Path, kafka: settings_module.Settings) -> None:
     result = run_explain(home, kafka, str(USER), "--at", "2026-11-21T00:00:00+00:00")
     assert result.returncode == 1
-    assert "model v0" in result.stderr and "no longer kept" in result.stderr
+    assert f"model {V0}" in result.stderr and "no longer kept" in result.stderr
 
 
 def test_nothing_served_and_bad_input_are_clear_errors(home: Path, kafka: settings_module.Settings) -> None:
@@ -132,10 +132,10 @@ def test_the_user_records_sit_in_the_partition_explain_reads(
 
 def test_latest_served_ignores_other_users_errors_and_later_answers() -> None:
     records = [
-        record("a", 1, "v1", "2026-11-28T10:00:00+00:00"),
-        record("b", 1, "v2", "2026-11-28T09:00:00+00:00"),  # earlier, though read later
-        record("c", 1, "v2", "2026-11-28T11:00:00+00:00", status=503),
-        record("d", 2, "v2", "2026-11-28T12:00:00+00:00"),
+        record("a", 1, V1, "2026-11-28T10:00:00+00:00"),
+        record("b", 1, V2, "2026-11-28T09:00:00+00:00"),  # earlier, though read later
+        record("c", 1, V2, "2026-11-28T11:00:00+00:00", status=503),
+        record("d", 2, V2, "2026-11-28T12:00:00+00:00"),
     ]
     assert latest_served(records, 1, None)["request_id"] == "a"
     assert latest_served(records, 1, datetime(2026, 11, 28, 9, 30, tzinfo=UTC))["request_id"] == "b"

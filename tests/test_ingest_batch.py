@@ -10,7 +10,6 @@ import pytest
 
 from movierec.ingest import consume
 from movierec.ingest.consume import (
-    PartitionRange,
     Record,
     batch_id_for,
     build_tables,
@@ -18,6 +17,7 @@ from movierec.ingest.consume import (
     split_by_hour,
 )
 from movierec.ingest.watch_sessions import sessions_of
+from movierec.lake import PartitionRange
 from movierec.schemas import QUARANTINE, RATE, RAW, RECO, WATCH
 
 KAFKA_MS = 1_795_000_000_000
@@ -155,16 +155,16 @@ def test_sessions_aggregate_minutes_per_user_and_movie() -> None:
 
 def test_a_batch_is_capped_fairly_across_partitions_and_nothing_is_skipped() -> None:
     ranges = [
-        consume.PartitionRange(0, 10, 1_010),
-        consume.PartitionRange(1, 0, 50),
-        consume.PartitionRange(2, 5, 905),
+        PartitionRange(0, 10, 1_010),
+        PartitionRange(1, 0, 50),
+        PartitionRange(2, 5, 905),
     ]
     capped = consume.cap_ranges(ranges, 600)
     assert sum(r.end - r.start for r in capped) == 600
     by_partition = {r.partition: r for r in capped}
     assert by_partition[1] == ranges[1]  # the small partition whole; its unused share goes to the others
-    assert by_partition[0] == consume.PartitionRange(0, 10, 285)
-    assert by_partition[2] == consume.PartitionRange(2, 5, 280)
+    assert by_partition[0] == PartitionRange(0, 10, 285)
+    assert by_partition[2] == PartitionRange(2, 5, 280)
     assert all(r.start == o.start for r, o in zip(capped, ranges, strict=True))  # each starts where it stood
     assert consume.cap_ranges(ranges, 10_000) == ranges  # under the cap: untouched
 

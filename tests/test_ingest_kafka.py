@@ -106,17 +106,17 @@ def assert_exactly_once(settings: settings_module.Settings, lines: list[bytes]) 
     )
 
 
-def run_until_written(site: settings_module.Settings, commit: bool) -> consume.Manifest:
+def run_until_written(site: settings_module.Settings, commit: bool) -> lake.Manifest:
     """The steps of a batch up to its files and manifest (and optionally the offsets): then it "dies"."""
-    consumer = consume._consumer(site)
+    consumer = consume.kafka_consumer(site)
     try:
         ranges = consume.plan_ranges(site, consumer)
-        manifest = consume.Manifest(consume.batch_id_for(site.topic, ranges), site.topic, ranges)
-        consume.save_manifest(site, manifest)
+        manifest = lake.Manifest(consume.batch_id_for(site.topic, ranges), site.topic, ranges)
+        lake.save_manifest(site, manifest)
         tables = consume.build_tables(consume.read_ranges(site, consumer, ranges))
         manifest.files = consume.write_batch_files(site, manifest.batch_id, tables)
         manifest.state = "written"
-        consume.save_manifest(site, manifest)
+        lake.save_manifest(site, manifest)
         if commit:
             consume.commit_offsets(site, consumer, ranges)
     finally:
@@ -167,11 +167,9 @@ def test_crash_after_offsets_is_only_marked_committed(
 
 def test_crash_before_any_file_is_redone(site: settings_module.Settings, history: History) -> None:
     lines = produce(site, history, seed=6, hours=1)
-    consumer = consume._consumer(site)
+    consumer = consume.kafka_consumer(site)
     ranges = consume.plan_ranges(site, consumer)
-    consume.save_manifest(
-        site, consume.Manifest(consume.batch_id_for(site.topic, ranges), site.topic, ranges)
-    )
+    lake.save_manifest(site, lake.Manifest(consume.batch_id_for(site.topic, ranges), site.topic, ranges))
     consumer.close()
     assert consume.ingest_batch(site)["lines"] == len(lines)
     assert_exactly_once(site, lines)

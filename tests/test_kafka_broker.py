@@ -19,7 +19,9 @@ from kafka.structs import OffsetAndMetadata
 
 from movierec import settings as settings_module
 from movierec.movielog import RateEvent, RecoEvent, WatchEvent, format_event, parse_line
+from movierec.ops import supervisor
 from movierec.ops.broker import broker
+from movierec.ops.processes import is_alive
 from tests.conftest import broker_settings
 
 CLI = str(Path(sys.executable).parent / "movierec")
@@ -108,13 +110,10 @@ def test_cluster_id_is_16_random_bytes() -> None:
     assert len(base64.urlsafe_b64decode(first + "==")) == 16
 
 
-def test_a_stale_pid_file_is_not_taken_for_the_broker(tmp_path: Path) -> None:
+def test_no_broker_is_reported_where_none_was_started(tmp_path: Path) -> None:
     settings = settings_module.load({"MOVIEREC_HOME": str(tmp_path)})
-    settings.kafka_home.mkdir(parents=True)
-    broker.pid_file(settings).write_text(f"{os.getpid()}\n")  # alive, but not a Kafka JVM
     assert broker.running_pid(settings) is None
     assert broker.stop(settings) is False
-    assert not broker.pid_file(settings).exists()
 
 
 # --- the real broker ----------------------------------------------------------
@@ -202,7 +201,8 @@ def test_restart_keeps_committed_data_and_offsets(tmp_path: Path) -> None:
     finally:
         assert broker.stop(settings)
     assert broker.running_pid(settings) is None
-    assert not broker.is_alive(first_pid)  # no JVM left behind
+    assert not is_alive(first_pid)  # no JVM left behind
+    assert not supervisor.is_running(settings)  # nor the supervisor, once its last program stopped
     marker = broker.libs_dir(settings) / ".resolved"
     resolved_at = marker.stat().st_mtime
 

@@ -1,16 +1,18 @@
 """Precompute on real Spark (local[2]) from a real ALS model folder, into a real SQLite file.
 
 The model folder is built here the way the contract (movierec/models/versions.py) describes it, with
-pyspark.ml.recommendation.ALS fitted on tiny random interactions, so these tests do not depend
-on the training job.
+pyspark.ml.recommendation.ALS fitted on tiny random interactions as its chosen candidate and a
+popularity candidate written by hand, so these tests do not depend on the training job.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,16 +21,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from movierec import serving_file
 from movierec import settings as settings_module
 from movierec.models import registry
 from movierec.ops import spark_submit
 from spark_jobs import precompute as job
 
 VERSION = "20261201T040000Z"
+CLI = str(Path(sys.executable).parent / "movierec")
 N_USERS, N_MOVIES = 60, 45
 NO_FACTOR_USER = 999_999  # known to the model (users.parquet) but never in training
 TRAINED_MOVIES = 40  # the last five movies have no factors (never watched): never recommended
 GREEDY_USER_UIDX = 3  # has seen all but 7 trained movies: gets fewer than 20
+CHOSEN = "als_r4"
+# the popularity candidate's viewer counts (no ties) for every trained movie
+VIEWERS = {iidx: (iidx * 7919) % 101 + 1 for iidx in range(TRAINED_MOVIES)}
 pytestmark = pytest.mark.slow
 
 
@@ -87,7 +94,13 @@ def build_model_folder(spark, settings: settings_module.Settings, version: str, 
         userCol="uidx", itemCol="iidx", ratingCol="confidence",
     )  # fmt: skip
     model = als.fit(spark.createDataFrame(interactions.to_pandas()))
-    model.write().overwrite().save(str(folder / "als"))
+    model.write().overwrite().save(str(folder / "candidates" / CHOSEN / "all"))
+    popularity = folder / "candidates" / "popularity" / "all"
+    popularity.mkdir(parents=True)
+    pq.write_table(
+        pa.table({"iidx": pa.array(list(VIEWERS), pa.int32()), "viewers": pa.array(list(VIEWERS.values()))}),
+        popularity / "viewers.parquet",
+    )
     pq.write_table(
         pa.table({"user_id": user_ids, "uidx": pa.array(range(len(user_ids)), pa.int32())}),
         folder / "users.parquet",
@@ -101,12 +114,29 @@ def build_model_folder(spark, settings: settings_module.Settings, version: str, 
         "fallback.json": {"items": slugs[:20]},
         "params.json": {"rank": 4, "maxIter": 3, "regParam": 0.1, "alpha": 5.0},
         "data_manifest.json": {"files": [], "offsets": {"movielog1": {"0": [0, 500]}}},
-        "metrics.json": {"recall_at_20": 0.25, "ndcg_at_20": 0.1},
+        "metrics.json": {
+            "recall_at_20": 0.25,
+            "ndcg_at_20": 0.1,
+            "candidates": {CHOSEN: {"recall_at_20": 0.25}, "popularity": {"recall_at_20": 0.2}},
+        },
         "model.json": {
             "version": version,
             "model": "als",
+            "candidate": CHOSEN,
             "git_commit": "feed",
             "split_time": "2026-11-30T00:00:00",
+        },
+        f"candidates/{CHOSEN}/train.json": {
+            "kind": "als",
+            "name": CHOSEN,
+            "params": {"rank": 4, "reg": 0.1, "alpha": 5.0, "iterations": 3, "seed": seed},
+            "cost": {},
+        },
+        "candidates/popularity/train.json": {
+            "kind": "popularity",
+            "name": "popularity",
+            "params": {"days": 7},
+            "cost": {},
         },
     }
     for name, content in json_files.items():
@@ -118,7 +148,7 @@ def expected_lists(spark, folder: Path) -> dict[int, list[str]]:
     """The reference answer, computed the slow, obvious way from the saved factors."""
     from pyspark.ml.recommendation import ALSModel
 
-    model = ALSModel.load(str(folder / "als"))
+    model = ALSModel.load(str(folder / "candidates" / CHOSEN / "all"))
     users = {row.id: np.array(row.features, np.float32) for row in model.userFactors.collect()}
     items = {row.id: np.array(row.features, np.float32) for row in model.itemFactors.collect()}
     slugs = dict(
@@ -159,7 +189,7 @@ def read_file(path: Path) -> tuple[dict[int, str], dict[str, str]]:
 
 def test_every_known_user_gets_the_exact_top_20_of_unseen_movies(spark, published, settings) -> None:
     folder, report = published
-    rows, _ = read_file(registry.serving_path(settings, VERSION))
+    rows, _ = read_file(serving_file.file_path(settings.serving_dir, VERSION))
     want = expected_lists(spark, folder)
     users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
 
@@ -179,7 +209,7 @@ def test_every_known_user_gets_the_exact_top_20_of_unseen_movies(spark, publishe
 
 def test_short_lists_and_users_without_factors(published, settings) -> None:
     folder, report = published
-    rows, meta = read_file(registry.serving_path(settings, VERSION))
+    rows, meta = read_file(serving_file.file_path(settings.serving_dir, VERSION))
     users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
     assert len(rows[users[GREEDY_USER_UIDX]].split(",")) == 7  # all that is left unseen
     assert rows[NO_FACTOR_USER] == meta["fallback"]
@@ -188,17 +218,24 @@ def test_short_lists_and_users_without_factors(published, settings) -> None:
 
 def test_meta_comes_from_the_model_folder_and_the_file_publishes(published, settings) -> None:
     folder, _ = published
-    path = registry.serving_path(settings, VERSION)
+    path = serving_file.file_path(settings.serving_dir, VERSION)
     rows, meta = read_file(path)
-    assert set(registry.REQUIRED_META) <= set(meta)
+    assert set(serving_file.REQUIRED_META) <= set(meta)
     assert meta["model_version"] == VERSION
     assert meta["row_count"] == str(len(rows))
-    assert json.loads(meta["params"]) == json.loads((folder / "params.json").read_text())
+    params = json.loads((folder / "params.json").read_text())
+    candidate = json.loads((folder / "candidates" / CHOSEN / "train.json").read_text())
+    assert json.loads(meta["params"]) == params | {
+        "candidate": CHOSEN,
+        "model": "als",
+        "model_params": candidate["params"],
+    }
+    assert meta["candidate"] == CHOSEN
     assert json.loads(meta["metrics"])["recall_at_20"] == 0.25
     assert json.loads(meta["data_manifest"])["offsets"] == {"movielog1": {"0": [0, 500]}}
     assert meta["fallback"] == ",".join(json.loads((folder / "fallback.json").read_text())["items"])
     head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=registry.REPO_ROOT
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=settings_module.REPO_ROOT
     )
     assert meta["git_commit"].startswith(head.stdout.strip())
     assert json.loads(meta["model"])["git_commit"] == "feed"
@@ -218,7 +255,7 @@ def test_bad_model_folders_are_refused_before_any_work(settings) -> None:
         job.precompute(settings, "20261203T000000Z")
     with pytest.raises(ValueError, match="not a version id"):
         job.precompute(settings, "../etc")
-    assert not registry.serving_path(settings, "20261203T000000Z").exists()
+    assert not serving_file.file_path(settings.serving_dir, "20261203T000000Z").exists()
 
 
 def test_score_batches_is_the_pure_core(settings) -> None:
@@ -256,35 +293,80 @@ def test_spark_submit_runs_the_job(spark, settings) -> None:
     registry.validate_version(settings, version)
 
 
-def test_a_popularity_model_serves_the_most_popular_unseen_movies(spark, settings) -> None:
-    """When popularity beat ALS offline, model.json says so and precompute ranks by recent viewers."""
-    version = "20261205T000000Z"
-    folder = build_model_folder(spark, settings, version, seed=5)
-    model_json = json.loads((folder / "model.json").read_text()) | {"model": "popularity"}
-    (folder / "model.json").write_text(json.dumps(model_json))
-    viewers = {iidx: (iidx * 7919) % 101 + iidx / 1000 for iidx in range(TRAINED_MOVIES)}  # no ties
-    popularity = folder / "candidates" / "popularity"
-    popularity.mkdir(parents=True)
-    pq.write_table(
-        pa.table(
-            {
-                "iidx": pa.array(list(viewers), pa.int32()),
-                "viewers": pa.array(list(viewers.values()), pa.float64()),
-            }
-        ),
-        popularity / "all.parquet",
-    )
-    shutil.rmtree(folder / "als")  # a popularity folder has no factors
-
-    job.precompute(settings, version, spark=spark, users_per_task=16, block_users=8)
-    rows, _ = read_file(registry.serving_path(settings, version))
+def popularity_lists(folder: Path) -> dict[int, list[str]]:
+    """The reference answer of the popularity candidate: most viewers first, seen movies left out."""
     users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
     slugs = pq.read_table(folder / "movies.parquet").column("movie_id").to_pylist()
     seen: dict[int, set[int]] = {}
     for u, i in zip(*pq.read_table(folder / "seen.parquet").to_pydict().values(), strict=True):
         seen.setdefault(u, set()).add(i)
-    ranked = sorted(viewers, key=lambda iidx: -viewers[iidx])
-    for uidx, user_id in enumerate(users):
-        want = [slugs[i] for i in ranked if i not in seen.get(uidx, set())][:20]
-        assert rows[user_id].split(",") == want, f"user {user_id}"
+    ranked = sorted(VIEWERS, key=lambda iidx: -VIEWERS[iidx])
+    return {
+        user_id: [slugs[i] for i in ranked if i not in seen.get(uidx, set())][:20]
+        for uidx, user_id in enumerate(users)
+    }
+
+
+def test_a_chosen_popularity_candidate_serves_the_most_popular_unseen_movies(spark, settings) -> None:
+    """When popularity beat ALS offline, model.json names it and precompute ranks by recent viewers."""
+    version = "20261205T000000Z"
+    folder = build_model_folder(spark, settings, version, seed=5)
+    model_json = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(
+        json.dumps(model_json | {"model": "popularity", "candidate": "popularity"})
+    )
+    shutil.rmtree(folder / "candidates" / CHOSEN)  # what precompute reads is the chosen candidate only
+
+    report = job.precompute(settings, version, spark=spark, users_per_task=16, block_users=8)
+    rows, meta = read_file(serving_file.file_path(settings.serving_dir, version))
+    want = popularity_lists(folder)
+    assert {user: line.split(",") for user, line in rows.items()} == want
     assert len(set(rows.values())) > 1  # seen movies differ, so lists differ
+    assert meta["candidate"] == "popularity" and json.loads(meta["params"])["model"] == "popularity"
+    assert report["serving_id"] == version
+
+
+def test_any_candidate_of_a_version_becomes_its_own_serving_file(spark, settings) -> None:
+    """A challenger (not the chosen one) goes to serving id <version>-<candidate>, which validates,
+    holds that candidate's lists and says whose they are; the chosen one's file is untouched."""
+    version = "20261206T000000Z"
+    folder = build_model_folder(spark, settings, version, seed=6)
+    job.precompute(settings, version, spark=spark, users_per_task=16, block_users=8)
+    chosen_rows, _ = read_file(serving_file.file_path(settings.serving_dir, version))
+
+    report = job.precompute(settings, version, candidate="popularity", spark=spark, users_per_task=16)
+    serving_id = f"{version}-popularity"
+    assert report["serving_id"] == serving_id and report["candidate"] == "popularity"
+    path = serving_file.file_path(settings.serving_dir, serving_id)
+    checked = registry.validate_version(settings, serving_id)  # full depth, against the model folder
+    assert checked.row_count == N_USERS + 1
+    rows, meta = read_file(path)
+    assert {user: line.split(",") for user, line in rows.items()} == popularity_lists(folder)
+    assert rows != chosen_rows
+    assert meta["model_version"] == serving_id and meta["candidate"] == "popularity"
+    assert json.loads(meta["metrics"])["recall_at_20"] == 0.2  # its own offline figure, not the chosen's
+    assert json.loads(meta["model"])["candidate"] == "popularity"
+    assert read_file(serving_file.file_path(settings.serving_dir, version))[0] == chosen_rows
+    figures = json.loads((settings.reports_dir / version / f"serving-{serving_id}.json").read_text())
+    assert figures["users"] == N_USERS + 1 and figures["lookup"]["rows"] == N_USERS + 1
+
+    with pytest.raises(
+        FileNotFoundError, match=r"no trained candidate 'als_r99' \(it has: als_r4, popularity\)"
+    ):
+        job.precompute(settings, version, candidate="als_r99", spark=spark)
+
+
+def test_the_cli_precomputes_any_candidate_through_spark_submit(spark, settings) -> None:
+    """`movierec precompute VERSION --candidate NAME`, as a person runs it: spark-submit, one file."""
+    version = "20261207T000000Z"
+    build_model_folder(spark, settings, version, seed=7)
+    env = os.environ | settings_module.as_env(settings)
+    done = subprocess.run(
+        [CLI, "precompute", version, "--candidate", "popularity"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["serving_id"] == f"{version}-popularity"
+    assert registry.validate_version(settings, f"{version}-popularity").row_count == N_USERS + 1
+
+    refused = subprocess.run([CLI, "precompute", "20261207"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "not a version id" in refused.stderr

@@ -8,6 +8,7 @@ movie watched only after T (if it leaked, it would appear in the training pairs)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,8 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from movierec import lake
-from movierec.models import versions
+from movierec import lake, serving_file
+from movierec.files import sha256_of
+from movierec.models import registry, versions
 from movierec.schemas import RATE, WATCH_SESSION
 from movierec.settings import Settings
 from spark_jobs import files
@@ -222,6 +224,19 @@ def test_contract_files_fallback_and_params(prepared: dict[str, Any]) -> None:
     assert params["counts"]["test_users"] > 0
 
 
+def test_the_fallback_before_t_is_the_most_recent_viewers_before_t(prepared: dict[str, Any]) -> None:
+    """What evaluate gives users without factors, counted by hand from the training pairs."""
+    folder = versions.prepared_dir(prepared["settings"], VERSION)
+    train = pq.read_table(folder / "train.parquet").to_pylist()
+    since = prepared["cut"] - timedelta(days=7)
+    viewers: dict[int, set[int]] = {}
+    for row in train:
+        if row["strength"] > 0 and since <= row["last_time"] < prepared["cut"]:
+            viewers.setdefault(row["iidx"], set()).add(row["uidx"])
+    want = sorted(viewers, key=lambda iidx: (-len(viewers[iidx]), iidx))[:20]
+    assert files.read_json(folder / versions.FALLBACK_BEFORE_T)["iidx"] == want
+
+
 def test_the_data_manifest_lists_every_file_read_with_its_checksum_and_offsets(
     prepared: dict[str, Any],
 ) -> None:
@@ -237,7 +252,7 @@ def test_the_data_manifest_lists_every_file_read_with_its_checksum_and_offsets(
     assert listed == on_disk
     for entries in manifest["files"].values():
         for entry in entries:
-            assert entry["sha256"] == files.sha256_of(root / entry["path"])
+            assert entry["sha256"] == sha256_of(root / entry["path"])
     assert manifest["kafka_offsets"] and len(manifest["batches"]) == 1
     sessions = manifest["files"]["watch_session"]
     assert all(e["from_batches"] == manifest["batches"] for e in sessions if "probe" not in e["path"])
@@ -246,3 +261,29 @@ def test_the_data_manifest_lists_every_file_read_with_its_checksum_and_offsets(
 def test_an_empty_lake_is_a_clear_error(spark: Any, tmp_path: Path) -> None:
     with pytest.raises(PrepareError, match="no watch_session or rate rows"):
         prepare(spark, learning_settings(tmp_path), VERSION)
+
+
+def test_a_version_is_made_afresh_unless_it_was_published(spark: Any, tmp_path: Path) -> None:
+    """A retried or cleared run replaces what an earlier attempt left; a published version stays."""
+    settings = learning_settings(tmp_path)
+    left = [
+        versions.model_dir(settings, VERSION) / "candidates" / "old" / "train.json",
+        versions.report_dir(settings, VERSION) / versions.REPORT_JSON,
+        serving_file.file_path(settings.serving_dir, VERSION),  # precomputed, never published
+        serving_file.file_path(settings.serving_dir, f"{VERSION}-als_r16"),  # a challenger's
+    ]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    with pytest.raises(PrepareError, match="no watch_session or rate rows"):  # empty lake: fails later
+        prepare(spark, settings, VERSION)
+    assert not any(path.exists() for path in left)
+
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    record = {"action": "publish", "version": VERSION}  # the registry's log, as publish writes it
+    (settings.serving_dir / registry.LOG_NAME).write_text(json.dumps(record) + "\n")
+    with pytest.raises(PrepareError, match=f"version {VERSION} was published"):
+        prepare(spark, settings, VERSION)
+    assert all(path.exists() for path in left)

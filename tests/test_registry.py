@@ -1,6 +1,6 @@
 """Serving files on real SQLite: validation refuses damaged files, the gate, rollback, keeping the last N.
 
-The files here are written by ``registry.write_serving_file`` from small hand-made lists (no Spark: the
+The files here are written by ``serving_file.write`` from small hand-made lists (no Spark: the
 Spark path that produces them is tests/test_precompute.py); model folders hold only what publishing
 reads (movies.parquet, users.parquet and the JSON files).
 """
@@ -19,10 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from movierec import serving_file
 from movierec import settings as settings_module
 from movierec.cli import main
-from movierec.models import registry
-from movierec.models.registry import GateRefused, InvalidServingFile, PublishRefused
+from movierec.models import registry, versions
+from movierec.models.registry import GateRefused, PublishRefused
+from movierec.serving_file import InvalidServingFile
+from tests.test_serving_file import tamper
 
 MOVIES = [f"movie+{i}+{1990 + i % 30}" for i in range(40)]
 USERS = [3, 5, 8, 13, 21, 34, 55, 89, 144, 233]
@@ -72,28 +75,32 @@ def write_version(
     lines: list[str] | None = None,
 ) -> Path:
     folder = make_model_folder(settings, v, recall)
-    meta = registry.build_meta(
+    meta = serving_file.build_meta(
         v,
-        registry.read_model_folder(folder),
+        versions.read_model_folder(folder),
         git_commit="abc123",
         created_at=datetime(2026, 12, 1, tzinfo=UTC),
     )
     if drop_meta:
         del meta[drop_meta]
-    path = registry.serving_path(settings, v)
+    path = serving_file.file_path(settings.serving_dir, v)
     batches = [(USERS[:4], (lines or lists_for(USERS))[:4]), (USERS[4:], (lines or lists_for(USERS))[4:])]
-    registry.write_serving_file(path, batches, meta)
+    serving_file.write(path, batches, meta)
     return path
 
 
-def tamper(path: Path, *statements: str) -> None:
-    """Change a published-format (read-only) file behind the registry's back."""
-    path.chmod(0o644)
-    connection = sqlite3.connect(path)
-    for statement in statements:
-        connection.execute(statement)
-    connection.commit()
-    connection.close()
+def write_candidate_file(settings: settings_module.Settings, v: str, candidate: str) -> Path:
+    """A serving file of one candidate of version ``v`` (its model folder exists already)."""
+    serving_id = serving_file.serving_id(v, candidate)
+    meta = serving_file.build_meta(
+        serving_id,
+        versions.read_model_folder(settings.models_dir / v),
+        git_commit="abc123",
+        created_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    path = serving_file.file_path(settings.serving_dir, serving_id)
+    serving_file.write(path, [(USERS, lists_for(USERS))], meta)
+    return path
 
 
 def truncate(path: Path) -> None:
@@ -117,7 +124,7 @@ def test_written_file_follows_the_contract_and_publishing_points_current_at_it(t
     assert meta["row_count"] == str(len(USERS))
     assert meta["fallback"] == ",".join(MOVIES[:20])
     assert json.loads(meta["metrics"]) == {"recall_at_20": 0.30}
-    assert set(registry.REQUIRED_META) <= set(meta)
+    assert set(serving_file.REQUIRED_META) <= set(meta)
 
     outcome = registry.publish(settings, version(1))
     link = settings.serving_dir / "current"
@@ -129,10 +136,10 @@ def test_written_file_follows_the_contract_and_publishing_points_current_at_it(t
 
 def test_rows_out_of_order_are_refused_and_leave_no_file(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    path = registry.serving_path(settings, version(1))
+    path = serving_file.file_path(settings.serving_dir, version(1))
     meta = {"model_version": version(1)}
     with pytest.raises(ValueError, match="sorted by user_id"):
-        registry.write_serving_file(path, [([5, 8], ["a", "b"]), ([7], ["c"])], meta)
+        serving_file.write(path, [([5, 8], ["a", "b"]), ([7], ["c"])], meta)
     assert not path.exists()
     assert not list(settings.serving_dir.iterdir())
 
@@ -255,13 +262,13 @@ def test_rollback_goes_back_through_published_versions_only(tmp_path: Path) -> N
         registry.rollback(settings, version(4))  # refused by the gate: not a rollback target
     assert registry.current_version(settings) == version(3)
 
-    truncate(registry.serving_path(settings, version(2)))  # damaged since it was published
+    truncate(serving_file.file_path(settings.serving_dir, version(2)))  # damaged since it was published
     with pytest.raises(InvalidServingFile):
         registry.rollback(settings)
     assert registry.current_version(settings) == version(3)
 
 
-def test_only_the_newest_files_remain_and_current_and_experiment_files_are_never_deleted(
+def test_only_the_newest_versions_remain_and_current_and_experiment_ones_are_never_deleted(
     tmp_path: Path,
 ) -> None:
     experiment = tmp_path / "experiment.json"
@@ -272,15 +279,21 @@ def test_only_the_newest_files_remain_and_current_and_experiment_files_are_never
     for n in (1, 2, 3):
         write_version(settings, version(n), 0.3)
         registry.publish(settings, version(n))
-    assert registry.serving_versions(settings.serving_dir) == [version(1), version(2), version(3)]
+    assert serving_file.serving_ids(settings.serving_dir) == [version(1), version(2), version(3)]
 
     registry.rollback(settings, version(2))
     write_version(settings, version(4), 0.3)
     write_version(settings, version(5), 0.3)
+    challenger = write_candidate_file(settings, version(3), "als_r16")  # goes with its version
     experiment.write_text(json.dumps({"variants": [{"model_version": "current"}]}))
     assert registry.prune(settings) == [version(1), version(3)]
     # version 2 is beyond the newest two but current
-    assert registry.serving_versions(settings.serving_dir) == [version(2), version(4), version(5)]
+    assert serving_file.serving_ids(settings.serving_dir) == [version(2), version(4), version(5)]
+    assert versions.list_model_folders(settings) == [version(2), version(4), version(5)]
+    assert not challenger.exists()
+    assert not [p.name for p in settings.models_dir.iterdir() if p.name.startswith(".")], (
+        "no half-removed folder"
+    )
     assert (settings.serving_dir / "current").resolve().exists()
 
     experiment.write_text("{not json")  # cannot tell what an experiment uses: delete nothing
@@ -288,11 +301,34 @@ def test_only_the_newest_files_remain_and_current_and_experiment_files_are_never
     assert registry.prune(settings) == []
 
 
-def test_files_to_remove_is_the_rule_on_its_own() -> None:
+def test_an_experiment_serving_a_candidate_keeps_its_version(tmp_path: Path) -> None:
+    experiment = tmp_path / "experiment.json"
+    settings = make_settings(tmp_path, MOVIEREC_KEEP_VERSIONS="1", MOVIEREC_EXPERIMENT_FILE=str(experiment))
+    for n in (1, 2, 3):
+        write_version(settings, version(n), 0.3)
+    challenger = write_candidate_file(settings, version(1), "als_r16")
+    experiment.write_text(
+        json.dumps({"variants": [{"model_version": "current"}, {"model_version": f"{version(1)}-als_r16"}]})
+    )
+    registry.publish(settings, version(3))  # publishing prunes
+    assert versions.list_model_folders(settings) == [version(1), version(3)]
+    assert challenger.exists() and serving_file.file_path(settings.serving_dir, version(1)).exists()
+    assert not serving_file.file_path(settings.serving_dir, version(2)).exists()
+
+
+def test_a_model_folder_without_a_serving_file_is_pruned_too(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, MOVIEREC_KEEP_VERSIONS="1")
+    make_model_folder(settings, version(1), 0.3)  # a retrain that never reached precompute
+    write_version(settings, version(2), 0.3)
+    assert registry.publish(settings, version(2)).removed == [version(1)]
+    assert versions.list_model_folders(settings) == [version(2)]
+
+
+def test_versions_to_remove_is_the_rule_on_its_own() -> None:
     versions = [version(n) for n in range(1, 7)]
-    assert registry.files_to_remove(versions, 3, set()) == versions[:3]
-    assert registry.files_to_remove(versions, 3, {version(1)}) == versions[1:3]
-    assert registry.files_to_remove(versions, 10, set()) == []
+    assert registry.versions_to_remove(versions, 3, set()) == versions[:3]
+    assert registry.versions_to_remove(versions, 3, {version(1)}) == versions[1:3]
+    assert registry.versions_to_remove(versions, 10, set()) == []
 
 
 def test_cli_publish_models_rollback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

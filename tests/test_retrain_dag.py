@@ -1,7 +1,8 @@
 """The ``retrain`` DAG: schedule, task order, the trigger form's parameters, what each task calls,
-and a whole run with ``dag.test()`` on a small lake (real Spark under spark-submit, real SQLite):
-it publishes a serving file that holds every user of the model. (test_dags.py has the import and
-call checks shared by every DAG.)"""
+and whole runs with ``dag.test()`` on a small lake (real Spark under spark-submit, real SQLite):
+a first attempt is cleared and run again for the same logical date, which replaces its version
+instead of leaving a second one, and publishes a serving file that holds every user of the model.
+(test_dags.py has the import and call checks shared by every DAG.)"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import inspect
 import itertools
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,29 +59,61 @@ def test_the_trigger_form_has_the_als_parameters_and_force_publish(dag: Any) -> 
 
 
 def test_the_spark_tasks_submit_their_job_and_publish_calls_the_registry(dag: Any) -> None:
-    for task_id, job in (("prepare", "prepare"), ("train", "train_als"), ("evaluate", "evaluate"),
+    for task_id, job in (("prepare", "prepare"), ("train", "train"), ("evaluate", "evaluate"),
                          ("precompute", "precompute")):  # fmt: skip
         callable_ = dag.get_task(task_id).python_callable
         call = movierec_calls(callable_)[("movierec.ops.spark_submit", "submit")]
         assert call.args[1].value == job
         assert "--version" in inspect.getsource(callable_)
+    prepare = movierec_calls(dag.get_task("prepare").python_callable)
+    assert ("movierec.models.versions", "run_version") in prepare  # the version is the run's
+    assert ("movierec.models.versions", "new_version_id") not in prepare  # not the wall clock's
     publish = movierec_calls(dag.get_task("publish").python_callable)[("movierec.models.registry", "publish")]
     assert [k.arg for k in publish.keywords] == ["force"]
 
 
+def test_the_dag_file_imports_no_job_code() -> None:
+    """A DAG file is wiring: what a task needs lives behind the product's importable functions."""
+    import ast
+
+    tree = ast.parse((Path(__file__).parents[1] / "dags" / "retrain.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    assert not {name for name in imported if name and name.startswith("spark_jobs")}
+
+
+def folders(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.exists() else []
+
+
 @pytest.mark.slow
-def test_a_whole_run_publishes_a_file_for_every_user_of_the_model(
+def test_a_cleared_run_replaces_its_version_and_publishes_a_file_for_every_user(
     dag: Any, airflow_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = learning_settings(tmp_path, MOVIEREC_ALS_ITERATIONS="3", MOVIEREC_ALS_RANK="16")
     build_small_lake(settings)
     for name, value in airflow_ops.movierec_env(settings).items():  # the tasks load MOVIEREC_*
         monkeypatch.setenv(name, value)
+    logical = datetime(2026, 11, 25, 6, 30, tzinfo=UTC)
 
-    assert dag.test().state == "success"
+    # A first attempt that got through prepare and train (the later tasks marked done, not run).
+    first = dag.test(logical_date=logical, mark_success_pattern=r"^(evaluate|precompute|publish)$")
+    assert first.state == "success"
+    interval_end = first.data_interval_end
+    version = interval_end.strftime("%Y%m%dT%H%M%SZ")  # the run's, not the wall clock's
+    assert folders(settings.models_dir) == [version]
+    stale = versions.model_dir(settings, version) / "left-by-the-first-attempt"
+    stale.touch()
 
-    version = registry.current_version(settings)
-    assert version is not None
+    # Cleared and run again for the same logical date (dag.test clears the date's task instances).
+    again = dag.test(logical_date=logical)
+    assert again.state == "success"
+    assert again.data_interval_end == interval_end
+    assert folders(settings.models_dir) == [version] and not stale.exists()  # replaced, not added to
+    assert folders(settings.reports_dir) == [version]
+    assert registry.current_version(settings) == version
     folder = versions.model_dir(settings, version)
     users = pq.read_table(folder / versions.USERS_FILE).column("user_id").to_pylist()
     movies = set(pq.read_table(folder / versions.MOVIES_FILE).column("movie_id").to_pylist())
@@ -92,11 +126,18 @@ def test_a_whole_run_publishes_a_file_for_every_user_of_the_model(
     assert meta["model_version"] == version
     chosen = json.loads((folder / versions.MODEL_FILE).read_text())["candidate"]
     report = json.loads((versions.report_dir(settings, version) / versions.REPORT_JSON).read_text())
-    assert report["chosen"] == chosen and report["serving"]["file_bytes"] > 0
+    assert report["chosen"] == chosen
+    figures = json.loads(versions.serving_report_path(settings, version, version).read_text())
+    assert (
+        figures["candidate"] == chosen
+        and figures["file_bytes"] > 0
+        and figures["lookup"]["rows"] == len(rows)
+    )
 
     # Evaluation only: the same version against the simulator's ground truth.
     truth = oracle.truth_report(settings, version, sample_size=300)
     candidates = {p.name for p in (folder / versions.CANDIDATES_DIR).iterdir() if (p / "train.json").exists()}
+    assert candidates == {"popularity", "als_r16", "als_r64", "als_r16_demo"}
     assert set(truth["closeness"]) == candidates | {f"served file (recs-{version})"}
     for row in truth["closeness"].values():
         assert 0 <= row["overlap_at_20"] <= 1

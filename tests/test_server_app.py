@@ -7,7 +7,6 @@ test_server_live.py).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,7 +18,15 @@ from sanic import Sanic
 
 from movierec import settings as settings_module
 from server.app import create_app
-from tests.test_server_store import FALLBACK, items_of, point_current, write_serving_file
+from tests.test_server_store import (
+    FALLBACK,
+    V1,
+    V2,
+    items_of,
+    point_current,
+    write_experiment,
+    write_serving_file,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -39,8 +46,8 @@ def app_for(home: Path, kafka: settings_module.Settings) -> Sanic:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, kafka: settings_module.Settings) -> Sanic:
     home = tmp_path_factory.mktemp("server-app")
-    write_serving_file(home / "serving", "v1")
-    point_current(home / "serving", "v1")
+    write_serving_file(home / "serving", V1)
+    point_current(home / "serving", V1)
     return app_for(home, kafka)
 
 
@@ -58,8 +65,8 @@ def test_a_known_user_gets_their_list(app: Sanic) -> None:
     _, response = app.test_client.get("/recommend/42")
     assert response.status == 200
     assert response.content_type.startswith("text/plain")
-    assert response.text == items_of(42, "v1")
-    assert response.headers["x-model-version"] == "v1"
+    assert response.text == items_of(42, V1)
+    assert response.headers["x-model-version"] == V1
     assert len(response.headers["x-request-id"]) == 32
     assert "x-fallback" not in response.headers
 
@@ -71,7 +78,7 @@ def test_an_unknown_user_gets_the_fallback(app: Sanic) -> None:
 
 def test_a_percent_encoded_id_is_the_id(app: Sanic) -> None:
     _, response = app.test_client.get("/recommend/%34%32")
-    assert (response.status, response.text) == (200, items_of(42, "v1"))
+    assert (response.status, response.text) == (200, items_of(42, V1))
 
 
 @pytest.mark.parametrize(
@@ -120,8 +127,8 @@ def test_healthz_names_the_model_its_age_and_file(app: Sanic) -> None:
     _, response = app.test_client.get("/healthz")
     body = response.json
     assert response.status == 200 and body["status"] == "ok"
-    assert body["model_version"] == "v1"
-    assert body["file"].endswith("recs-v1.sqlite") and body["users"] == 100
+    assert body["model_version"] == V1
+    assert body["file"].endswith(f"recs-{V1}.sqlite") and body["users"] == 100
     assert body["age_seconds"] > 0
 
 
@@ -138,7 +145,7 @@ def test_metrics_count_answers_by_status_fallbacks_and_latency(app: Sanic) -> No
     assert metric(app, "movierec_recommend_requests_total", status="400") == before["bad"] + 1
     assert metric(app, "movierec_fallback_answers_total") == before["fallback"] + 1
     assert metric(app, "movierec_recommend_latency_seconds_count") == before["observed"] + 4
-    assert metric(app, "movierec_model_info", version="v1", variant="none") == 1
+    assert metric(app, "movierec_model_info", version=V1, variant="none") == 1
 
 
 def test_without_a_serving_file_the_answer_is_503_with_a_reason(
@@ -155,29 +162,17 @@ def test_without_a_serving_file_the_answer_is_503_with_a_reason(
 
 def test_a_variant_answers_from_its_own_file(tmp_path: Path, kafka: settings_module.Settings) -> None:
     serving = tmp_path / "serving"
-    write_serving_file(serving, "v1")
-    write_serving_file(serving, "v2")
-    point_current(serving, "v1")
-    (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "current.json").write_text(
-        json.dumps(
-            {
-                "name": "e",
-                "salt": "s",
-                "variants": [
-                    {"name": "control", "model_version": "current", "share": 0.5},
-                    {"name": "treatment", "model_version": "v2", "share": 0.5},
-                ],
-            }
-        )
-    )
+    write_serving_file(serving, V1)
+    write_serving_file(serving, V2)
+    point_current(serving, V1)
+    write_experiment(tmp_path, V2, name="e", salt="s")
     app = app_for(tmp_path, kafka)
     from server.experiment import parse_experiment
 
     experiment = parse_experiment((tmp_path / "experiments" / "current.json").read_text())
     for user in range(1, 11):
         _, response = app.test_client.get(f"/recommend/{user}")
-        expected = "v2" if experiment.assign(user).name == "treatment" else "v1"
+        expected = V2 if experiment.assign(user).name == "treatment" else V1
         assert response.text == items_of(user, expected)
-    assert metric(app, "movierec_model_info", version="v2", variant="treatment") == 1
-    assert metric(app, "movierec_model_info", version="v1", variant="control") == 1
+    assert metric(app, "movierec_model_info", version=V2, variant="treatment") == 1
+    assert metric(app, "movierec_model_info", version=V1, variant="control") == 1

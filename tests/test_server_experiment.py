@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from server.experiment import ExperimentConfig, ExperimentError, bucket, parse_experiment
-from tests.test_server_store import write_serving_file
+from tests.test_server_store import V1, V2, V9, write_serving_file
 
 
 def config(**overrides: object) -> dict[str, object]:
@@ -17,7 +17,7 @@ def config(**overrides: object) -> dict[str, object]:
         "salt": "s1",
         "variants": [
             {"name": "control", "model_version": "current", "share": 0.7},
-            {"name": "treatment", "model_version": "v2", "share": 0.3},
+            {"name": "treatment", "model_version": V2, "share": 0.3},
         ],
     }
     return raw | overrides
@@ -53,15 +53,20 @@ def test_bucket_is_in_the_unit_interval_and_depends_on_salt_and_user() -> None:
         (json.dumps(config(name="")), "'name'"),
         (json.dumps(config(salt=3)), "'salt'"),
         (json.dumps(config(variants=[])), "'variants'"),
-        (json.dumps(config(variants=[{"name": "a", "model_version": "v1", "share": 0.5}])), "sum to 0.5"),
-        (json.dumps(config(variants=[{"name": "a", "model_version": "v1", "share": "1"}])), "'share'"),
+        (json.dumps(config(variants=[{"name": "a", "model_version": V1, "share": 0.5}])), "sum to 0.5"),
+        (json.dumps(config(variants=[{"name": "a", "model_version": V1, "share": "1"}])), "'share'"),
         (json.dumps(config(variants=[{"name": "a", "model_version": "../x", "share": 1}])), "model_version"),
+        (json.dumps(config(variants=[{"name": "a", "model_version": "v1", "share": 1}])), "not a serving id"),
+        (
+            json.dumps(config(variants=[{"name": "a", "model_version": f"{V1}-ALS", "share": 1}])),
+            "not a serving id",
+        ),
         (
             json.dumps(
                 config(
                     variants=[
-                        {"name": "a", "model_version": "v1", "share": 0.5},
-                        {"name": "a", "model_version": "v2", "share": 0.5},
+                        {"name": "a", "model_version": V1, "share": 0.5},
+                        {"name": "a", "model_version": V2, "share": 0.5},
                     ]
                 )
             ),
@@ -76,7 +81,7 @@ def test_bad_configs_are_refused_with_a_reason(raw: str, reason: str) -> None:
 
 def test_the_config_is_followed_and_a_bad_change_keeps_the_running_one(tmp_path: Path) -> None:
     serving, path = tmp_path / "serving", tmp_path / "experiment.json"
-    write_serving_file(serving, "v2")
+    write_serving_file(serving, V2)
     refused: list[str] = []
     followed = ExperimentConfig(path, serving, refused.append)
     followed.poll()
@@ -86,14 +91,26 @@ def test_the_config_is_followed_and_a_bad_change_keeps_the_running_one(tmp_path:
     followed.poll()
     assert followed.running is not None
     assert followed.running.models["control"] is None  # follows current
-    assert followed.running.models["treatment"].version == "v2"
+    assert followed.running.models["treatment"].version == V2
 
-    path.write_text(json.dumps(config(variants=[{"name": "x", "model_version": "v9", "share": 1}])))
+    path.write_text(json.dumps(config(variants=[{"name": "x", "model_version": V9, "share": 1}])))
     followed.poll()
     assert followed.running.experiment.name == "rank-test", "a config naming a missing file is refused"
-    assert len(refused) == 1 and "recs-v9.sqlite does not exist" in refused[0]
+    assert len(refused) == 1 and f"recs-{V9}.sqlite does not exist" in refused[0]
 
     path.unlink()
     followed.poll()
     assert followed.running is None
+    followed.close()
+
+
+def test_a_variant_may_serve_any_candidate_of_a_version(tmp_path: Path) -> None:
+    serving, path = tmp_path / "serving", tmp_path / "experiment.json"
+    challenger = f"{V2}-als_r16"
+    write_serving_file(serving, challenger)
+    path.write_text(json.dumps(config(variants=[{"name": "x", "model_version": challenger, "share": 1}])))
+    followed = ExperimentConfig(path, serving, lambda reason: None)
+    followed.poll()
+    assert followed.running is not None
+    assert followed.running.models["x"].version == challenger
     followed.close()

@@ -31,7 +31,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from movierec import settings as settings_module
 from movierec.settings import REPO_ROOT
 from tests.conftest import free_port
-from tests.test_server_store import FALLBACK, items_of, point_current, write_serving_file
+from tests.test_server_store import (
+    FALLBACK,
+    V1,
+    V2,
+    V3,
+    V4,
+    items_of,
+    point_current,
+    write_experiment,
+    write_serving_file,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -171,8 +181,8 @@ class Load:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, kafka: settings_module.Settings) -> Iterator[Running]:
     home = tmp_path_factory.mktemp("serve")
-    write_serving_file(home / "serving", "v1")
-    point_current(home / "serving", "v1")
+    write_serving_file(home / "serving", V1)
+    point_current(home / "serving", V1)
     with serve(home, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic) as running:
         yield running
 
@@ -183,13 +193,13 @@ def test_both_workers_answer_and_metrics_sum_over_them(service: Running) -> None
     before = service.metric("movierec_recommend_requests_total", status="200")
     fallback_before = service.metric("movierec_fallback_answers_total")
     for user in range(1, 61):
-        assert service.get(f"/recommend/{user}").text == items_of(user, "v1")
+        assert service.get(f"/recommend/{user}").text == items_of(user, V1)
     for user in range(5001, 5011):
         assert service.get(f"/recommend/{user}").text == FALLBACK
     # whichever worker answers the scrape, it reports the sum over both
     assert service.metric("movierec_recommend_requests_total", status="200") == before + 70
     assert service.metric("movierec_fallback_answers_total") == fallback_before + 10
-    assert service.metric("movierec_model_info", version="v1", variant="none") == 1
+    assert service.metric("movierec_model_info", version=V1, variant="none") == 1
 
 
 def test_swap_under_load_and_a_corrupt_file_is_refused(service: Running) -> None:
@@ -198,36 +208,36 @@ def test_swap_under_load_and_a_corrupt_file_is_refused(service: Running) -> None
     refused = service.metric("movierec_refused_files_total", kind="serving_file")
     with Load(service) as load:
         wait_for(lambda: len(load.versions) > 50, "requests flowing")
-        write_serving_file(serving, "v2")
-        point_current(serving, "v2")
-        wait_for(lambda: load.versions[-40:] == ["v2"] * 40, "answers from v2")
+        write_serving_file(serving, V2)
+        point_current(serving, V2)
+        wait_for(lambda: load.versions[-40:] == [V2] * 40, "answers from v2")
         # Both keep-alive connections may land on one worker; the other swaps on its own watch,
         # and must have swapped to v2 before v3 is pointed at, or it would skip v2.
         wait_for(lambda: service.metric("movierec_model_swaps_total") == swaps + 2, "both workers on v2")
 
-        corrupt = serving / "recs-v3.sqlite"
+        corrupt = serving / f"recs-{V3}.sqlite"
         corrupt.write_bytes(b"\x00garbage, not SQLite" * 4096)
-        point_current(serving, "v3")
+        point_current(serving, V3)
         wait_for(
             lambda: service.metric("movierec_refused_files_total", kind="serving_file") == refused + 2,
             "both workers refusing the corrupt file",
         )
         seen = len(load.versions)
         wait_for(lambda: len(load.versions) > seen + 100, "more answers after the refusal")
-        assert set(load.versions[seen:]) == {"v2"}, "the refused file never serves; v2 keeps serving"
+        assert set(load.versions[seen:]) == {V2}, "the refused file never serves; v2 keeps serving"
 
-        write_serving_file(serving, "v4")
-        point_current(serving, "v4")
-        wait_for(lambda: load.versions[-40:] == ["v4"] * 40, "answers from v4")
+        write_serving_file(serving, V4)
+        point_current(serving, V4)
+        wait_for(lambda: load.versions[-40:] == [V4] * 40, "answers from v4")
         wait_for(lambda: service.metric("movierec_model_swaps_total") >= swaps + 4, "both workers on v4")
     assert set(load.statuses) == {200}, load.statuses
     assert load.wrong_bodies == 0
-    assert set(load.versions) <= {"v1", "v2", "v4"}
+    assert set(load.versions) <= {V1, V2, V4}
     assert service.metric("movierec_model_swaps_total") == swaps + 4  # 2 swaps x 2 workers
-    assert service.get("/healthz").json()["model_version"] == "v4"
-    assert service.metric("movierec_model_info", version="v4", variant="none") == 1
-    assert service.metric("movierec_model_info", version="v1", variant="none") == 0
-    assert "refused serving file: recs-v3.sqlite" in service.log.read_text()
+    assert service.get("/healthz").json()["model_version"] == V4
+    assert service.metric("movierec_model_info", version=V4, variant="none") == 1
+    assert service.metric("movierec_model_info", version=V1, variant="none") == 0
+    assert f"refused serving file: recs-{V3}.sqlite" in service.log.read_text()
 
 
 def served_records(kafka: settings_module.Settings, request_ids: set[str], timeout: float = 30) -> dict:
@@ -299,8 +309,8 @@ def test_explain_finds_the_answer_and_prints_its_model(
 def test_with_kafka_down_answers_continue_and_drops_are_counted(
     tmp_path: Path, kafka: settings_module.Settings
 ) -> None:
-    write_serving_file(tmp_path / "serving", "v1")
-    point_current(tmp_path / "serving", "v1")
+    write_serving_file(tmp_path / "serving", V1)
+    point_current(tmp_path / "serving", V1)
     closed = f"127.0.0.1:{free_port()}"  # nothing listens there
     with serve(tmp_path, closed, MOVIEREC_SERVED_BUFFER="10") as running:
         with httpx.Client(base_url=running.url, timeout=5) as http:
@@ -316,22 +326,10 @@ def test_experiment_assignment_is_stable_across_restarts(
     tmp_path: Path, kafka: settings_module.Settings
 ) -> None:
     serving = tmp_path / "serving"
-    for version in ("v1", "v2"):
+    for version in (V1, V2):
         write_serving_file(serving, version, range(1, 401))
-    point_current(serving, "v1")
-    (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "current.json").write_text(
-        json.dumps(
-            {
-                "name": "live",
-                "salt": "salt-1",
-                "variants": [
-                    {"name": "control", "model_version": "current", "share": 0.5},
-                    {"name": "treatment", "model_version": "v2", "share": 0.5},
-                ],
-            }
-        )
-    )
+    point_current(serving, V1)
+    write_experiment(tmp_path, V2, name="live", salt="salt-1")
 
     def assignments() -> dict[int, tuple[str, str]]:
         with serve(tmp_path, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic) as running:
@@ -344,7 +342,7 @@ def test_experiment_assignment_is_stable_across_restarts(
 
     first, second = assignments(), assignments()
     assert first == second
-    assert {pair for pair in first.values()} == {("control", "v1"), ("treatment", "v2")}
+    assert {pair for pair in first.values()} == {("control", V1), ("treatment", V2)}
     treated = sum(variant == "treatment" for variant, _ in first.values())
     assert 150 <= treated <= 250  # 400 users at 50%: 5 standard deviations either side
 
@@ -414,3 +412,44 @@ def test_a_stop_at_any_moment_of_the_start_ends_the_service_and_all_its_processe
     while group_members(process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not group_members(process.pid), f"left running after the stop: {group_members(process.pid)}"
+
+
+def worker_pids(running: Running) -> set[int]:
+    """The live server workers: those that logged "Worker ready [pid]" and are still alive."""
+    from movierec.ops.processes import is_alive
+
+    return {int(pid) for pid in ready_workers(running.log) if is_alive(int(pid))}
+
+
+def test_a_worker_killed_under_load_is_replaced_and_counted(
+    tmp_path: Path, kafka: settings_module.Settings
+) -> None:
+    write_serving_file(tmp_path / "serving", "v1")
+    point_current(tmp_path / "serving", "v1")
+    with serve(tmp_path, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic) as running:
+        before = worker_pids(running)
+        assert len(before) == 2
+        with Load(running, threads=2) as load:
+            wait_for(lambda: sum(load.statuses.values()) > 200, "requests before the kill")
+            victim = min(before)
+            killed_at = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            wait_for(
+                lambda: len(worker_pids(running) - before) == 1 and len(worker_pids(running)) == 2,
+                "a new worker",
+            )
+            ready_seconds = time.monotonic() - killed_at
+            replacement = (worker_pids(running) - before).pop()
+            served = sum(load.statuses.values())
+            wait_for(lambda: sum(load.statuses.values()) > served + 200, "requests after the replacement")
+        assert running.metric("movierec_worker_replacements_total") == 1
+        lost = sum(n for status, n in load.statuses.items() if status != 200)
+        print(f"WORKER KILL: new worker ready {ready_seconds:.2f} s after SIGKILL; {dict(load.statuses)}")
+        # only what was in flight on the killed worker's connections, one per client thread at most twice
+        assert lost <= 4, load.statuses
+        assert load.wrong_bodies == 0
+        assert "replacing it (replacement 1)" in running.log.read_text()
+        # and both answer: a fresh connection per request reaches the new worker too
+        pids = {running.get("/healthz").json()["pid"] for _ in range(40)}
+        assert replacement in pids
+    assert running.process.returncode == 0, running.log.read_text()[-2000:]

@@ -1,56 +1,71 @@
-"""Background services (what `make up` keeps running): started once, ready when their port answers,
-stopped with every process below them, and a pid file is never trusted for somebody else's process."""
+"""Background services (what `make up` keeps running) under supervisord: started once, ready when
+their port answers, restarted when they die, given up after their retries when they die at start,
+and stopped with every process below them and the supervisor itself."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
-import subprocess
-import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from movierec.ops import services
-from movierec.ops.processes import descendants, is_alive, start_time
-from movierec.settings import Settings, child_env
+from movierec.ops import services, supervisor
+from movierec.ops.processes import descendants, is_alive
+from movierec.settings import Settings
 from tests.conftest import free_port
 from tests.test_simulator_catalog import small_settings
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Settings:
-    settings = replace(small_settings(tmp_path), api_port=free_port())
-    return settings
+    return replace(small_settings(tmp_path), api_port=free_port())
+
+
+def wait_for(condition: object, what: str, timeout: float = 60.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()  # type: ignore[operator]
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_the_catalog_api_service_starts_once_and_stops_with_its_children(site: Settings) -> None:
     api = services.catalog_of(site)["api"]
-    pid = services.start(site, api, child_env(site))
+    pid = services.start(site, api)
     try:
         assert services.running_pid(site, "api") == pid
         with socket.create_connection(("127.0.0.1", site.api_port), timeout=5):
             pass
-        assert services.start(site, api, child_env(site)) == pid  # already running: the same one
+        assert services.start(site, api) == pid  # already running: the same one
+        assert os.getpgid(pid) == pid  # its own process group: a stop signals all of it
         tree = descendants([pid])
+        supervisord = supervisor.rpc(site).supervisor.getPID()
     finally:
         assert services.stop(site, api) is True
     assert not [p for p in tree if is_alive(p)]
     assert services.running_pid(site, "api") is None
+    assert not is_alive(supervisord) and not supervisor.is_running(site)  # its last program stopped
     assert services.stop(site, api) is False  # nothing left to stop
 
 
-def test_a_pid_file_naming_another_process_is_not_trusted(site: Settings) -> None:
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+def test_a_service_killed_is_restarted_by_the_supervisor(site: Settings) -> None:
+    api = services.catalog_of(site)["api"]
+    first = services.start(site, api)
     try:
-        services.run_dir(site).mkdir(parents=True)
-        services.pid_file(site, "server").write_text(f"{other.pid} {start_time(other.pid)}\n")
-        assert services.running_pid(site, "server") is None  # alive, but not a movierec command
-        assert services.stop(site, services.catalog_of(site)["server"]) is False
-        assert other.poll() is None  # and it was not touched
+        os.kill(first, signal.SIGKILL)
+        second = wait_for(
+            lambda: (p := services.running_pid(site, "api")) not in (None, first) and p, "a restart"
+        )
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", site.api_port)) == 0, "the port again")
+        assert second != first
     finally:
-        other.kill()
-        other.wait()
+        services.stop(site, api)
 
 
 def test_a_taken_port_is_a_clear_error(site: Settings) -> None:
@@ -58,12 +73,15 @@ def test_a_taken_port_is_a_clear_error(site: Settings) -> None:
         taken.bind(("127.0.0.1", site.api_port))
         taken.listen()
         with pytest.raises(services.ServiceError, match="something else listens"):
-            services.start(site, services.catalog_of(site)["api"], child_env(site))
+            services.start(site, services.catalog_of(site)["api"])
 
 
-def test_a_service_that_dies_at_start_reports_its_log(site: Settings) -> None:
-    broken = services.Service("broken", ("no-such-command",), free_port(), "a broken service")
+def test_a_service_that_dies_at_start_is_retried_then_given_up_with_its_log(site: Settings) -> None:
+    broken = services.Service("broken", services.movierec("no-such-command"), free_port(), "a broken service")
     with pytest.raises(services.ServiceError, match="did not start") as failure:
-        services.start(site, broken, child_env(site), timeout=30)
+        services.start(site, broken, timeout=120)
     assert "invalid choice" in str(failure.value)  # argparse's complaint, from the log's tail
     assert services.running_pid(site, "broken") is None
+    # supervisord's back-off: it tried again, several times, before it gave up (FATAL)
+    assert (site.log_dir / "broken.log").read_text().count("invalid choice") >= 2
+    assert not supervisor.is_running(site)

@@ -1,26 +1,30 @@
-"""train_als and evaluate with real Spark (local[2]) on a small simulated lake, the metrics against
-hand-computed values, popularity on a planted dataset, and spark_submit's handling of a failing job."""
+"""train and evaluate with real Spark (local[2]) on a small simulated lake, the ranking metrics
+against hand-computed values, a candidate kind registered here that evaluate scores without a
+change to its code, and spark_submit's handling of a failing job."""
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from movierec.models import versions
+from movierec.models import candidates, versions
 from movierec.ops import spark_submit
 from spark_jobs import evaluate as evaluate_module
-from spark_jobs import files, metrics
+from spark_jobs import files
+from spark_jobs import ranking_metrics as metrics
 from spark_jobs.evaluate import evaluate
 from spark_jobs.prepare import prepare
 from spark_jobs.session import build_session
-from spark_jobs.train_als import candidate_ranks, popularity_scores, train
+from spark_jobs.train import train
 from tests.learning_data import build_small_lake, learning_settings
 
 VERSION = "20261125T000000Z"
@@ -59,9 +63,20 @@ def test_coverage_and_mean_popularity() -> None:
     assert summary == {"users": 2, "recall_at_20": 0.75}
 
 
-def test_candidates_are_rank_16_and_the_given_rank() -> None:
-    assert candidate_ranks(64) == {"als_r16": 16, "als_r64": 64, "als_r16_demo": 16}
-    assert candidate_ranks(16) == {"als_r16": 16, "als_r64": 64, "als_r16_demo": 16}
+def test_the_default_candidates_are_popularity_rank_16_the_given_rank_and_rank_16_with_features(
+    tmp_path: Path,
+) -> None:
+    def described(rank: int) -> dict[str, tuple[str, int | None]]:
+        found = candidates.default_candidates(learning_settings(tmp_path), rank=rank)
+        return {c.name: (c.kind, c.params.get("rank")) for c in found}
+
+    assert described(64) == {
+        "popularity": ("popularity", None),
+        "als_r16": ("als", 16),
+        "als_r64": ("als", 64),
+        "als_r16_demo": ("als_features", 16),
+    }
+    assert described(16) == described(64)
 
 
 # --- Spark ---------------------------------------------------------------------------------------
@@ -74,28 +89,13 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     session.stop()
 
 
-def test_popularity_counts_distinct_positive_viewers_in_the_recent_window(spark: Any) -> None:
-    until = datetime(2026, 11, 23)
-    recent, old = until - timedelta(days=1), until - timedelta(days=8)
-    rows = [  # planted: movie 1 has 3 viewers, movie 2 has 2 (one twice), movie 3 only a dislike
-        (1, 1, 1.0, recent), (2, 1, 0.5, recent), (3, 1, 0.1, recent),
-        (1, 2, 1.0, recent), (1, 2, 1.0, recent - timedelta(hours=1)), (4, 2, 0.7, recent),
-        (5, 3, -0.4, recent),  # a negative is no viewer
-        (6, 4, 1.0, old), (7, 4, 1.0, old),  # outside the 7 days
-        (8, 5, 1.0, until),  # at T: after the window
-    ]  # fmt: skip
-    frame = spark.createDataFrame(rows, "uidx int, iidx int, strength float, last_time timestamp_ntz")
-    got = {row["iidx"]: row["viewers"] for row in popularity_scores(frame, until).collect()}
-    assert got == {1: 3, 2: 2}
-
-
 @pytest.fixture(scope="module")
 def trained(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     settings = learning_settings(tmp_path_factory.mktemp("home"))
     build_small_lake(settings)
     prepare(spark, settings, VERSION)
-    report = train(spark, settings, VERSION, settings.als_rank, settings.als_reg, settings.als_alpha, 5)
-    result = evaluate(spark, settings, VERSION)
+    report = train(spark, settings, VERSION, candidates.default_candidates(settings, iterations=5))
+    result = evaluate(settings, VERSION)
     return {"settings": settings, "train": report, "evaluate": result}
 
 
@@ -123,8 +123,7 @@ def test_the_model_folder_holds_the_contract_files(trained: dict[str, Any]) -> N
     model = files.read_json(folder / versions.MODEL_FILE)
     chosen = trained["evaluate"]["chosen"]
     assert model["version"] == VERSION and model["candidate"] == chosen
-    assert model["model"] == ("popularity" if chosen == "popularity" else "als")
-    assert (folder / versions.ALS_DIR).is_dir() == (model["model"] == "als")
+    assert model["model"] == trained["train"][chosen]["kind"]
     metrics_json = files.read_json(folder / versions.METRICS_FILE)
     assert metrics_json["recall_at_20"] == trained["evaluate"]["recall_at_20"]
     assert set(metrics_json["subgroups"]) == {"tenure", "activity", "age_band", "gender", "occupation"}
@@ -190,6 +189,87 @@ def test_the_report_has_all_models_definitions_and_the_argument(trained: dict[st
         == 2 * report["models"]["als_r16"]["size"]["factor_bytes"]
     )
     assert report["chosen"] in report["argument"]
+
+
+# --- a candidate kind evaluate has never heard of ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedIds:
+    ids: list[int]
+
+    def save(self, target: Path) -> None:
+        target.mkdir(parents=True)
+        (target / "ids.json").write_text(json.dumps(self.ids))
+
+
+@dataclass(frozen=True)
+class LowestIndexScores(candidates.Factors):
+    ids: np.ndarray
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.ids, -self.ids.astype(np.float32).reshape(-1, 1)  # rank 1: lower index, higher score
+
+    def users(self, uidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return uidx, np.ones((len(uidx), 1), np.float32)
+
+    def user_frame(self, spark: Any, users: Any) -> Any:
+        from pyspark.sql import functions as F
+
+        return users.select(F.col("uidx").alias("id"), F.array(F.lit(1.0).cast("float")).alias("features"))
+
+    @property
+    def stored_rows(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class LowestIndexFirst(candidates.Candidate):
+    """Lists the unseen movies of lowest index among those met in training: a fake, known only here."""
+
+    kind: ClassVar[str] = "lowest_index_first"
+    name: str = "lowest_first"
+
+    def fit(self, spark: Any, window: candidates.TrainingWindow) -> SavedIds:
+        rows = window.interactions.select("iidx").distinct().collect()
+        return SavedIds(sorted(row["iidx"] for row in rows))
+
+    def load(self, saved: Path) -> candidates.Factors:
+        return LowestIndexScores(np.array(json.loads((saved / "ids.json").read_text()), np.int64))
+
+
+def test_a_candidate_registered_in_a_test_is_trained_evaluated_and_chosen_by_the_unchanged_jobs(
+    trained: dict[str, Any], spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(candidates.KINDS, LowestIndexFirst.kind, LowestIndexFirst)
+    settings = learning_settings(tmp_path)
+    shutil.copytree(versions.model_dir(trained["settings"], VERSION), versions.model_dir(settings, VERSION))
+
+    train(spark, settings, VERSION, [LowestIndexFirst()])
+    result = evaluate(settings, VERSION)
+
+    # By hand: each test user's list is the 20 lowest movie indices met before T that they had not met.
+    prepared = versions.prepared_dir(settings, VERSION)
+    before = pq.read_table(prepared / "train.parquet", columns=["uidx", "iidx"]).to_pylist()
+    test = pq.read_table(prepared / "test.parquet", columns=["uidx", "iidx"]).to_pylist()
+    known = sorted({row["iidx"] for row in before})
+    met: dict[int, set[int]] = {}
+    for row in before:
+        met.setdefault(row["uidx"], set()).add(row["iidx"])
+    relevant: dict[int, set[int]] = {}
+    for row in test:
+        relevant.setdefault(row["uidx"], set()).add(row["iidx"])
+    shares = []
+    for user, wanted in relevant.items():
+        listed = [i for i in known if i not in met.get(user, set())][:20]
+        shares.append(len(set(listed) & wanted) / len(wanted))
+    assert result["chosen"] == "lowest_first"
+    assert result["recall_at_20"] == pytest.approx(sum(shares) / len(shares))
+    model = files.read_json(versions.model_dir(settings, VERSION) / versions.MODEL_FILE)
+    assert (model["candidate"], model["model"]) == ("lowest_first", "lowest_index_first")
+    report = files.read_json(versions.report_dir(settings, VERSION) / versions.REPORT_JSON)
+    served = set(pq.read_table(prepared / "all.parquet", columns=["iidx"])["iidx"].to_pylist())
+    assert report["models"]["lowest_first"]["size"]["factor_bytes"] == 4 * len(served)  # the refit's, rank 1
 
 
 # --- spark_submit ---------------------------------------------------------------------------------

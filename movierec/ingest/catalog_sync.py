@@ -1,8 +1,7 @@
 """Catalog sync: the users and movies seen in the lake's events but not yet stored, from the catalog API.
 
-    $MOVIEREC_HOME/lake/users/part-<run>.parquet            USERS
-    $MOVIEREC_HOME/lake/movies/part-<run>.parquet           MOVIES
-    $MOVIEREC_HOME/lake/catalog_unknown/part-<run>.parquet  UNKNOWN (ids the API answered 404)
+Writes the lake tables ``users``, ``movies`` and ``catalog_unknown`` (ids the API answered
+404), one file per table and run (``movierec.lake``, schemas in ``movierec.schemas``).
 
 A run reads the user and movie ids of ``watch``, ``rate`` and ``reco`` (whose
 ``items`` are movie ids), subtracts what is stored and what is known to be
@@ -31,74 +30,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from movierec import lake
-from movierec.schemas import TABLES
+from movierec.schemas import FETCHED_AT, MOVIES, TABLES
 from movierec.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FETCHED_AT = pa.timestamp("us", tz="UTC")
-
-USERS = pa.schema(
-    [
-        pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("age", pa.int16(), nullable=True),
-        pa.field("occupation", pa.string(), nullable=True),
-        pa.field("gender", pa.string(), nullable=True),
-        pa.field("fetched_at", FETCHED_AT, nullable=False),
-    ]
-)
-
-# The TMDB-like record of DESIGN.md; nested values (objects, lists of objects) as JSON text,
-# except genres, which learning reads as a list of names.
-MOVIES = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("tmdb_id", pa.int64(), nullable=True),
-        pa.field("imdb_id", pa.string(), nullable=True),
-        pa.field("title", pa.string(), nullable=False),
-        pa.field("original_title", pa.string(), nullable=True),
-        pa.field("adult", pa.bool_(), nullable=True),
-        pa.field("belongs_to_collection", pa.string(), nullable=True),  # JSON object or null
-        pa.field("budget", pa.int64(), nullable=True),
-        pa.field("genres", pa.list_(pa.string()), nullable=False),
-        pa.field("homepage", pa.string(), nullable=True),
-        pa.field("original_language", pa.string(), nullable=True),
-        pa.field("overview", pa.string(), nullable=True),
-        pa.field("popularity", pa.float64(), nullable=True),
-        pa.field("poster_path", pa.string(), nullable=True),
-        pa.field("production_companies", pa.string(), nullable=True),  # JSON list
-        pa.field("production_countries", pa.string(), nullable=True),  # JSON list
-        pa.field("release_date", pa.date32(), nullable=True),
-        pa.field("revenue", pa.int64(), nullable=True),
-        pa.field("runtime", pa.int32(), nullable=True),
-        pa.field("spoken_languages", pa.string(), nullable=True),  # JSON list
-        pa.field("status", pa.string(), nullable=True),
-        pa.field("vote_average", pa.float64(), nullable=True),
-        pa.field("vote_count", pa.int64(), nullable=True),
-        pa.field("fetched_at", FETCHED_AT, nullable=False),
-    ]
-)
+# Nested values of a movie record stored as JSON text (movierec.schemas.MOVIES).
 _JSON_FIELDS = ("belongs_to_collection", "production_companies", "production_countries", "spoken_languages")
-
-UNKNOWN = pa.schema(
-    [
-        pa.field("kind", pa.string(), nullable=False),  # "user" or "movie"
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("status", pa.int16(), nullable=False),
-        pa.field("message", pa.string(), nullable=True),
-        pa.field("checked_at", FETCHED_AT, nullable=False),
-    ]
-)
 
 # A catalog may add a movie later (a new release): an unknown id is asked again after a week.
 UNKNOWN_RECHECK = timedelta(days=7)
@@ -117,40 +63,6 @@ class CatalogDelayed(RuntimeError):
         self.report = report
 
 
-# --- where things are ---------------------------------------------------------
-
-
-def users_dir(settings: Settings) -> Path:
-    return lake.lake_dir(settings) / "users"
-
-
-def movies_dir(settings: Settings) -> Path:
-    return lake.lake_dir(settings) / "movies"
-
-
-def unknown_dir(settings: Settings) -> Path:
-    return lake.lake_dir(settings) / "catalog_unknown"
-
-
-def _parts(folder: Path) -> list[str]:
-    return sorted(str(path) for path in folder.rglob("part-*.parquet")) if folder.exists() else []
-
-
-def read_users(settings: Settings) -> pa.Table:
-    files = _parts(users_dir(settings))
-    return ds.dataset(files, schema=USERS).to_table() if files else USERS.empty_table()
-
-
-def read_movies(settings: Settings) -> pa.Table:
-    files = _parts(movies_dir(settings))
-    return ds.dataset(files, schema=MOVIES).to_table() if files else MOVIES.empty_table()
-
-
-def read_unknown(settings: Settings) -> pa.Table:
-    files = _parts(unknown_dir(settings))
-    return ds.dataset(files, schema=UNKNOWN).to_table() if files else UNKNOWN.empty_table()
-
-
 # --- what is missing -------------------------------------------------------------
 
 
@@ -163,11 +75,7 @@ def seen_ids(settings: Settings) -> tuple[set[int], set[str]]:
     users: list[pa.Array] = []
     movies: list[pa.Array] = []
     for table, movie_column in (("watch", "movie_id"), ("rate", "movie_id"), ("reco", "items")):
-        files = _parts(lake.table_dir(settings, table))
-        if not files:
-            continue
-        dataset = ds.dataset(files, schema=TABLES[table], format="parquet")
-        for batch in dataset.to_batches(columns=["user_id", movie_column]):
+        for batch in lake.dataset(settings, table).to_batches(columns=["user_id", movie_column]):
             users.append(pc.unique(batch.column("user_id")))
             column = batch.column(movie_column)
             movies.append(pc.unique(pc.list_flatten(column) if movie_column == "items" else column))
@@ -176,16 +84,13 @@ def seen_ids(settings: Settings) -> tuple[set[int], set[str]]:
     return set(user_ids), set(movie_ids)
 
 
-def _stored(folder: Path, column: str, schema: pa.Schema) -> set[Any]:
-    files = _parts(folder)
-    if not files:
-        return set()
-    return set(ds.dataset(files, schema=schema).to_table(columns=[column]).column(0).to_pylist())
+def _stored(settings: Settings, table: str, column: str) -> set[Any]:
+    return set(lake.read_table(settings, table, columns=[column]).column(0).to_pylist())
 
 
 def recently_unknown(settings: Settings, now: datetime) -> dict[str, set[str]]:
     """kind -> ids the API called unknown within UNKNOWN_RECHECK."""
-    table = read_unknown(settings)
+    table = lake.read_table(settings, "catalog_unknown")
     recent = table.filter(pc.greater(table["checked_at"], pa.scalar(now - UNKNOWN_RECHECK, FETCHED_AT)))
     found: dict[str, set[str]] = {"user": set(), "movie": set()}
     for kind, ident in zip(recent["kind"].to_pylist(), recent["id"].to_pylist(), strict=True):
@@ -413,8 +318,8 @@ def sync_catalog(
     started = datetime.now(UTC)
     run = run_id or started.strftime("%Y%m%dT%H%M%S%fZ")
     seen_users, seen_movies = seen_ids(settings)
-    stored_users = _stored(users_dir(settings), "user_id", USERS)
-    stored_movies = _stored(movies_dir(settings), "id", MOVIES)
+    stored_users = _stored(settings, "users", "user_id")
+    stored_movies = _stored(settings, "movies", "id")
     unknown = recently_unknown(settings, started)
     missing_movies = sorted(seen_movies - stored_movies - unknown["movie"])
     missing_users = sorted(seen_users - stored_users - {int(u) for u in unknown["user"]})
@@ -496,20 +401,16 @@ def _store(
             log.warning("catalog %s %s: %s %s", kind, ident, outcome.status, outcome.message)
             invalid += 1
     files, written, checks = [], {}, {}
-    for key, schema, folder in (
-        ("user", USERS, users_dir(settings)),
-        ("movie", MOVIES, movies_dir(settings)),
-        ("unknown", UNKNOWN, unknown_dir(settings)),
-    ):
-        table, bad = _typed_table(rows[key], schema)
+    for key, name in (("user", "users"), ("movie", "movies"), ("unknown", "catalog_unknown")):
+        table, bad = _typed_table(rows[key], TABLES[name])
         invalid += bad
         written[key] = table.num_rows
         if table.num_rows and key in SUITES:
             checks[key] = _check(settings, SUITES[key], table, run)
         if table.num_rows:
-            path = folder / lake.batch_file_name(run)
+            path = lake.table_dir(settings, name) / lake.batch_file_name(run)
             lake.write_parquet_atomically(table, path)
-            files.append(str(path.relative_to(lake.lake_dir(settings))))
+            files.append(lake.relative_path(settings, path))
     new_unknown = {kind: sum(row["kind"] == kind for row in rows["unknown"]) for kind in ("user", "movie")}
     return {
         "run": run,

@@ -24,19 +24,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from movierec import lake
+from movierec.files import sha256_of
+from movierec.lake import Manifest, PartitionRange
 from movierec.movielog import Malformed, RateEvent, RecoEvent, WatchEvent, parse_line
 from movierec.schemas import EVENT_TABLES, QUARANTINE, RAW, TABLES
 from movierec.settings import Settings
@@ -56,37 +55,6 @@ class Record(NamedTuple):
     value: bytes
 
 
-@dataclass(frozen=True)
-class PartitionRange:
-    partition: int
-    start: int  # first offset of the batch
-    end: int  # one past the last offset (the high-water mark when planned)
-
-
-@dataclass
-class Manifest:
-    batch_id: str
-    topic: str
-    ranges: list[PartitionRange]
-    state: str = "planned"  # planned -> written -> committed
-    planned_at: str = ""
-    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # table -> [{path, rows, sha256}]
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def lines(self) -> int:
-        return sum(r.end - r.start for r in self.ranges)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        data = json.loads(text)
-        data["ranges"] = [PartitionRange(**r) for r in data["ranges"]]
-        return cls(**data)
-
-
 def batch_id_for(topic: str, ranges: Sequence[PartitionRange]) -> str:
     """Deterministic in the ranges: a redone batch has the same id, so it replaces its own files."""
     key = json.dumps(
@@ -97,10 +65,6 @@ def batch_id_for(topic: str, ranges: Sequence[PartitionRange]) -> str:
 
 
 # --- parsing: pure ----------------------------------------------------------------
-
-
-def _partition_key(moment: datetime) -> tuple[str, str]:
-    return f"{moment:%Y-%m-%d}", f"{moment:%H}"
 
 
 def build_tables(records: Iterable[Record]) -> dict[str, pa.Table]:
@@ -214,7 +178,8 @@ PARTITION_TIME = {
 # --- Kafka edges --------------------------------------------------------------------
 
 
-def _consumer(settings: Settings):  # type: ignore[no-untyped-def]
+def kafka_consumer(settings: Settings):  # type: ignore[no-untyped-def]
+    """A consumer of the ingest group (offsets committed by hand, after the files are written)."""
     from confluent_kafka import Consumer
 
     return Consumer(
@@ -328,7 +293,7 @@ def read_ranges(settings: Settings, consumer: Any, ranges: Sequence[PartitionRan
 
 def read_and_build(settings: Settings, ranges: Sequence[PartitionRange]) -> dict[str, pa.Table]:
     """Read and parse ``ranges`` into the batch's tables, with a consumer of its own."""
-    consumer = _consumer(settings)
+    consumer = kafka_consumer(settings)
     try:
         return build_tables(read_ranges(settings, consumer, ranges))
     finally:
@@ -350,33 +315,13 @@ def committed_offsets(settings: Settings, consumer: Any, partitions: Iterable[in
     return {tp.partition: tp.offset for tp in result}
 
 
-# --- manifests and files --------------------------------------------------------------
-
-
-def manifest_path(settings: Settings, batch_id: str) -> Path:
-    return lake.manifests_dir(settings) / f"{batch_id}.json"
-
-
-def save_manifest(settings: Settings, manifest: Manifest) -> None:
-    path = manifest_path(settings, manifest.batch_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    with open(staging, "w") as handle:
-        handle.write(manifest.to_json())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
-
-
-def load_manifests(settings: Settings) -> list[Manifest]:
-    folder = lake.manifests_dir(settings)
-    if not folder.exists():
-        return []
-    return [Manifest.from_json(path.read_text()) for path in sorted(folder.glob("*.json"))]
+# --- a batch's files -----------------------------------------------------------------
 
 
 def unfinished_manifest(settings: Settings) -> Manifest | None:
-    pending = [m for m in load_manifests(settings) if m.topic == settings.topic and m.state != "committed"]
+    pending = [
+        m for m in lake.load_manifests(settings) if m.topic == settings.topic and m.state != "committed"
+    ]
     if len(pending) > 1:
         raise RuntimeError(f"more than one unfinished ingest batch: {[m.batch_id for m in pending]}")
     return pending[0] if pending else None
@@ -385,13 +330,10 @@ def unfinished_manifest(settings: Settings) -> Manifest | None:
 def remove_batch_files(settings: Settings, batch_id: str) -> int:
     """Delete every lake file of ``batch_id`` (a redo writes them anew)."""
     removed = 0
-    name = lake.batch_file_name(batch_id)
     for table in TABLES:
-        folder = lake.table_dir(settings, table)
-        if folder.exists():
-            for path in folder.rglob(name):
-                path.unlink()
-                removed += 1
+        for path in lake.batch_files(settings, table, batch_id):
+            path.unlink()
+            removed += 1
     return removed
 
 
@@ -401,16 +343,14 @@ def write_batch_files(
     written: dict[str, list[dict[str, Any]]] = {}
     for name, table in tables.items():
         for (date, hour), part in sorted(split_by_hour(table, PARTITION_TIME[name]).items()):
-            path = (
-                lake.table_dir(settings, name)
-                / f"date={date}"
-                / f"hour={hour}"
-                / lake.batch_file_name(batch_id)
-            )
+            path = lake.hour_dir(settings, name, date, hour) / lake.batch_file_name(batch_id)
             lake.write_parquet_atomically(part, path)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            relative = str(path.relative_to(lake.lake_dir(settings)))
-            written.setdefault(name, []).append({"path": relative, "rows": part.num_rows, "sha256": digest})
+            entry = {
+                "path": lake.relative_path(settings, path),
+                "rows": part.num_rows,
+                "sha256": sha256_of(path),
+            }
+            written.setdefault(name, []).append(entry)
     return written
 
 
@@ -438,7 +378,7 @@ def apply_quality(settings: Settings, batch_id: str, tables: dict[str, pa.Table]
 
 def ingest_batch(settings: Settings) -> dict[str, Any]:
     """Ingest the next batch (or finish an interrupted one); returns what was done."""
-    consumer = _consumer(settings)
+    consumer = kafka_consumer(settings)
     try:
         manifest = unfinished_manifest(settings)
         if manifest is not None:
@@ -449,7 +389,7 @@ def ingest_batch(settings: Settings) -> dict[str, Any]:
             ):
                 log.info("batch %s was committed before a crash; marking it so", manifest.batch_id)
                 manifest.state = "committed"
-                save_manifest(settings, manifest)
+                lake.save_manifest(settings, manifest)
                 manifest = None
             else:
                 removed = remove_batch_files(settings, manifest.batch_id)
@@ -461,7 +401,7 @@ def ingest_batch(settings: Settings) -> dict[str, Any]:
                 return {"batch_id": None, "lines": 0}
             manifest = Manifest(batch_id_for(settings.topic, ranges), settings.topic, ranges)
             manifest.planned_at = datetime.now().isoformat(timespec="seconds")
-            save_manifest(settings, manifest)
+            lake.save_manifest(settings, manifest)
         return _run(settings, consumer, manifest)
     finally:
         consumer.close()
@@ -480,11 +420,11 @@ def _run(settings: Settings, consumer: Any, manifest: Manifest) -> dict[str, Any
     manifest.files = write_batch_files(settings, manifest.batch_id, tables)
     manifest.counts = {name: table.num_rows for name, table in tables.items()}
     manifest.state = "written"
-    save_manifest(settings, manifest)
+    lake.save_manifest(settings, manifest)
     write_done = time.monotonic()
     commit_offsets(settings, consumer, manifest.ranges)
     manifest.state = "committed"
-    save_manifest(settings, manifest)
+    lake.save_manifest(settings, manifest)
     seconds = {
         "read+parse": parse_done - began,
         "quality": quality_done - parse_done,

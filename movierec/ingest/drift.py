@@ -33,7 +33,6 @@ atomically), a WARNING line per drifted signal, and a Great Expectations validat
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -45,7 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from movierec import lake
-from movierec.ingest import catalog_sync, consume
+from movierec.files import write_text
 from movierec.ingest import drift_stats as stats
 from movierec.schemas import DRIFT, TABLES
 from movierec.settings import Settings
@@ -61,7 +60,6 @@ SIGNALS = (
     "unknown_movies",
     "quarantine_reasons",
 )
-SESSION_FILE = "part-sessions.parquet"  # movierec.ingest.watch_sessions.DAY_FILE
 
 
 class DriftError(ValueError):
@@ -72,7 +70,7 @@ class DriftError(ValueError):
 
 
 def drift_path(settings: Settings, batch_id: str, day: date) -> Path:
-    return lake.table_dir(settings, "drift") / f"date={day:%Y-%m-%d}" / lake.batch_file_name(batch_id)
+    return lake.day_dir(settings, "drift", f"{day:%Y-%m-%d}") / lake.batch_file_name(batch_id)
 
 
 def metrics_path(settings: Settings) -> Path:
@@ -107,21 +105,16 @@ class Reference:
     batches: int
 
 
-def _read_files(settings: Settings, table: str, relative: list[str]) -> pa.Table:
-    schema = TABLES[table]
-    files = [str(lake.lake_dir(settings) / path) for path in relative]
-    return ds.dataset(files, schema=schema, format="parquet").to_table() if files else schema.empty_table()
-
-
 def load_batch(settings: Settings, batch_id: str) -> Batch:
-    path = consume.manifest_path(settings, batch_id)
-    if not path.exists():
-        raise DriftError(f"no ingest batch {batch_id!r} (no manifest {path})")
-    manifest = consume.Manifest.from_json(path.read_text())
+    manifest = lake.load_manifest(settings, batch_id)
+    if manifest is None:
+        raise DriftError(
+            f"no ingest batch {batch_id!r} (no manifest {lake.manifest_path(settings, batch_id)})"
+        )
     if manifest.state not in ("written", "committed"):
         raise DriftError(f"batch {batch_id} is {manifest.state!r}: its files are not written yet")
     tables = {
-        name: _read_files(settings, name, [f["path"] for f in manifest.files.get(name, [])])
+        name: lake.read_files(settings, name, [f["path"] for f in manifest.files.get(name, [])])
         for name in ("watch", "rate", "reco", "quarantine")
     }
     times = [tables[name]["time"] for name in ("watch", "rate", "reco") if tables[name].num_rows]
@@ -137,18 +130,6 @@ def load_batch(settings: Settings, batch_id: str) -> Batch:
     )
 
 
-def _files_between(folder: Path, start: datetime, end: datetime, skip_name: str) -> list[str]:
-    """Parquet files under ``folder``'s ``date=`` partitions from ``start``'s day to ``end``'s."""
-    if not folder.exists():
-        return []
-    files = []
-    for day_dir in sorted(folder.glob("date=*")):
-        day = day_dir.name.removeprefix("date=")
-        if f"{start:%Y-%m-%d}" <= day <= f"{end:%Y-%m-%d}":
-            files += [str(p) for p in sorted(day_dir.rglob("part-*.parquet")) if p.name != skip_name]
-    return files
-
-
 def read_window(
     settings: Settings,
     table: str,
@@ -159,22 +140,21 @@ def read_window(
     skip_name: str,
 ) -> pa.Table:
     """Rows of ``table`` with ``start <= time_column < end``, reading only the days in between."""
-    schema = TABLES[table]
-    files = _files_between(lake.table_dir(settings, table), start, end, skip_name)
+    files = lake.files_between(settings, table, f"{start:%Y-%m-%d}", f"{end:%Y-%m-%d}", skip_name=skip_name)
     if not files:
-        return schema.empty_table().select(columns)
-    moment = schema.field(time_column).type
+        return TABLES[table].empty_table().select(columns)
+    moment = TABLES[table].field(time_column).type
     in_window = (ds.field(time_column) >= pa.scalar(start, moment)) & (
         ds.field(time_column) < pa.scalar(end, moment)
     )
-    return ds.dataset(files, schema=schema, format="parquet").to_table(columns=columns, filter=in_window)
+    return lake.dataset(settings, table, files).to_table(columns=columns, filter=in_window)
 
 
-def earlier_batches(settings: Settings, batch: Batch, days: int) -> list[consume.Manifest]:
+def earlier_batches(settings: Settings, batch: Batch, days: int) -> list[lake.Manifest]:
     """Committed batches of the same topic planned within ``days`` before ``batch``."""
     since = batch.planned_at - timedelta(days=days)
     found = []
-    for manifest in consume.load_manifests(settings):
+    for manifest in lake.load_manifests(settings):
         if manifest.batch_id == batch.batch_id or manifest.state != "committed" or not manifest.planned_at:
             continue
         planned = datetime.fromisoformat(manifest.planned_at)
@@ -201,20 +181,20 @@ def load_reference(settings: Settings, batch: Batch) -> Reference:
     )
     earlier = earlier_batches(settings, batch, days)
     quarantine_files = [f["path"] for m in earlier for f in m.files.get("quarantine", [])]
-    reasons = _read_files(settings, "quarantine", quarantine_files)["reason"].to_pylist()
+    reasons = lake.read_files(settings, "quarantine", quarantine_files)["reason"].to_pylist()
     lines = sum(m.counts.get("raw", 0) for m in earlier)
     return Reference(start, end, rate, reco, sessions, lines, reasons, len(earlier))
 
 
 def movie_genres(settings: Settings) -> dict[str, list[str]]:
     """Movie id -> genre names, from the stored catalog (empty when it has not been fetched yet)."""
-    movies = catalog_sync.read_movies(settings).select(["id", "genres"])
+    movies = lake.read_table(settings, "movies", columns=["id", "genres"])
     return dict(zip(movies["id"].to_pylist(), movies["genres"].to_pylist(), strict=True))
 
 
 def missing_movies(settings: Settings, stored: dict[str, list[str]]) -> frozenset[str]:
     """Movie ids the catalog API answered 404 for (and has not returned since)."""
-    unknown = catalog_sync.read_unknown(settings)
+    unknown = lake.read_table(settings, "catalog_unknown")
     ids = unknown.filter(pc.equal(unknown["kind"], "movie"))["id"].to_pylist()
     return frozenset(ids) - stored.keys()
 
@@ -436,23 +416,10 @@ def prometheus_text(batch_id: str, computed_at: datetime, verdicts: list[stats.V
     return "\n".join(lines) + "\n"
 
 
-def write_text_atomically(text: str, path: Path) -> None:
-    """Write beside and rename: a scraper never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    with open(staging, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
-
-
 def store_results(settings: Settings, batch_id: str, day: date, table: pa.Table) -> Path:
     """The batch's drift partition; a re-run replaces it (also if it once landed on another day)."""
-    name = lake.batch_file_name(batch_id)
     path = drift_path(settings, batch_id, day)
-    folder = lake.table_dir(settings, "drift")
-    for old in folder.rglob(name) if folder.exists() else []:
+    for old in lake.batch_files(settings, "drift", batch_id):
         if old != path:
             old.unlink()
     lake.write_parquet_atomically(table, path)
@@ -513,7 +480,8 @@ def check_drift(settings: Settings, batch_id: str | None) -> dict[str, Any]:
     table = result_rows(batch_id, computed_at, verdicts, threshold)
     day = (batch.first_time or batch.planned_at).date()
     path = store_results(settings, batch_id, day, table)
-    write_text_atomically(prometheus_text(batch_id, computed_at, verdicts), metrics_path(settings))
+    # written whole: a scraper never reads half of it
+    write_text(metrics_path(settings), prometheus_text(batch_id, computed_at, verdicts))
     gx = validate_in_gx(settings, batch_id, table)
     drifted = [v.signal for v in verdicts if v.drifted]
     log.info("drift of batch %s: %s", batch_id, f"DRIFTED {drifted}" if drifted else "no drift")
@@ -536,6 +504,6 @@ def check_drift(settings: Settings, batch_id: str | None) -> dict[str, Any]:
         "any_drift": bool(drifted),
         "drifted": drifted,
         "gx": gx,
-        "table": str(path.relative_to(lake.lake_dir(settings))),
+        "table": lake.relative_path(settings, path),
         "metrics": str(metrics_path(settings)),
     }

@@ -17,15 +17,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from movierec import lake
-from movierec.schemas import WATCH, WATCH_SESSION
+from movierec.schemas import WATCH_SESSION
 from movierec.settings import Settings
 
 log = logging.getLogger(__name__)
-
-DAY_FILE = "part-sessions.parquet"
 
 
 def sessions_of(watch: pa.Table) -> pa.Table:
@@ -51,17 +48,11 @@ def sessions_of(watch: pa.Table) -> pa.Table:
 
 def days_of_batch(settings: Settings, batch_id: str) -> list[str]:
     """The event dates for which ``batch_id`` wrote watch rows."""
-    folder = lake.table_dir(settings, "watch")
-    name = lake.batch_file_name(batch_id)
-    return sorted({path.parent.parent.name.removeprefix("date=") for path in folder.rglob(name)})
+    return sorted({lake.day_of(path) for path in lake.batch_files(settings, "watch", batch_id)})
 
 
 def watch_rows_of_day(settings: Settings, day: str) -> pa.Table:
-    folder = lake.table_dir(settings, "watch") / f"date={day}"
-    files = sorted(str(p) for p in folder.rglob("part-*.parquet"))
-    if not files:
-        return WATCH.empty_table()
-    return ds.dataset(files, schema=WATCH, format="parquet").to_table()
+    return lake.dataset(settings, "watch", lake.day_files(settings, "watch", day)).to_table()
 
 
 def update_watch_sessions(settings: Settings, batch_id: str | None) -> dict[str, Any]:
@@ -79,7 +70,7 @@ def update_watch_sessions(settings: Settings, batch_id: str | None) -> dict[str,
         check = validate_frame(settings, "watch_session", sessions, run_name=f"{batch_id}-{day}")
         if not check["success"]:
             raise QualityError(f"watch_session {day}: expectations failed: {check['failed_expectations']}")
-        path = lake.table_dir(settings, "watch_session") / f"date={day}" / DAY_FILE
+        path = lake.day_dir(settings, "watch_session", day) / lake.SESSIONS_FILE
         lake.write_parquet_atomically(sessions, path)
         total += sessions.num_rows
         checks.append(check["success"])

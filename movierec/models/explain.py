@@ -20,6 +20,7 @@ from typing import Any
 
 from kafka.partitioner.default import murmur2
 
+from movierec import serving_file
 from movierec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,30 +138,21 @@ def _scan(consumer: Any, user_id: int, low: int, end: int, where: str) -> list[d
     return matches
 
 
-def read_meta(path: Path) -> dict[str, str]:
-    import sqlite3
-
-    connection = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-    try:
-        return dict(connection.execute("SELECT key, value FROM meta").fetchall())
-    finally:
-        connection.close()
-
-
 def explain(settings: Settings, user_id: int, at: datetime | None = None) -> Explanation:
-    from server.store import serving_file
-
     served = latest_served(read_user_records(settings, user_id, at), user_id, at)
     if served is None:
         when = f" at or before {at.isoformat()}" if at else ""
         raise ExplainError(f"no answer served to user {user_id}{when} on {settings.served_topic}")
-    path = serving_file(settings.serving_dir, served["model_version"])
+    try:
+        path = serving_file.file_path(settings.serving_dir, served["model_version"])
+    except ValueError as exc:
+        raise ExplainError(f"user {user_id} was served at {served['time']}, but {exc}") from None
     if not path.exists():
         raise ExplainError(
             f"user {user_id} was served model {served['model_version']} at {served['time']}, "
             f"but {path} is no longer kept (MOVIEREC_KEEP_VERSIONS={settings.keep_versions})"
         )
-    return Explanation(served, path, read_meta(path))
+    return Explanation(served, path, serving_file.read_meta(path))
 
 
 def render(explanation: Explanation) -> str:

@@ -1,16 +1,16 @@
 """Run Airflow for movierec: its environment, start, stop, status, unpausing our DAGs.
 
-Four components (api-server, scheduler, dag-processor, triggerer), each in its own
-process group with its output in ``$MOVIEREC_HOME/airflow/logs/<component>.log``
-and a pid file. A pid file is trusted only when ``/proc/<pid>/cmdline`` still
-names that Airflow component and the process started when the file says, so a
-stale or reused pid is never signalled. "Started" means ``/api/v2/monitor/health``
-reports every component healthy, not that the port is open.
+Four components (api-server, scheduler, dag-processor, triggerer), each a supervisord
+program ``airflow-<component>`` (``movierec.ops.supervisor``: its own process group,
+restarted if it dies) with its output in ``$MOVIEREC_HOME/airflow/logs/<component>.log``.
+"Started" means ``/api/v2/monitor/health`` reports every component healthy, not
+that the port is open.
 
 Stopping: Airflow shuts down cleanly on SIGINT (SIGTERM alone can leave its
-workers behind), so SIGINT goes to every process group first, then SIGTERM,
-then SIGKILL after a timeout. Task processes put themselves in process groups of
-their own, so the process tree is walked and their groups are signalled too.
+workers behind), so supervisord sends SIGINT to each component's group, the API
+server last (running tasks report their end through it), and SIGKILL after a
+timeout. Task processes put themselves in process groups of their own, so any
+process left whose environment names our ``AIRFLOW_HOME`` is stopped afterwards.
 
 This module never imports Airflow: the CLI stays fast and talks to the
 components over HTTP.
@@ -36,17 +36,17 @@ from typing import Any
 
 import httpx
 
+from movierec.files import atomic_write
+from movierec.ops import supervisor
 from movierec.ops.processes import (
     ancestors,
     cmdline,
     descendants,
-    is_alive,
     port_open,
     signal_groups,
-    start_time,
-    tail,
     wait_gone,
 )
+from movierec.ops.supervisor import Program
 from movierec.settings import REPO_ROOT, Settings, as_env
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,6 @@ def logs_dir(settings: Settings) -> Path:
     return airflow_home(settings) / "logs"
 
 
-def run_dir(settings: Settings) -> Path:
-    return airflow_home(settings) / "run"
-
-
-def pid_file(settings: Settings, component: str) -> Path:
-    return run_dir(settings) / f"{component}.pid"
-
-
 def password_file(settings: Settings) -> Path:
     return airflow_home(settings) / "simple_auth_manager_passwords.json.generated"
 
@@ -109,12 +101,10 @@ def _secrets(settings: Settings) -> dict[str, str]:
         "jwt_secret": secrets.token_urlsafe(48),
         "api_secret_key": secrets.token_urlsafe(32),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(values, handle)
-    os.replace(staging, path)
+    with atomic_write(path) as staging:
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+        with os.fdopen(fd, "w") as handle:
+            json.dump(values, handle)
     return values
 
 
@@ -190,29 +180,27 @@ def migrate_db(settings: Settings) -> bool:
 # --- processes -----------------------------------------------------------------
 
 
-def _is_component(cmdline: bytes, component: str, settings: Settings) -> bool:
-    if component == "api-server":
-        # the API server retitles itself "airflow api_server -- host:... port:<port>"
-        title = f"api_server -- host:127.0.0.1 port:{settings.airflow_port}".encode()
-        return b"airflow" in cmdline and (b" api-server" in cmdline or title in cmdline)
-    return b"airflow" in cmdline and f" {component}".encode() in cmdline
+def program_name(component: str) -> str:
+    return f"airflow-{component}"
 
 
-def running_pid(settings: Settings, component: str) -> int | None:
-    """The pid of our ``component`` if it is alive; a stale or reused pid is not ours."""
-    try:
-        pid_text, started = pid_file(settings, component).read_text().split()
-        pid = int(pid_text)
-    except (FileNotFoundError, ValueError):
-        return None
-    if not is_alive(pid) or str(start_time(pid)) != started:
-        return None
-    return pid if _is_component(cmdline(pid), component, settings) else None
+def program(settings: Settings, component: str) -> Program:
+    return Program(
+        program_name(component),
+        _airflow_command(component),
+        log=logs_dir(settings) / f"{component}.log",
+        cwd=airflow_home(settings),
+        env=airflow_env(settings),
+        stop_signal="INT",  # Airflow's clean shutdown
+        stop_wait=30,
+        start_seconds=5,
+    )
 
 
 def running(settings: Settings) -> dict[str, int]:
-    """component -> pid of the components of this MOVIEREC_HOME that are alive."""
-    return {c: pid for c in COMPONENTS if (pid := running_pid(settings, c)) is not None}
+    """component -> pid of the components of this MOVIEREC_HOME that supervisord runs."""
+    pids = {c: supervisor.pid(settings, program_name(c)) for c in COMPONENTS}
+    return {c: pid for c, pid in pids.items() if pid is not None}
 
 
 def processes_of_home(settings: Settings) -> set[int]:
@@ -231,8 +219,9 @@ def processes_of_home(settings: Settings) -> set[int]:
     return found - ancestors()  # never ourselves or whoever started us (a shell, pytest)
 
 
-def start(settings: Settings, timeout: float = 120.0) -> dict[str, int]:
-    """Start the components that are not running and wait until all are healthy; their pids."""
+def start(settings: Settings, timeout: float = 300.0) -> dict[str, int]:
+    """Start the components that are not running and wait until all are healthy; their pids.
+    (~10 s on a quiet box; the API server alone took over 2 minutes with the box's load at 13.)"""
     alive = running(settings)
     if "api-server" not in alive and port_open(settings.airflow_port):
         raise AirflowOpsError(
@@ -241,29 +230,13 @@ def start(settings: Settings, timeout: float = 120.0) -> dict[str, int]:
         )
     migrate_db(settings)
     logs_dir(settings).mkdir(parents=True, exist_ok=True)
-    run_dir(settings).mkdir(parents=True, exist_ok=True)
-    env = _process_env(settings)
-    started: dict[str, subprocess.Popen[bytes]] = {}
     for component in COMPONENTS:
-        if component in alive:
-            continue
-        with (logs_dir(settings) / f"{component}.log").open("ab") as out:
-            # its own session: stop() signals the whole group, so no worker is orphaned
-            process = subprocess.Popen(
-                _airflow_command(component),
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=airflow_home(settings),
-            )
-        pid_file(settings, component).write_text(f"{process.pid} {start_time(process.pid)}\n")
-        started[component] = process
-        log.info("airflow %s starting (pid %d)", component, process.pid)
+        if component not in alive:
+            pid = supervisor.start(settings, program(settings, component))
+            log.info("airflow %s starting (pid %d)", component, pid)
     try:
-        wait_until_healthy(settings, timeout, started)
-    except AirflowOpsError:
+        wait_until_healthy(settings, timeout, watch=True)
+    except (AirflowOpsError, supervisor.SupervisorError):
         stop(settings)
         raise
     return running(settings)
@@ -280,16 +253,15 @@ def _all_healthy(report: Mapping[str, Any]) -> bool:
     return all((report.get(part) or {}).get("status") == "healthy" for part in HEALTH_PARTS)
 
 
-def wait_until_healthy(
-    settings: Settings, timeout: float, processes: Mapping[str, subprocess.Popen[bytes]] | None = None
-) -> None:
+def wait_until_healthy(settings: Settings, timeout: float, watch: bool = False) -> None:
     deadline = time.monotonic() + timeout
     last: object = "no answer yet"
     while time.monotonic() < deadline:
-        for component, process in (processes or {}).items():
-            if process.poll() is not None:
-                out = tail(logs_dir(settings) / f"{component}.log")
-                raise AirflowOpsError(f"airflow {component} exited with code {process.returncode}:\n{out}")
+        for component in COMPONENTS if watch else ():
+            try:
+                supervisor.check_alive(settings, program_name(component))
+            except supervisor.SupervisorError as exc:
+                raise AirflowOpsError(f"airflow {component} did not start: {exc}") from None
         try:
             last = health(settings)
             if _all_healthy(last):
@@ -303,32 +275,28 @@ def wait_until_healthy(
 def stop(settings: Settings, timeout: float = 60.0) -> bool:
     """Stop every process of this Airflow (components, workers, tasks); True if any was running."""
     roots = running(settings)
-    for component in COMPONENTS:
-        pid_file(settings, component).unlink(missing_ok=True)
-    strays = processes_of_home(settings)
-    if not roots and not strays:
-        return False
-    log.info("stopping airflow (%s)", ", ".join(f"{c} {p}" for c, p in roots.items()) or "strays")
-    api = {roots["api-server"]} if "api-server" in roots else set()
     # Scheduler, dag-processor, triggerer and their tasks first, the API last: running
     # tasks report their end through the API's execution endpoint.
-    rest = descendants(pid for c, pid in roots.items() if c != "api-server") | strays
-    signal_groups(rest, signal.SIGINT)
-    rest = wait_gone(rest | descendants(rest), timeout / 2)
-    everything = rest | descendants(api)
-    signal_groups(everything, signal.SIGINT)
-    everything = wait_gone(everything | descendants(everything), timeout / 4)
-    if everything:
-        signal_groups(everything, signal.SIGTERM)
-        everything = wait_gone(everything | descendants(everything), timeout / 4)
-    if everything:
-        log.warning("airflow processes %s did not stop; killing them", sorted(everything))
-        signal_groups(everything, signal.SIGKILL)
-        for pid in everything:  # a process outside those groups still gets its signal
+    for component in (*(c for c in COMPONENTS if c != "api-server"), "api-server"):
+        supervisor.stop(settings, program_name(component), last_out=False)
+    strays = processes_of_home(settings)
+    had_strays = bool(strays)
+    if strays:
+        log.info("stopping airflow processes left behind: %s", sorted(strays))
+        signal_groups(strays, signal.SIGINT)
+        strays = wait_gone(strays | descendants(strays), timeout / 4)
+    if strays:
+        signal_groups(strays, signal.SIGTERM)
+        strays = wait_gone(strays | descendants(strays), timeout / 4)
+    if strays:
+        log.warning("airflow processes %s did not stop; killing them", sorted(strays))
+        signal_groups(strays, signal.SIGKILL)
+        for pid in strays:  # a process outside those groups still gets its signal
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        wait_gone(everything, 10.0)
-    return True
+        wait_gone(strays, 10.0)
+    supervisor.shutdown_if_idle(settings)
+    return bool(roots) or had_strays
 
 
 # --- status --------------------------------------------------------------------

@@ -1,12 +1,15 @@
 """The whole loop from one command (`make up` -> `movierec up`), and its end (`movierec down`).
 
-    Kafka ─► catalog API (simulator) ─► Airflow (DAGs unpaused) ─► recommendation service
+    Kafka ─► monitoring (node-exporter, Alertmanager, dashboard, Prometheus, probe)
+      ─► catalog API (simulator) ─► recommendation service ─► Airflow (DAGs unpaused)
       ─► backfill of history (simulator, first time only) ─► ingest runs until caught up
       ─► catalog run ─► first retrain (if nothing is published yet) ─► live viewers
 
 Every step is idempotent: a second `movierec up` finds things running and only starts what is
-not. The simulator is driven through its `movierec world ...` commands in their own processes:
-the product never imports it. Each step prints one line when it starts and one when it ends.
+not. Every long-running part runs under one supervisord per home (``movierec.ops.supervisor``),
+which restarts what dies. The simulator is driven through its `movierec world ...` commands in
+their own processes: the product never imports it. Each step prints one line when it starts
+and one when it ends.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from movierec.ops import airflow_ops, services
+from movierec.ops import airflow_ops, services, supervisor
 from movierec.ops.broker import broker
 from movierec.settings import Settings, child_env
 
@@ -49,15 +52,16 @@ def has_current_model(settings: Settings) -> bool:
 
 
 def lake_is_empty(settings: Settings) -> bool:
-    manifests = settings.lake_home / "_manifests"
-    return not manifests.exists() or not any(manifests.iterdir())
+    from movierec import lake
+
+    return not lake.has_manifests(settings)
 
 
 def lines_waiting(settings: Settings) -> int:
     """Lines on the topic the ingest has not committed yet."""
     from movierec.ingest import consume
 
-    consumer = consume._consumer(settings)
+    consumer = consume.kafka_consumer(settings)
     try:
         uncapped = replace(settings, ingest_max_lines=1 << 62)
         return sum(r.end - r.start for r in consume.plan_ranges(uncapped, consumer))
@@ -99,19 +103,23 @@ def up(
     say: Callable[[str], None] = print,
 ) -> Timeline:
     timeline = Timeline()
-    env = child_env(settings)
     catalog = services.catalog_of(settings)
     with timeline.step("kafka", f"Kafka broker on {settings.kafka_bootstrap}"):
         broker.start(settings)
         broker.ensure_topics(settings)
+    what = f"monitoring: Prometheus :{settings.prometheus_port}, dashboard :{settings.dashboard_port}"
+    with timeline.step("monitoring", what):
+        for name in services.MONITORING:
+            services.start(settings, catalog[name])
     with timeline.step("api", f"simulator catalog API on {settings.catalog_api_url}"):
-        services.start(settings, catalog["api"], env, timeout=300)  # first start builds the world
+        services.start(settings, catalog["api"], timeout=300)  # first start builds the world
+    # the service before Airflow: it needs neither, and Prometheus pages when it is missing for a minute
+    with timeline.step("server", f"recommendation service on {settings.server_host}:{settings.server_port}"):
+        services.start(settings, catalog["server"])
     with timeline.step("airflow", f"Airflow on {airflow_ops.api_url(settings)}"):
         airflow_ops.start(settings)
         # retrain stays paused until there is data: unpaused, its schedule starts a run at once
         airflow_ops.unpause_all(settings, keep_paused=() if has_current_model(settings) else ("retrain",))
-    with timeline.step("server", f"recommendation service on {settings.server_host}:{settings.server_port}"):
-        services.start(settings, catalog["server"], env)
     if lake_is_empty(settings) and lines_waiting(settings) == 0:
         what = f"backfill of {backfill_days:g} days of history into {settings.topic}"
         with timeline.step("backfill", what):
@@ -131,7 +139,7 @@ def up(
                 raise airflow_ops.AirflowOpsError("the first retrain did not publish a model: see its log")
     if live:
         with timeline.step("viewers", "simulator live viewers calling the service"):
-            services.start(settings, catalog["viewers"], env)
+            services.start(settings, catalog["viewers"])
     return timeline
 
 
@@ -145,6 +153,8 @@ def down(settings: Settings) -> list[str]:
         stopped.append("airflow")
     if broker.stop(settings):
         stopped.append("kafka")
+    if supervisor.shutdown(settings):  # normally gone with its last program
+        stopped.append("supervisord")
     return stopped
 
 
@@ -160,6 +170,10 @@ def where(settings: Settings) -> list[str]:
         f"models       {settings.serving_dir}/current -> the file being served",
         f"kafka        {settings.kafka_bootstrap}  topic {settings.topic} (log {broker.logs_dir(settings)})",
         f"viewers      log {services.log_file(settings, 'viewers')} (the request client's lines)",
+        f"dashboard    http://127.0.0.1:{settings.dashboard_port}/  (alerts: {settings.home / 'alerts'})",
+        f"Prometheus   http://127.0.0.1:{settings.prometheus_port}/  Alertmanager "
+        f"http://127.0.0.1:{settings.alertmanager_port}/",
+        f"supervisor   {supervisor.conf_dir(settings) / 'supervisord.conf'} (supervisorctl -c <that> status)",
         "stop with    make down",
     ]
 

@@ -1,8 +1,8 @@
 """Processes of the parts we run in the background: liveness, process trees, signals.
 
-Shared by the Airflow supervisor and the services (catalog API, server, viewers):
-a pid file holds the pid and its start time, so a stale or reused pid is never trusted,
-and stopping signals whole process groups, so no worker is orphaned.
+Shared by the stop paths of supervisord's programs (movierec.ops.supervisor), Airflow's
+leftovers and the services: process trees, liveness, and signals to whole process groups,
+so no worker is orphaned.
 """
 
 from __future__ import annotations
@@ -13,14 +13,6 @@ import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
-
-
-def start_time(pid: int) -> int | None:
-    """Clock ticks since boot when ``pid`` started (field 22 of /proc/<pid>/stat)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (FileNotFoundError, IndexError, ValueError):
-        return None
 
 
 def cmdline(pid: int) -> bytes:

@@ -2,10 +2,10 @@
 
 Lifecycle: resolve the pinned ``org.apache.kafka:kafka_2.13`` and its runtime
 dependencies from Maven Central into a cache folder (once; later starts are
-offline), format KRaft storage under ``$MOVIEREC_HOME/kafka``, start one JVM in
-its own process group with its logs in a file, wait until a message can be
-produced and consumed, and stop it (SIGTERM for a controlled shutdown, SIGKILL
-only after a timeout) so no JVM is left behind.
+offline), format KRaft storage under ``$MOVIEREC_HOME/kafka``, run one JVM under
+supervisord (``movierec.ops.supervisor``: restarted if it dies) with its logs in
+a file, wait until a message can be produced and consumed, and stop it (SIGTERM
+for a controlled shutdown, SIGKILL only after a timeout) so no JVM is left behind.
 
 A user with a real Kafka cluster never calls this: they set
 ``MOVIEREC_KAFKA_BOOTSTRAP`` and the rest of movierec uses that.
@@ -14,11 +14,8 @@ A user with a real Kafka cluster never calls this: they set
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -29,6 +26,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from movierec.ops import supervisor
+from movierec.ops.supervisor import Program
 from movierec.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,10 +57,6 @@ def data_dir(settings: Settings) -> Path:
 
 def logs_dir(settings: Settings) -> Path:
     return settings.kafka_home / "logs"
-
-
-def pid_file(settings: Settings) -> Path:
-    return settings.kafka_home / "broker.pid"
 
 
 def listener(settings: Settings) -> tuple[str, int]:
@@ -223,18 +218,25 @@ def prepare(settings: Settings) -> Path:
 
 # --- process lifecycle ------------------------------------------------------
 
+PROGRAM = "kafka"  # its name under supervisord
+
+
+def program(settings: Settings) -> Program:
+    """The broker JVM as a supervisord program (SIGTERM is Kafka's controlled shutdown)."""
+    properties = settings.kafka_home / "server.properties"
+    return Program(
+        PROGRAM,
+        _java_command(settings, MAIN_CLASS, str(properties)),
+        log=logs_dir(settings) / "kafka.out",
+        cwd=settings.kafka_home,
+        stop_wait=60,
+        start_seconds=5,
+    )
+
 
 def running_pid(settings: Settings) -> int | None:
-    """The pid of our broker JVM if it is alive (a stale or reused pid is not ours)."""
-    path = pid_file(settings)
-    try:
-        pid = int(path.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return None
-    if MAIN_CLASS.encode() in cmdline and f"-Dkafka.logs.dir={logs_dir(settings)}".encode() in cmdline:
-        return pid
-    return None
+    """The pid of our broker JVM if supervisord runs it."""
+    return supervisor.pid(settings, PROGRAM)
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -246,7 +248,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def start(settings: Settings, timeout: float = 90.0) -> int:
-    """Start the broker (if not already running) and wait until it serves; returns its pid."""
+    """Start the broker under supervisord (if not already running) and wait until it serves; its pid."""
     pid = running_pid(settings)
     if pid is not None:
         log.info("kafka already running (pid %d)", pid)
@@ -255,38 +257,28 @@ def start(settings: Settings, timeout: float = 90.0) -> int:
     host, port = listener(settings)
     if port_open(host, port):
         raise BrokerError(f"something else already listens on {host}:{port}; stop it or change the port")
-    properties = prepare(settings)
-    out = (logs_dir(settings) / "kafka.out").open("ab")
-    # its own session: stop() signals the whole group, so no JVM is orphaned
-    process = subprocess.Popen(
-        _java_command(settings, MAIN_CLASS, str(properties)),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        cwd=settings.kafka_home,
-    )
-    out.close()
-    pid_file(settings).write_text(f"{process.pid}\n")
-    log.info("kafka starting (pid %d), log %s", process.pid, logs_dir(settings) / "server.log")
+    prepare(settings)
+    pid = supervisor.start(settings, program(settings))
+    log.info("kafka starting (pid %d), log %s", pid, logs_dir(settings) / "server.log")
     try:
-        wait_until_serving(settings, timeout, process)
-    except BrokerError:
+        wait_until_serving(settings, timeout, watch=True)
+    except (BrokerError, supervisor.SupervisorError):
         stop(settings)
         raise
-    return process.pid
+    return running_pid(settings) or pid
 
 
-def wait_until_serving(
-    settings: Settings, timeout: float, process: subprocess.Popen[bytes] | None = None
-) -> None:
-    """Block until a produce+consume round trip succeeds, the JVM dies, or time runs out."""
+def wait_until_serving(settings: Settings, timeout: float, watch: bool = False) -> None:
+    """Block until a produce+consume round trip succeeds, the JVM gives up (``watch``), or time runs out."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     host, port = listener(settings)
     while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise BrokerError(f"kafka exited with code {process.returncode}; see {logs_dir(settings)}")
+        if watch:
+            try:
+                supervisor.check_alive(settings, PROGRAM)
+            except supervisor.SupervisorError as exc:
+                raise BrokerError(f"kafka did not start; see {logs_dir(settings)}: {exc}") from None
         if port_open(host, port):
             try:
                 round_trip(settings)
@@ -297,42 +289,9 @@ def wait_until_serving(
     raise BrokerError(f"kafka did not serve within {timeout:.0f} s (last error: {last_error})")
 
 
-def stop(settings: Settings, timeout: float = 60.0) -> bool:
-    """Controlled shutdown of our broker; True if one was running."""
-    pid = running_pid(settings)
-    pid_file(settings).unlink(missing_ok=True)
-    if pid is None:
-        return False
-    log.info("stopping kafka (pid %d)", pid)
-    _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_alive(pid):
-            return True
-        time.sleep(0.2)
-    log.warning("kafka did not stop within %.0f s; killing it", timeout)
-    _signal_group(pid, signal.SIGKILL)
-    while is_alive(pid):
-        time.sleep(0.1)
-    return True
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(os.getpgid(pid), signum)
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        # a zombie (exited, not yet reaped by its parent) counts as gone
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    if state == "Z":
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    return True
+def stop(settings: Settings) -> bool:
+    """Controlled shutdown of our broker (SIGKILL after 60 s); True if one was running."""
+    return supervisor.stop(settings, PROGRAM)
 
 
 # --- talking to it ----------------------------------------------------------

@@ -1,0 +1,121 @@
+"""The model interface (movierec/models/candidates): every kind fits with real Spark (local[2]) on a
+planted window, saves, and loads back what the protocol promises; train.json entries rebuild the
+same candidate; popularity counts what it says on planted rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from movierec.models import candidates
+from movierec.models.candidates.popularity import most_popular, recent_viewers
+from spark_jobs.session import build_session
+from tests.learning_data import learning_settings
+
+pytestmark = pytest.mark.slow
+
+UNTIL = datetime(2026, 11, 23)
+RECENT, OLD = UNTIL - timedelta(days=1), UNTIL - timedelta(days=8)
+MOVIES = 6  # iidx 0..5 are movies; 6 and 7 are demographic pseudo-items
+# Planted: movie 1 has 3 recent viewers, movie 2 has 2 (one of them twice), movie 3 only a dislike,
+# movie 4 only viewers older than the 7 days, movie 5 a viewer at the window's end (outside it).
+ROWS = [
+    (1, 1, 1.0, RECENT), (2, 1, 0.5, RECENT), (3, 1, 0.1, RECENT),
+    (1, 2, 1.0, RECENT), (1, 2, 1.0, RECENT - timedelta(hours=1)), (4, 2, 0.7, RECENT),
+    (5, 3, -0.4, RECENT),
+    (6, 4, 1.0, OLD), (7, 4, 1.0, OLD),
+    (8, 5, 1.0, UNTIL),
+    (2, 0, 0.9, RECENT), (3, 0, 0.8, RECENT), (4, 3, 0.6, RECENT), (6, 1, 0.2, OLD),
+]  # fmt: skip
+USERS = sorted({row[0] for row in ROWS})
+FEATURE_USER = 9  # has features but no interaction in the window: no factors from the window
+FEATURES = [(u, 6 + u % 2, 3.0) for u in [*USERS, FEATURE_USER]]
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    session = build_session(learning_settings(tmp_path_factory.mktemp("spark")), "test-candidates")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def window(spark: Any) -> candidates.TrainingWindow:
+    interactions = spark.createDataFrame(ROWS, "uidx int, iidx int, strength float, last_time timestamp_ntz")
+    features = spark.createDataFrame(FEATURES, "uidx int, iidx int, strength double")
+    return candidates.TrainingWindow("before_t", interactions, UNTIL, features, MOVIES)
+
+
+def test_popularity_counts_distinct_positive_viewers_in_the_recent_window(window: Any) -> None:
+    got = {row["iidx"]: row["viewers"] for row in recent_viewers(window.interactions, UNTIL).collect()}
+    assert got == {0: 2, 1: 3, 2: 2, 3: 1}
+    assert most_popular(recent_viewers(window.interactions, UNTIL), 3) == [1, 0, 2]  # tie 0/2: lower index
+
+
+def fitted(spark: Any, candidate: candidates.Candidate, window: Any, folder: Path) -> candidates.Factors:
+    candidate.fit(spark, window).save(folder)
+    assert folder.is_dir()
+    rebuilt = candidates.from_entry(candidates.train_entry(candidate, {}))
+    assert rebuilt == candidate and type(rebuilt) is type(candidate)
+    return rebuilt.load(folder)
+
+
+def check_protocol(spark: Any, factors: candidates.Factors, window: Any) -> tuple[np.ndarray, np.ndarray]:
+    """What every Factors promises: ascending movie ids with float32 rows of one rank, users of the
+    query only, the same users in the Spark frame, a positive stored size."""
+    ids, items = factors.items()
+    assert ids.tolist() == sorted(ids.tolist()) and ids.max() < MOVIES
+    assert items.dtype == np.float32 and items.shape == (len(ids), factors.rank)
+    asked = np.array([*USERS, FEATURE_USER, 99])
+    users, matrix = factors.users(asked)
+    assert set(users.tolist()) <= set(asked.tolist())
+    assert matrix.dtype == np.float32 and matrix.shape == (len(users), factors.rank)
+    everyone = spark.createDataFrame([(u,) for u in asked.tolist()], "uidx int")
+    frame = factors.user_frame(spark, everyone).collect()
+    assert {row["id"] for row in frame} >= set(users.tolist()) - {99}
+    assert all(len(row["features"]) == factors.rank for row in frame)
+    assert factors.stored_rows > 0
+    return users, matrix
+
+
+def test_popularity_is_a_rank_1_factorisation_of_the_viewer_counts(
+    spark: Any, window: Any, tmp_path: Path
+) -> None:
+    factors = fitted(spark, candidates.Popularity(), window, tmp_path / "popularity")
+    users, matrix = check_protocol(spark, factors, window)
+    ids, items = factors.items()
+    assert dict(zip(ids.tolist(), items[:, 0].tolist(), strict=True)) == {0: 2, 1: 3, 2: 2, 3: 1}
+    assert len(users) == len(USERS) + 2 and np.all(matrix == 1)  # everyone scores the same counts
+    assert factors.stored_rows == 4
+
+
+def test_als_gives_factors_to_the_window_s_users_and_movies_only(
+    spark: Any, window: Any, tmp_path: Path
+) -> None:
+    common = {"rank": 3, "reg": 0.1, "alpha": 5.0, "iterations": 3, "seed": 7}
+    plain = fitted(spark, candidates.ALS("als_r3", **common), window, tmp_path / "plain")
+    demo = fitted(spark, candidates.ALSWithFeatures("als_r3_demo", **common), window, tmp_path / "demo")
+    movies = sorted({row[1] for row in ROWS})
+    factors_of = {}
+    for name, factors in (("plain", plain), ("demo", demo)):
+        users, matrix = check_protocol(spark, factors, window)
+        assert factors.rank == 3
+        assert sorted(users.tolist()) == USERS  # not the feature-only user, not the unknown one
+        assert factors.items()[0].tolist() == movies  # the pseudo-items shaped the fit, are not saved
+        factors_of[name] = dict(zip(users.tolist(), matrix.tolist(), strict=True))
+    # same seed, rank and interactions: only the feature rows can make the factors differ
+    assert any(factors_of["plain"][u] != pytest.approx(factors_of["demo"][u], abs=1e-4) for u in USERS)
+
+
+def test_a_train_entry_of_an_unknown_kind_is_a_clear_error() -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown candidate kind 'nope' \(known: als, als_features, popularity"
+    ):
+        candidates.from_entry({"kind": "nope", "name": "x", "params": {}})
+    with pytest.raises(ValueError, match="not a candidate name"):
+        candidates.Popularity(name="Bad Name")
