@@ -6,7 +6,11 @@ The same viewers (same users, same random stream) are shown, side by side:
   3. a random 20,
 and we report minutes watched per session and the share of watches started
 from the list. Without oracle > popularity > random, no online metric of ours
-could mean anything. Run on demand (full scale by default):
+could mean anything. Session i of every strategy draws from its own random
+stream seeded (seed, i) (common random numbers): a session whose viewer does not
+follow the list browses and watches exactly alike under every strategy, so the
+differences come from the lists alone, not from streams drifting apart. Run on
+demand (full scale by default):
 
     .venv/bin/python bench/bench_key_property.py [--sessions 3000] [--follow 0.5]
 """
@@ -19,9 +23,37 @@ import logging
 import numpy as np
 
 from movierec import settings as settings_module
+from simulator.backfill import History
 from simulator.commands import load_history
 from simulator.truth import true_top_k
-from simulator.viewers import session
+from simulator.viewers import Audience, session
+
+
+def key_property(
+    history: History, audience: Audience, sessions: int, follow: float
+) -> dict[str, tuple[float, float]]:
+    """(minutes per session, share started from the list) of each list strategy, same viewers."""
+    truth = audience.truth
+    index_of = {str(slug): i for i, slug in enumerate(history.slugs)}
+    users = history.draw_users(np.random.default_rng(1), sessions)
+    list_rng = np.random.default_rng(7)
+    strategies = {
+        "ground-truth top-20 (oracle)": lambda u: np.array([index_of[s] for s in true_top_k(truth, u)]),
+        "global popularity top-20": lambda u: history.baseline,
+        "random 20": lambda u: list_rng.choice(len(history.slugs), 20, replace=False),
+    }
+    results = {}
+    for name, shown_for in strategies.items():
+        outcomes = [
+            # the same viewers, session by session, for every strategy
+            session(np.random.default_rng([42, i]), audience, int(u), shown_for(int(u)), follow)
+            for i, u in enumerate(users)
+        ]
+        results[name] = (
+            float(np.mean([o.minutes for o in outcomes])),
+            float(np.mean([o.from_list for o in outcomes])),
+        )
+    return results
 
 
 def main() -> None:
@@ -32,26 +64,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     settings = settings_module.load()
     history = load_history(settings)
-    truth = history.audience.truth
-    index_of = {str(slug): i for i, slug in enumerate(history.slugs)}
-    users = history.draw_users(np.random.default_rng(1), args.sessions)
-    list_rng = np.random.default_rng(7)
-    strategies = {
-        "ground-truth top-20 (oracle)": lambda u: np.array([index_of[s] for s in true_top_k(truth, u)]),
-        "global popularity top-20": lambda u: history.baseline,
-        "random 20": lambda u: list_rng.choice(len(history.slugs), 20, replace=False),
-    }
     print(
         f"{settings.scale_users:,} users x {settings.scale_movies:,} movies; {args.sessions:,} sessions each"
     )
     print(f"{'list shown':<30} {'minutes/session':>16} {'from the list':>14} {'vs popularity':>14}")
-    results = {}
-    for name, shown_for in strategies.items():
-        viewer_rng = np.random.default_rng(42)  # the same viewers for every strategy
-        outcomes = [
-            session(viewer_rng, history.audience, int(u), shown_for(int(u)), args.follow) for u in users
-        ]
-        results[name] = (np.mean([o.minutes for o in outcomes]), np.mean([o.from_list for o in outcomes]))
+    results = key_property(history, history.audience, args.sessions, args.follow)
     base = results["global popularity top-20"][0]
     for name, (minutes, from_list) in results.items():
         print(f"{name:<30} {minutes:>16.1f} {from_list:>13.1%} {minutes / base:>13.2f}x")

@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -182,6 +183,17 @@ def cmd_world(args: argparse.Namespace) -> int:
             from simulator.oracle import render, truth_report
 
             print(render(truth_report(settings, args.version, args.users)), end="")
+        elif args.mode == "calibration":
+            table = commands.calibration(
+                settings,
+                args.days,
+                sessions_per_day=args.sessions_per_day,
+                follow=args.follow,
+                end=args.end,
+                from_lake=args.lake,
+                plot=args.plot,
+            )
+            print(table, end="")
     except ScenarioError as exc:
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
@@ -430,6 +442,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     truth.add_argument("--version", required=True, help="model version id (UTC YYYYMMDDTHHMMSSZ)")
     truth.add_argument("--users", type=int, default=5_000, help="users of the model to sample")
+    calibration = modes.add_parser(
+        "calibration", help="the history's concentration and a reference CF against real movie data"
+    )
+    calibration.add_argument("--days", type=float, default=3.0, help="days of backfilled history")
+    calibration.add_argument("--sessions-per-day", type=int, default=96_000)
+    calibration.add_argument("--follow", type=float, default=0.5, help="as for backfill")
+    calibration.add_argument(
+        "--end", type=datetime.fromisoformat, help="end of the history (default: now), as for backfill"
+    )
+    calibration.add_argument("--lake", action="store_true", help="measure the lake's watch sessions instead")
+    calibration.add_argument(
+        "--plot", type=Path, metavar="PNG", help="also draw the popularity and Lorenz curves"
+    )
     scenario = modes.add_parser("scenario", help="the scenarios a backfill or run can play")
     scenario.add_argument("action", choices=["list"], help="list: the kinds, their strength and options")
     world.set_defaults(handler=cmd_world)

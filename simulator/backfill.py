@@ -31,7 +31,7 @@ import pyarrow as pa
 from movierec.movielog import RateEvent, RecoEvent, WatchEvent, format_event
 from simulator.catalog import World
 from simulator.truth import Truth
-from simulator.viewers import Audience, session
+from simulator.viewers import Audience, Behaviour, session
 
 if TYPE_CHECKING:
     from simulator.director import Director
@@ -64,8 +64,8 @@ class History:
     released: np.ndarray  # release date per movie index, days since 1970-01-01
 
     @classmethod
-    def build(cls, world: World, truth: Truth) -> History:
-        audience = Audience.build(truth, world.runtime, world.popularity)
+    def build(cls, world: World, truth: Truth, behaviour: Behaviour | None = None) -> History:
+        audience = Audience.build(truth, world.runtime, world.popularity, behaviour=behaviour)
         weights = np.asarray(truth.activity, dtype=np.float64)
         cdf = np.cumsum(weights / weights.sum())
         cdf[-1] = 1.0
@@ -144,14 +144,21 @@ def history_lines(
     follow: float = 0.5,
     director: Director | None = None,
 ) -> Iterator[Line]:
-    """Every line of ``days`` of history from ``start``, in time order (scenarios played by ``director``)."""
+    """Every line of ``days`` of history from ``start``, in time order (scenarios played by ``director``).
+
+    No line is later than the end (``start + days``): a session still running then is cut
+    there, its later minutes and rating never written, as a log read at that moment would be.
+    Live viewers (simulator.live) take over from the end with sessions of their own.
+    """
+    end = start + timedelta(days=days)
     pending: list[Line] = []  # lines of sessions still running
-    hours = round(days * 24)
-    for hour in range(hours):
-        hour_start = start + timedelta(hours=hour)
-        hour_end = hour_start + timedelta(hours=1)
-        count = rng.poisson(sessions_per_day * HOURLY_SHARE[hour_start.hour])
-        starts = np.sort(rng.integers(0, 3_600_000, count))  # milliseconds, as the site logs them
+    hour_start = start
+    while hour_start < end:
+        hour_end = min(hour_start + timedelta(hours=1), end)  # the last hour may be a part of one
+        span_ms = int((hour_end - hour_start) / timedelta(milliseconds=1))
+        expected = sessions_per_day * HOURLY_SHARE[hour_start.hour] * span_ms / 3_600_000
+        count = rng.poisson(expected)
+        starts = np.sort(rng.integers(0, span_ms, count))  # milliseconds, as the site logs them
         users = history.draw_users(rng, count)
         for offset, user_id in zip(starts, users, strict=True):
             moment = hour_start + timedelta(milliseconds=int(offset))
@@ -165,14 +172,16 @@ def history_lines(
             for scripted in director.scripted(hour_start, hour_end):
                 pending += scripted_lines(director.stage(scripted.moment)[0], scripted)
         pending.sort(key=_by_time)  # one sort per hour is cheaper than a heap per line
-        cut = bisect.bisect_left(pending, hour_end, key=_by_time)
+        # up to the hour's end; at the very end, a line stamped exactly then too
+        last = hour_end == end
+        cut = (bisect.bisect_right if last else bisect.bisect_left)(pending, hour_end, key=_by_time)
         yield from _written(pending[:cut], director)
         del pending[:cut]
-    if director is not None and pending:
-        director.advance(pending[-1][0])
-    yield from _written(pending, director)
+        hour_start = hour_end
+    if pending:
+        log.info("history ends at %s: %d later lines of running sessions not written", end, len(pending))
     if director is not None:
-        director.finish(start + timedelta(hours=hours))
+        director.finish(end)
 
 
 def _written(lines: list[Line], director: Director | None) -> Iterator[Line]:

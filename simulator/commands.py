@@ -92,6 +92,33 @@ def backfill(
     return count
 
 
+def calibration(
+    settings: Settings,
+    days: float,
+    *,
+    sessions_per_day: int = DEFAULT_SESSIONS_PER_DAY,
+    follow: float = 0.5,
+    end: datetime | None = None,
+    from_lake: bool = False,
+    plot: Path | None = None,
+) -> str:
+    """The calibration table (real data vs the history ``backfill`` would write, or the lake's)."""
+    from simulator import calibration_report as report
+
+    history = load_history(settings)
+    if from_lake:
+        data = report.from_lake(settings, history.slugs)
+    else:
+        end = end or datetime.now().replace(microsecond=0)
+        data = report.from_backfill(
+            history, seed=settings.seed, end=end, days=days, sessions_per_day=sessions_per_day, follow=follow
+        )
+    stats = report.measure(data, others={report.TRUTH: report.truth_ranking(history)})
+    if plot is not None:
+        report.plot(stats, plot)
+    return report.render(stats)
+
+
 def run(
     settings: Settings,
     *,

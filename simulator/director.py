@@ -238,7 +238,12 @@ class Director:
             available = ~held
             popularity = popularity * boost
         audience = Audience.build(
-            base.audience.truth, base.audience.runtimes, popularity, bonus=bonus, available=available
+            base.audience.truth,
+            base.audience.runtimes,
+            popularity,
+            bonus=bonus,
+            available=available,
+            behaviour=base.audience.behaviour,
         )
         shown = popularity if available is None else np.where(available, popularity, -1.0)
         return replace(base, audience=audience, baseline=site_list(shown)), follow

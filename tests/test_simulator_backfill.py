@@ -77,6 +77,33 @@ def test_same_seed_same_history(history: History) -> None:
     assert lines_of(history, seed=3, days=0.1) != lines_of(history, seed=4, days=0.1)
 
 
+def test_history_ends_at_its_end_and_cuts_the_sessions_still_running(history: History) -> None:
+    end = START + timedelta(days=0.25)
+    lines = lines_of(history, seed=6, days=0.25)
+    assert max(moment for moment, _, _ in lines) <= end
+    # the log runs right up to the end (viewers were still watching), it does not stop early
+    assert max(moment for moment, _, _ in lines) > end - timedelta(minutes=2)
+    # what a longer history logged up to that moment, exactly: running sessions are cut there,
+    # their earlier minutes kept, not dropped or shortened in some other way
+    longer = lines_of(history, seed=6, days=0.5)
+    assert lines == [line for line in longer if line[0] <= end]
+    assert len(longer) > len(lines) + 1_000
+    # some sessions were cut: watched before the end, with more minutes after it in the longer log
+    cut = {
+        (u, parse_line(x).movie_id) for m, u, x in longer if m > end and "/data/m/" in x and "/0.mpg" not in x
+    }
+    before = {(u, parse_line(x).movie_id) for _, u, x in lines if "/data/m/" in x}
+    assert cut & before
+
+
+def test_a_history_may_end_within_an_hour(history: History) -> None:
+    end = START + timedelta(hours=2, minutes=30)
+    lines = lines_of(history, seed=7, days=2.5 / 24)
+    assert max(moment for moment, _, _ in lines) <= end
+    starts = [moment for moment, _, line in lines if "recommendation request" in line]
+    assert max(starts) > START + timedelta(hours=2, minutes=15)  # sessions start in the last part-hour
+
+
 def test_the_evening_is_busier_than_the_night(history: History) -> None:
     lines = list(history_lines(np.random.default_rng(5), history, START, 1.0, sessions_per_day=4_000))
     reco_hours = [m.hour for m, _, line in lines if "recommendation request" in line]
@@ -98,4 +125,6 @@ def test_backfill_command_writes_every_line_to_the_topic(kafka: settings_module.
     finally:
         consumer.close()
     assert len(got) == written > 1_000
-    assert all(not isinstance(parse_line(line), Malformed) for _, _, line in got)
+    parsed = [parse_line(line) for _, _, line in got]
+    assert all(not isinstance(event, Malformed) for event in parsed)
+    assert max(event.time for event in parsed) <= end  # nothing logged after the end asked for

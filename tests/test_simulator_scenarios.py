@@ -40,6 +40,7 @@ from simulator.groundtruth import default_path, is_line, open_log, read_log
 from simulator.live import SCRAPER_USER_AGENT, run_live
 from simulator.scenarios import KINDS, Scenario, ScenarioError, Scenarios, make, parse_spec
 from simulator.truth import load_truth
+from simulator.viewers import Behaviour
 from tests.conftest import free_port
 from tests.test_simulator_catalog import USERS, small_settings
 
@@ -400,7 +401,13 @@ def test_a_rating_spam_ring_of_new_accounts_rates_its_target_5_after_start(histo
     assert not real or sum(e.movie_id == least_popular for e in real) < 5
 
 
-def test_the_follow_knob_scenario_shifts_watches_to_the_shown_list(history: History) -> None:
+def test_the_follow_knob_scenario_shifts_watches_to_the_shown_list(home: Path) -> None:
+    # Viewers who look at any list (list-fit power 0: the fit does not matter), so the knob's
+    # effect on the site's popularity list shows in a small world; the calibrated strength of
+    # list-following is tested in test_simulator_viewers.
+    settings = small_settings(home)
+    world = load_world(settings)
+    history = History.build(world, load_truth(settings, world), Behaviour(list_fit_power=0.0))
     shown = {str(slug) for slug in history.slugs[history.baseline]}
 
     def from_list(events: list[Any], after: bool) -> float:

@@ -11,7 +11,7 @@ from simulator.truth import Truth, load_truth, true_top_k
 from simulator.viewers import session
 from tests.test_simulator_catalog import small_settings
 
-SESSIONS = 2_000
+SESSIONS = 10_000
 
 
 @pytest.fixture(scope="module")
@@ -25,24 +25,31 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[World, Truth, Histor
 
 def serve_and_watch(
     site: tuple[World, Truth, History], strategy: str, follow: float = 0.5
-) -> dict[str, float]:
-    """The same viewers (same users, same random stream) shown lists of one strategy."""
+) -> dict[str, np.ndarray]:
+    """Per session: minutes and whether the movie came from the list, for the same viewers shown
+    lists of one strategy. Session i draws from its own stream (42, i) under every strategy
+    (common random numbers), so a viewer who does not take the list does exactly the same."""
     world, truth, history = site
     users = history.draw_users(np.random.default_rng(1), SESSIONS)
-    viewer_rng = np.random.default_rng(42)
     list_rng = np.random.default_rng(7)
     minutes, from_list = [], []
-    for user_id in users:
+    for i, user_id in enumerate(users):
         if strategy == "oracle":
             shown = np.array([world.movie_index[slug] for slug in true_top_k(truth, int(user_id))])
         elif strategy == "popular":
             shown = history.baseline
         else:
             shown = list_rng.choice(world.n_movies, 20, replace=False)
-        outcome = session(viewer_rng, history.audience, int(user_id), shown, follow)
+        outcome = session(np.random.default_rng([42, i]), history.audience, int(user_id), shown, follow)
         minutes.append(outcome.minutes)
         from_list.append(outcome.from_list)
-    return {"minutes": float(np.mean(minutes)), "from_list": float(np.mean(from_list))}
+    return {"minutes": np.array(minutes, float), "from_list": np.array(from_list, float)}
+
+
+def paired_z(better: np.ndarray, worse: np.ndarray) -> float:
+    """z of the mean per-session difference (paired: the same viewers, session by session)."""
+    diff = better - worse
+    return float(diff.mean() / max(diff.std(ddof=1) / np.sqrt(len(diff)), 1e-12))
 
 
 def test_better_lists_earn_more_minutes_and_more_watches_from_the_list(
@@ -51,19 +58,21 @@ def test_better_lists_earn_more_minutes_and_more_watches_from_the_list(
     oracle = serve_and_watch(site, "oracle")
     popular = serve_and_watch(site, "popular")
     random = serve_and_watch(site, "random")
-    # "markedly": a gap far beyond the noise of 2,000 sessions
-    assert oracle["minutes"] > 1.08 * popular["minutes"]
-    assert popular["minutes"] > random["minutes"]
-    assert oracle["from_list"] > 1.4 * popular["from_list"]
-    assert popular["from_list"] > 1.4 * random["from_list"]
+    # one-sided paired z-tests over the 2,000 sessions, z > 3 (alpha 0.0013 each)
+    assert paired_z(oracle["minutes"], popular["minutes"]) > 3
+    assert paired_z(popular["minutes"], random["minutes"]) > 3
+    assert paired_z(oracle["from_list"], popular["from_list"]) > 3
+    assert paired_z(popular["from_list"], random["from_list"]) > 3
+    # and by a margin: the true top-20 is taken far more often than the site's list
+    assert oracle["from_list"].mean() > 3 * popular["from_list"].mean()
 
 
 def test_the_follow_knob_drives_how_much_lists_matter(site: tuple[World, Truth, History]) -> None:
     ignored = serve_and_watch(site, "oracle", follow=0.0)
     followed = serve_and_watch(site, "oracle", follow=1.0)
-    assert ignored["from_list"] == 0.0
-    assert followed["from_list"] > 0.6
-    assert followed["minutes"] > ignored["minutes"]
+    assert ignored["from_list"].sum() == 0
+    assert followed["from_list"].mean() > 0.4
+    assert paired_z(followed["minutes"], ignored["minutes"]) > 3
 
 
 def test_sessions_are_deterministic_for_a_seed(site: tuple[World, Truth, History]) -> None:
