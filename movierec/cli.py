@@ -180,7 +180,7 @@ def cmd_world(args: argparse.Namespace) -> int:
         elif args.mode == "api":
             commands.api(settings)
         elif args.mode == "truth-report":
-            from simulator.oracle import render, truth_report
+            from simulator.truth_evaluation import render, truth_report
 
             print(render(truth_report(settings, args.version, args.users)), end="")
         elif args.mode == "calibration":

@@ -35,7 +35,7 @@ from simulator.viewers import Audience, Behaviour, session
 
 if TYPE_CHECKING:
     from simulator.director import Director
-    from simulator.groundtruth import Record
+    from simulator.injection_log import Record
     from simulator.scenarios import Scenarios
 
 Line = tuple[datetime, int, str | bytes]  # (time, user id, line); bytes only for injected non-UTF-8 lines

@@ -19,7 +19,7 @@ from movierec.ingest.stream import TopicWriter
 from movierec.settings import Settings
 from simulator.backfill import History, run_backfill
 from simulator.catalog import load_world
-from simulator.groundtruth import Record, default_path, open_log
+from simulator.injection_log import Record, default_path, open_log
 from simulator.live import run_live
 from simulator.scenarios import Scenarios
 from simulator.truth import load_truth

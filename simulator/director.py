@@ -13,7 +13,7 @@ Both modes ask it the same questions, so a scenario means the same thing in each
   so the mode can do the I/O some need (catalog outage, scraper in live mode).
 
 Everything is recorded in the ground-truth log through the ``record`` callable
-(see simulator.groundtruth). The director draws from its own random stream, so
+(see simulator.injection_log). The director draws from its own random stream, so
 scenarios that only add or alter lines leave the real sessions unchanged.
 """
 
@@ -31,7 +31,7 @@ from movierec.movielog import Reason, format_time
 from simulator.backfill import History, Line, Scripted, site_list
 from simulator.catalog import GENRE_INDEX
 from simulator.damage import DAMAGES, LINE_KINDS, NEEDS, Damage, drift, fits, line_kind
-from simulator.groundtruth import Record, line_fields
+from simulator.injection_log import Record, line_fields
 from simulator.scenarios import Scenario, ScenarioError, Scenarios
 from simulator.viewers import Audience
 

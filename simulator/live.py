@@ -32,7 +32,7 @@ from movierec.movielog import RateEvent, WatchEvent, format_event
 from simulator.backfill import HOURLY_SHARE, History, Scripted
 from simulator.client import ask, to_event
 from simulator.director import Director, catalog_faults
-from simulator.groundtruth import Record
+from simulator.injection_log import Record
 from simulator.scenarios import Scenario, Scenarios
 from simulator.viewers import session
 

@@ -30,7 +30,7 @@ from movierec.ops.broker import broker
 from simulator.backfill import History, run_backfill
 from simulator.catalog import load_world
 from simulator.damage import line_kind
-from simulator.groundtruth import MAX_STORED_CHARS, open_log, read_log
+from simulator.injection_log import MAX_STORED_CHARS, open_log, read_log
 from simulator.scenarios import Scenarios
 from simulator.truth import load_truth
 from tests.test_catalog_sync import Api, running_api

@@ -19,7 +19,7 @@ import pytest
 
 from movierec.models import registry, versions
 from movierec.ops import airflow_ops
-from simulator import oracle
+from simulator import truth_evaluation
 from tests.learning_data import build_small_lake, learning_settings
 from tests.test_dags import movierec_calls
 
@@ -137,7 +137,7 @@ def test_a_cleared_run_replaces_its_version_and_publishes_a_file_for_every_user(
     )
 
     # Evaluation only: the same version against the simulator's ground truth.
-    truth = oracle.truth_report(settings, version, sample_size=300)
+    truth = truth_evaluation.truth_report(settings, version, sample_size=300)
     candidates = {p.name for p in (folder / versions.CANDIDATES_DIR).iterdir() if (p / "train.json").exists()}
     assert candidates == {"popularity", "als_r16", "als_r64", "als_r16_demo"}
     assert set(truth["closeness"]) == candidates | {f"served file (recs-{version})"}
@@ -146,4 +146,5 @@ def test_a_cleared_run_replaces_its_version_and_publishes_a_file_for_every_user(
         # the true top-20 are the best unseen movies by true affinity: no list can beat them
         assert row["mean_true_affinity"] <= truth["true_top20_mean_affinity"]
     assert all(0 <= value <= 1 for value in truth["headroom"]["recall_at_20"].values())
-    assert (versions.report_dir(settings, version) / oracle.TRUTH_MD).read_text().startswith("# Lists")
+    truth_md = versions.report_dir(settings, version) / truth_evaluation.TRUTH_MD
+    assert truth_md.read_text().startswith("# Lists")

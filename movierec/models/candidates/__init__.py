@@ -7,7 +7,7 @@ back what was fitted (``base.py`` is the interface; one file per kind).
 
 To add a candidate: write a frozen dataclass subclass of ``Candidate`` in a file of its own
 (its fields are its parameters), ``register`` it here, and add an instance to
-``default_candidates``. Train, evaluate, precompute and the oracle then handle it unchanged.
+``default_candidates``. Train, evaluate, precompute and simulator.truth_evaluation then handle it unchanged.
 """
 
 from __future__ import annotations

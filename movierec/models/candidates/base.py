@@ -8,7 +8,7 @@ A candidate is a small frozen dataclass: its fields are its parameters (saved in
   them, to serve) and returns a ``Fitted`` model that ``save``s itself into a folder;
 - ``load``s such a folder as ``Factors``: score(user, movie) = user row · movie row.
 
-Every reader (evaluate, precompute, the simulator's oracle) scores a candidate through
+Every reader (evaluate, precompute, simulator.truth_evaluation) scores a candidate through
 ``Factors`` alone, so none of them knows which kinds exist. A candidate that is not a
 factorisation (popularity, group popularity) is still one: popularity is rank 1, every user's
 factor 1 and every movie's its count of recent viewers. Users ``Factors.users`` does not

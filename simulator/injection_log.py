@@ -1,4 +1,4 @@
-"""The ground-truth log: what the scenarios injected and when, as JSON lines for evaluation.
+"""The injection log: what the scenarios injected and when, as JSON lines for evaluation.
 
 One JSON object per line, appended to ``<home>/world/ground_truth.jsonl`` (or a
 path given), each with an ``event`` and the ``run_id`` of its run:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from movierec.models import topk
-from simulator.oracle import mean_affinity, overlap_at_k, recall_at_k, top_k_masked
+from simulator.truth_evaluation import mean_affinity, overlap_at_k, recall_at_k, top_k_masked
 
 
 def test_overlap_counts_shared_movies_out_of_k_and_ignores_padding() -> None:
