@@ -127,10 +127,7 @@ def publish(settings: Settings, version: str, *, force: bool = False) -> Outcome
             raise GateRefused(f"{version} refused: {refusal}; {previous} stays current (--force to publish)")
         if refusal:
             outcome.gate = f"overridden (--force): {refusal}"
-        if previous != version:
-            _point_current(settings.serving_dir, version)
-        _append_log(settings, outcome)
-        outcome.removed = prune(settings)
+        _make_current(settings, outcome)
     log.info("%s", outcome.describe())
     return outcome
 
@@ -145,10 +142,7 @@ def promote(settings: Settings, serving_id: str, reason: str) -> Outcome:
             "publish", serving_id, previous, _gate_recall(checked), _current_recall(settings, previous),
             gate=f"not applied: {reason}",
         )  # fmt: skip
-        if previous != serving_id:
-            _point_current(settings.serving_dir, serving_id)
-        _append_log(settings, outcome)
-        outcome.removed = prune(settings)
+        _make_current(settings, outcome)
     log.info("%s", outcome.describe())
     return outcome
 
@@ -179,6 +173,14 @@ def rollback(settings: Settings, version: str | None = None) -> Outcome:
         _append_log(settings, outcome)
     log.info("%s", outcome.describe())
     return outcome
+
+
+def _make_current(settings: Settings, outcome: Outcome) -> None:
+    """Point ``current`` at the outcome's version (unless it already serves), log it, prune."""
+    if outcome.previous != outcome.version:
+        _point_current(settings.serving_dir, outcome.version)
+    _append_log(settings, outcome)
+    outcome.removed = prune(settings)
 
 
 def _gate_recall(checked: Validation) -> float:
