@@ -51,6 +51,7 @@ from bench_serving import (
 )
 from fleet import start_fleet
 
+from movierec import serving_file
 from movierec.ops import rollout
 from movierec.ops.broker import broker
 from movierec.ops.broker.broker import free_port
@@ -59,6 +60,7 @@ from movierec.settings import REPO_ROOT
 OLD = "localhost/movierec-service:latest"
 NEW = "localhost/movierec-service:bench-rollout"
 LB_IMAGE = "localhost/movierec-loadbalancer:latest"
+FIRST, SECOND = "20261128T040000Z", "20261129T040000Z"  # two serving ids (versions)
 
 
 def build_new_image() -> None:
@@ -98,9 +100,10 @@ def main() -> None:
         progress("building the new image (the same Dockerfile, another revision label)")
         build_new_image()
         progress(f"writing a {args.users:,}-user serving file and a copy as a second version")
-        write_full_file(serving / "recs-bench-a.sqlite", "bench-a", args.users)
-        copy_as_version(serving / "recs-bench-a.sqlite", serving / "recs-bench-b.sqlite", "bench-b")
-        point_current(serving, "bench-a")
+        first = serving_file.file_path(serving, FIRST)
+        write_full_file(first, FIRST, args.users)
+        copy_as_version(first, serving_file.file_path(serving, SECOND), SECOND)
+        point_current(serving, FIRST)
         progress("starting a private broker, then compose.yaml's two replicas and the load balancer")
         broker.start(kafka)
         broker.ensure_topics(kafka)
@@ -119,8 +122,8 @@ def main() -> None:
         def swap_after_first(step: rollout.Step) -> None:
             progress(f"  {step}")
             if step.what.startswith("done") and step.replica == fleet.replicas[0]:
-                point_current(serving, "bench-b")
-                progress("  serving file: current -> bench-b")
+                point_current(serving, SECOND)
+                progress(f"  serving file: current -> {SECOND}")
 
         during, took = under_load(
             lambda: run_wrk(url, paced, args.during, args.connections),
@@ -166,8 +169,8 @@ def assert_swapped(url: str) -> None:
     import httpx
 
     versions = {httpx.get(f"{url}/recommend/{user}").headers["x-model-version"] for user in range(1, 50)}
-    if versions != {"bench-b"}:
-        raise SystemExit(f"after the rollout and swap the replicas answer from {versions}, not bench-b")
+    if versions != {SECOND}:
+        raise SystemExit(f"after the rollout and swap the replicas answer from {versions}, not {SECOND}")
 
 
 def report(

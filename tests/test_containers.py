@@ -32,7 +32,7 @@ from bench.fleet import Fleet, start_fleet, wait_for
 from movierec.ops import rollout
 from movierec.settings import REPO_ROOT, Settings
 from tests.conftest import free_port
-from tests.test_server_store import FALLBACK, items_of, point_current, write_serving_file
+from tests.test_server_store import FALLBACK, V1, V2, items_of, point_current, write_serving_file
 
 pytestmark = [
     pytest.mark.slow,
@@ -125,16 +125,16 @@ def test_the_service_image_answers_from_a_mounted_serving_file(
     wait_for(lambda: _status(f"{url}/healthz") == 503, "the service to answer (no model yet: 503)")
     assert not healthy(name), "no serving file yet: the HEALTHCHECK must fail"
 
-    write_serving_file(serving, "v1", USERS)
-    point_current(serving, "v1")  # published on the host, seen through the mount
+    write_serving_file(serving, V1, USERS)
+    point_current(serving, V1)  # published on the host, seen through the mount
     wait_for(lambda: healthy(name), "podman healthcheck run to pass once a file is current")
-    assert httpx.get(f"{url}/recommend/7").text == items_of(7, "v1")
+    assert httpx.get(f"{url}/recommend/7").text == items_of(7, V1)
     assert httpx.get(f"{url}/recommend/999999").text == FALLBACK
     assert httpx.get(f"{url}/recommend/x").status_code == 400
 
-    write_serving_file(serving, "v2", USERS)
-    point_current(serving, "v2")
-    wait_for(lambda: httpx.get(f"{url}/recommend/7").text == items_of(7, "v2"), "the swap inside")
+    write_serving_file(serving, V2, USERS)
+    point_current(serving, V2)
+    wait_for(lambda: httpx.get(f"{url}/recommend/7").text == items_of(7, V2), "the swap inside")
 
     assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
     for path in ("/app/written", "/var/lib/movierec/serving/written"):
@@ -156,8 +156,8 @@ def fleet(images: None, tmp_path: Path, kafka: Settings) -> Iterator[Fleet]:
     """compose.yaml's two replicas of OLD and its load balancer, under a private project."""
     state = tmp_path / "state"
     serving = serving_home(state)
-    write_serving_file(serving, "v1", USERS)
-    point_current(serving, "v1")
+    write_serving_file(serving, V1, USERS)
+    point_current(serving, V1)
     ports = (free_port(), free_port(), free_port(), free_port())
     fleet = start_fleet(state, f"{PREFIX}-fleet", ports, OLD, LB_IMAGE, kafka.kafka_bootstrap)
     try:
@@ -186,12 +186,12 @@ def test_a_rollout_with_a_swap_under_load_loses_no_request(fleet: Fleet) -> None
     def swap_after_first(step: rollout.Step) -> None:
         steps.append(step)
         if step.what.startswith("done") and step.replica == fleet.replicas[0]:
-            write_serving_file(fleet.serving, "v2", USERS)  # the pipeline publishes meanwhile
-            point_current(fleet.serving, "v2")
+            write_serving_file(fleet.serving, V2, USERS)  # the pipeline publishes meanwhile
+            point_current(fleet.serving, V2)
 
     load = load_on(fleet)
     replaced = rollout.Rollout(fleet.lb, NEW, progress=swap_after_first).run()
-    wait_for(lambda: httpx.get(f"{fleet.url}/recommend/3").text == items_of(3, "v2"), "v2 through the LB")
+    wait_for(lambda: httpx.get(f"{fleet.url}/recommend/3").text == items_of(3, V2), "v2 through the LB")
     time.sleep(1.0)  # a last second of load on the new replicas with the new file
     answers = load.stop()
 
@@ -201,10 +201,10 @@ def test_a_rollout_with_a_swap_under_load_loses_no_request(fleet: Fleet) -> None
     assert len(answers) > 25
     assert failures(answers) == [], failures(answers)[:5]
     versions = [a.model_version for a in answers]
-    assert versions[0] == "v1" and versions[-1] == "v2"
+    assert versions[0] == V1 and versions[-1] == V2
     # every replica answers from v2 after the swap, whichever the load balancer picks
     for user in USERS[:40]:
-        assert httpx.get(f"{fleet.url}/recommend/{user}").text == items_of(user, "v2")
+        assert httpx.get(f"{fleet.url}/recommend/{user}").text == items_of(user, V2)
 
 
 def test_a_canary_takes_a_small_share_of_users_and_a_broken_image_is_rolled_back(fleet: Fleet) -> None:

@@ -424,8 +424,8 @@ def worker_pids(running: Running) -> set[int]:
 def test_a_worker_killed_under_load_is_replaced_and_counted(
     tmp_path: Path, kafka: settings_module.Settings
 ) -> None:
-    write_serving_file(tmp_path / "serving", "v1")
-    point_current(tmp_path / "serving", "v1")
+    write_serving_file(tmp_path / "serving", V1)
+    point_current(tmp_path / "serving", V1)
     with serve(tmp_path, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic) as running:
         before = worker_pids(running)
         assert len(before) == 2
