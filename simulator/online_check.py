@@ -31,7 +31,6 @@ from experiments import control, evaluation, lifecycle
 from experiments.definition import Definition, VariantSpec
 from experiments.population import per_user
 from movierec import serving_file
-from movierec import settings as settings_module
 from movierec.ingest import consume, served
 from movierec.ingest.stream import TopicWriter
 from movierec.models import registry, topk
@@ -213,7 +212,7 @@ def live_phase(
     broker.ensure_topics(settings)
     server = services.catalog_of(settings)["server"]
     try:
-        services.start(settings, server, settings_module.child_env(settings))
+        services.start(settings, server)  # supervised with these settings as its environment
         state = lifecycle.start_experiment(settings, definition(max(sessions // (3 * 4), 10)))
         _wait_for_experiment(settings, state.name)
         viewers = run_viewers(
