@@ -181,9 +181,12 @@ def test_stop_leaves_no_process_behind(running: Settings) -> None:
             try:
                 cmdline = (entry / "cmdline").read_bytes()
                 environ = (entry / "environ").read_bytes()
+                cwd = str((entry / "cwd").resolve()).encode()
             except OSError:
                 continue
             assert home not in cmdline, f"process {entry.name} of this Airflow still runs"
+            # e.g. the log server of the component the test before killed, orphaned to init
+            assert not cwd.startswith(home), f"process {entry.name} still runs in this Airflow's home"
             assert b"AIRFLOW_HOME=" + home not in environ.split(b"\0"), f"process {entry.name} still runs"
     assert not port_open(running.airflow_port)
     assert airflow_ops.stop(running) is False  # nothing left to stop

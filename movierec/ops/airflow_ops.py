@@ -204,17 +204,21 @@ def running(settings: Settings) -> dict[str, int]:
 
 
 def processes_of_home(settings: Settings) -> set[int]:
-    """Airflow processes whose environment names our AIRFLOW_HOME: leftovers whose parent
-    is gone (an Airflow process that retitled itself no longer shows its environment)."""
-    marker = f"AIRFLOW_HOME={airflow_home(settings)}".encode()
+    """Airflow processes whose environment names our AIRFLOW_HOME, or that run inside it: leftovers
+    whose parent is gone. A component killed with SIGKILL leaves its log server (``airflow
+    serve-logs``) to init, with an environment that no longer names the home but its working
+    folder still in it."""
+    home = airflow_home(settings)
+    marker = f"AIRFLOW_HOME={home}".encode()
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            if marker in (entry / "environ").read_bytes().split(b"\0") and b"airflow" in cmdline(
-                int(entry.name)
-            ):
+            if b"airflow" not in cmdline(int(entry.name)):
+                continue
+            inside = (entry / "cwd").resolve().is_relative_to(home.resolve())
+            if inside or marker in (entry / "environ").read_bytes().split(b"\0"):
                 found.add(int(entry.name))
     return found - ancestors()  # never ourselves or whoever started us (a shell, pytest)
 
