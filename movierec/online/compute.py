@@ -133,16 +133,12 @@ def serving_fallbacks(settings: Settings, versions: set[str]) -> dict[str, str]:
         if not path.is_file():
             continue
         try:
-            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            try:
-                row = connection.execute("SELECT value FROM meta WHERE key = 'fallback'").fetchone()
-            finally:
-                connection.close()
-        except sqlite3.Error as exc:
+            fallback = serving_file.read_meta(path).get("fallback")
+        except (OSError, sqlite3.Error) as exc:
             log.warning("fallback of %s unreadable: %s", path.name, exc)
             continue
-        if row and row[0]:
-            found[version] = row[0]
+        if fallback:
+            found[version] = fallback
     return found
 
 
