@@ -60,14 +60,18 @@ def _consumer(settings: Settings, group: str) -> Any:
     )
 
 
-def _stamp(registry: CollectorRegistry, probe: str) -> None:
-    gauge = Gauge(
+def _stamp_gauge(registry: CollectorRegistry) -> Gauge:
+    """The success timestamp every probe file carries (an alert watches it go stale)."""
+    return Gauge(
         "movierec_probe_last_success_timestamp_seconds",
         "when this probe last succeeded",
         ["probe"],
         registry=registry,
     )
-    gauge.labels(probe=probe).set(time.time())
+
+
+def _stamp(registry: CollectorRegistry, probe: str) -> None:
+    _stamp_gauge(registry).labels(probe=probe).set(time.time())
 
 
 # --- the site's log tail ---------------------------------------------------------------------
@@ -113,12 +117,7 @@ class SiteTail:
             "time of the latest request line seen (the site's clock)",
             registry=self.registry,
         )
-        self.stamp = Gauge(
-            "movierec_probe_last_success_timestamp_seconds",
-            "when this probe last succeeded",
-            ["probe"],
-            registry=self.registry,
-        )
+        self.stamp = _stamp_gauge(self.registry)
 
     def _assign(self) -> None:
         from confluent_kafka import OFFSET_END, TopicPartition
@@ -386,12 +385,7 @@ class SupervisorState:
             ["program"],
             registry=self.registry,
         )
-        self.stamp = Gauge(
-            "movierec_probe_last_success_timestamp_seconds",
-            "when this probe last succeeded",
-            ["probe"],
-            registry=self.registry,
-        )
+        self.stamp = _stamp_gauge(self.registry)
         self.seen: dict[str, int] = {}
 
     def probe(self) -> CollectorRegistry:
