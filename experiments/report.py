@@ -24,6 +24,7 @@ from experiments.analysis import METRICS, SRM_ALPHA
 from experiments.control import State
 from experiments.evaluation import Analysis
 from experiments.promotion import KEEP, Decision
+from movierec.files import save_figure, write_text
 from movierec.settings import Settings
 
 ONLINE_DEFINITIONS = """\
@@ -63,9 +64,7 @@ def plot_metric(analysis: Analysis, metric: str, path: Path) -> None:
     axis.set_ylabel(metric)
     axis.legend()
     figure.autofmt_xdate()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_assignment(analysis: Analysis, state: State, path: Path) -> None:
@@ -85,9 +84,7 @@ def plot_assignment(analysis: Analysis, state: State, path: Path) -> None:
     right.set_title(f"split check: chi-square p = {analysis.srm['p_value']:.3g}")
     right.legend()
     figure.autofmt_xdate()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def render(state: State, analysis: Analysis, decision: Decision) -> str:
@@ -205,7 +202,7 @@ def write(settings: Settings, state: State, analysis: Analysis, decision: Decisi
         "analysis": analysis.as_dict(),
         "decision": decision.as_dict(),
     }
-    (folder / "report.json").write_text(json.dumps(data, indent=1, default=str))
+    write_text(folder / "report.json", json.dumps(data, indent=1, default=str))
     path = folder / "report.md"
-    path.write_text(render(state, analysis, decision))
+    write_text(path, render(state, analysis, decision))
     return path

@@ -14,6 +14,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @contextmanager
@@ -44,6 +48,19 @@ def write_text(path: Path, text: str) -> None:
     """``text`` into ``path`` atomically (see ``atomic_write``)."""
     with atomic_write(path) as staging:
         staging.write_text(text)
+
+
+def save_figure(figure: Figure, path: Path, *, dpi: int = 100) -> None:
+    """A matplotlib ``figure`` laid out and saved as a PNG at ``path`` atomically, then closed.
+
+    Closed because pyplot keeps every figure it made alive until then (a long report leaks).
+    """
+    from matplotlib import pyplot  # here: most importers of this module never draw
+
+    figure.tight_layout()
+    with atomic_write(path) as staging:
+        figure.savefig(staging, dpi=dpi, format="png")  # the staging name has no .png suffix
+    pyplot.close(figure)
 
 
 def fsync_dir(folder: Path) -> None:

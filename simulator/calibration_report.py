@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from movierec import lake
-from movierec.files import atomic_write
+from movierec.files import save_figure
 from movierec.movielog import RecoEvent, WatchEvent, parse_line
 from movierec.settings import Settings
 from simulator import calibration
@@ -287,8 +287,5 @@ def plot(stats: dict[str, Any], path: Path) -> None:
         ylim=(0, 1),
     )
     lorenz.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    with atomic_write(path) as staging:
-        fig.savefig(staging, dpi=110, format="png")  # the staging name has no .png suffix
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     log.info("calibration: plot written to %s", path)
