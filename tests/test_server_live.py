@@ -79,19 +79,25 @@ def service_env(home: Path, port: int, bootstrap: str, **extra: str) -> dict[str
     }
 
 
-@contextmanager
-def serve(home: Path, bootstrap: str, **extra: str) -> Iterator[Running]:
-    port = free_port()
-    env = service_env(home, port, bootstrap, **extra)
-    log = home / f"serve-{port}.log"
+def start_serve(env: dict[str, str], log: Path, *, own_group: bool = False) -> subprocess.Popen:
+    """``movierec serve`` with its output in ``log``; ``own_group``: in a process group of its own."""
     with log.open("wb") as out:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "movierec.cli", "serve"],
             cwd=REPO_ROOT,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=own_group,
         )
+
+
+@contextmanager
+def serve(home: Path, bootstrap: str, **extra: str) -> Iterator[Running]:
+    port = free_port()
+    env = service_env(home, port, bootstrap, **extra)
+    log = home / f"serve-{port}.log"
+    process = start_serve(env, log)
     running = Running(f"http://127.0.0.1:{port}", home, process, env, log)
     try:
         _wait_until_up(running)
@@ -389,15 +395,7 @@ def test_a_stop_at_any_moment_of_the_start_ends_the_service_and_all_its_processe
     """
     env = service_env(tmp_path, free_port(), kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic)
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "movierec.cli", "serve"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: what is left of it afterwards is countable
-        )
+    process = start_serve(env, log, own_group=True)  # what is left of its group afterwards is countable
     try:
         wait_for(lambda: MOMENTS[moment](log) or process.poll() is not None, f"the moment {moment}", 60)
         process.send_signal(signal.SIGTERM)
