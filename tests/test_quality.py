@@ -28,8 +28,18 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> settings_module.Settin
     return replace(settings_module.load({"MOVIEREC_HOME": str(home)}), quality_max_bad_share=0.5)
 
 
+def with_changes(
+    schema: pa.Schema, data: list[dict[str, Any]], changes: dict[str, dict[int, Any]]
+) -> pa.Table:
+    """``data`` as a table of ``schema`` after ``changes``, which map a column to {row: value}."""
+    for column, values in changes.items():
+        for row, value in values.items():
+            data[row][column] = value
+    return pa.Table.from_pylist(data, schema=schema)
+
+
 def watch(rows: int, **changes: dict[int, Any]) -> pa.Table:
-    """``rows`` clean watch rows; ``changes`` maps a column to {row: value}."""
+    """``rows`` clean watch rows with ``changes`` (see ``with_changes``)."""
     data = [
         {
             "time": T0 + timedelta(seconds=n),
@@ -41,10 +51,7 @@ def watch(rows: int, **changes: dict[int, Any]) -> pa.Table:
         }
         for n in range(rows)
     ]
-    for column, values in changes.items():
-        for row, value in values.items():
-            data[row][column] = value
-    return pa.Table.from_pylist(data, schema=WATCH)
+    return with_changes(WATCH, data, changes)
 
 
 def rate(rows: int, **changes: dict[int, Any]) -> pa.Table:
@@ -59,10 +66,7 @@ def rate(rows: int, **changes: dict[int, Any]) -> pa.Table:
         }
         for n in range(rows)
     ]
-    for column, values in changes.items():
-        for row, value in values.items():
-            data[row][column] = value
-    return pa.Table.from_pylist(data, schema=RATE)
+    return with_changes(RATE, data, changes)
 
 
 def reco(rows: int) -> pa.Table:
