@@ -66,6 +66,17 @@ def produce(settings: settings_module.Settings, topic: str, lines: list[str]) ->
         producer.close()
 
 
+def group_reader(settings: settings_module.Settings, topic: str, group: str) -> KafkaConsumer:
+    """A consumer in ``group`` from its committed offset (else the earliest); commits only when told."""
+    return KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+
+
 def consume(consumer: KafkaConsumer, count: int, timeout: float = 60.0) -> list[tuple[int, int, str]]:
     """Up to ``count`` records as (partition, offset, line); stops early only on timeout."""
     got: list[tuple[int, int, str]] = []
@@ -188,13 +199,7 @@ def test_restart_keeps_committed_data_and_offsets(tmp_path: Path) -> None:
         assert broker.start(settings) == first_pid  # a second start finds it running
         broker.ensure_topic(settings, topic, partitions=1)
         produce(settings, topic, lines)
-        reader = KafkaConsumer(
-            topic,
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=group,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
+        reader = group_reader(settings, topic, group)
         first_half = consume(reader, 1_000)
         reader.commit({TopicPartition(topic, 0): OffsetAndMetadata(1_000, "", -1)})
         reader.close()
@@ -210,13 +215,7 @@ def test_restart_keeps_committed_data_and_offsets(tmp_path: Path) -> None:
     try:
         assert second_pid != first_pid
         assert marker.stat().st_mtime == resolved_at  # the jar cache was reused, no Maven run
-        resumed = KafkaConsumer(
-            topic,
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=group,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
+        resumed = group_reader(settings, topic, group)
         rest = consume(resumed, 1_000)
         rest += consume(resumed, 1, timeout=3)
         resumed.close()
