@@ -25,9 +25,9 @@ from bench_key_property import key_property  # bench/ is the script's folder
 
 from movierec import settings as settings_module
 from simulator import calibration
-from simulator.backfill import History
 from simulator.calibration_report import TARGETS, Interactions, in_range, measure, truth_ranking
 from simulator.commands import DEFAULT_SESSIONS_PER_DAY, load_history
+from simulator.history import History
 from simulator.viewers import Audience, Behaviour, session
 
 # What was tried (the last is what simulator.viewers now uses); --variant adds more.

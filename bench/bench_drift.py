@@ -21,8 +21,9 @@ import numpy as np
 from movierec import lake
 from movierec import settings as settings_module
 from movierec.ingest import consume, drift, watch_sessions
-from simulator.backfill import History, Line, history_lines
+from simulator.backfill import history_lines
 from simulator.catalog import load_world
+from simulator.history import History, Line
 from simulator.truth import load_truth
 
 START = datetime(2026, 11, 20)

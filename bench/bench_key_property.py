@@ -23,8 +23,8 @@ import logging
 import numpy as np
 
 from movierec import settings as settings_module
-from simulator.backfill import History
 from simulator.commands import load_history
+from simulator.history import History
 from simulator.truth import true_top_k
 from simulator.viewers import Audience, session
 

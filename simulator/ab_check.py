@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from experiments import analysis as stats
-from simulator.backfill import History
+from simulator.history import History
 from simulator.truth import true_top_k
 from simulator.viewers import session
 

@@ -21,24 +21,19 @@ import bisect
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
 from movierec.movielog import RateEvent, RecoEvent, WatchEvent, format_event
-from simulator.catalog import World
-from simulator.truth import Truth
-from simulator.viewers import Audience, Behaviour, session
+from simulator.director import Director
+from simulator.history import History, Line, Scripted
+from simulator.viewers import session
 
 if TYPE_CHECKING:
-    from simulator.director import Director
     from simulator.injection_log import Record
     from simulator.scenarios import Scenarios
-
-Line = tuple[datetime, int, str | bytes]  # (time, user id, line); bytes only for injected non-UTF-8 lines
 
 log = logging.getLogger(__name__)
 
@@ -48,60 +43,6 @@ HOURLY_SHARE = np.array(
     [2, 1.5, 1, 0.7, 0.6, 0.7, 1.2, 2, 2.6, 3, 3.2, 3.5, 4, 4, 4, 4.2, 4.6, 5.4, 6.5, 7.6, 8.4, 8, 6.5, 4]
 )
 HOURLY_SHARE = HOURLY_SHARE / HOURLY_SHARE.sum()
-
-
-@dataclass(frozen=True)
-class History:
-    """What a backfill needs: the audience, the catalog's ids, and who is active."""
-
-    audience: Audience
-    slugs: np.ndarray  # movie id per movie index (str)
-    activity_cdf: np.ndarray  # sessions are drawn from users (id = index + 1) by activity
-    baseline: np.ndarray  # movie indices of the site's popularity list
-    # public facts of the catalog that scenarios use
-    popularity: np.ndarray  # per movie index
-    genres: np.ndarray  # (n_movies, n_genres) bool, columns in catalog.GENRES order
-    released: np.ndarray  # release date per movie index, days since 1970-01-01
-
-    @classmethod
-    def build(cls, world: World, truth: Truth, behaviour: Behaviour | None = None) -> History:
-        audience = Audience.build(truth, world.runtime, world.popularity, behaviour=behaviour)
-        weights = np.asarray(truth.activity, dtype=np.float64)
-        cdf = np.cumsum(weights / weights.sum())
-        cdf[-1] = 1.0
-        popularity = np.asarray(world.popularity, dtype=np.float64)
-        dates = world.movies.column("release_date").cast(pa.date32()).combine_chunks()
-        released = dates.view(pa.int32()).to_numpy(zero_copy_only=False)
-        return cls(
-            audience, world.movie_ids, cdf, site_list(popularity), popularity, world.movie_genres, released
-        )
-
-    @property
-    def n_users(self) -> int:
-        return len(self.activity_cdf)
-
-    def draw_users(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        """``count`` user ids, each drawn with probability proportional to activity."""
-        return np.searchsorted(self.activity_cdf, rng.random(count)) + 1
-
-
-def site_list(popularity: np.ndarray, k: int = 20) -> np.ndarray:
-    """The site's own recommendations: the ``k`` most popular movies (ties by index)."""
-    return np.argsort(-np.asarray(popularity), kind="stable")[:k]
-
-
-@dataclass(frozen=True, slots=True)
-class Scripted:
-    """One session decided in full: who, when, which movie, how long, the rating, and its delays."""
-
-    moment: datetime
-    user_id: int
-    movie: int
-    minutes: int
-    rating: int | None
-    latency_ms: int  # of the site's recommendation request
-    lead_ms: int  # until the first minute streams
-    rate_delay_ms: int  # after the last minute, until the rating
 
 
 def session_lines(
@@ -217,8 +158,6 @@ def run_backfill(
     rng = np.random.default_rng(seed)
     director = None
     if scenarios:
-        from simulator.director import Director  # it imports this module
-
         director = Director.for_run(
             scenarios,
             history,

@@ -29,7 +29,8 @@ from movierec.files import save_figure
 from movierec.movielog import RecoEvent, WatchEvent, parse_line
 from movierec.settings import Settings
 from simulator import calibration
-from simulator.backfill import History, history_lines
+from simulator.backfill import history_lines
+from simulator.history import History
 from simulator.truth import scores_for_users
 from simulator.viewers import browse_weights
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from movierec.ingest.stream import TopicWriter
 from movierec.settings import Settings
-from simulator.backfill import History, run_backfill
+from simulator.backfill import run_backfill
 from simulator.catalog import load_world
+from simulator.history import History
 from simulator.injection_log import Record, default_path, open_log
 from simulator.live import run_live
 from simulator.scenarios import Scenarios

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from movierec.movielog import Reason, format_time
-from simulator.backfill import History, Line, Scripted, site_list
 from simulator.catalog import GENRE_INDEX
 from simulator.damage import DAMAGES, LINE_KINDS, NEEDS, Damage, drift, fits, line_kind
+from simulator.history import History, Line, Scripted, site_list
 from simulator.injection_log import Record, line_fields
 from simulator.scenarios import Scenario, ScenarioError, Scenarios
 from simulator.viewers import Audience

@@ -29,9 +29,10 @@ import httpx
 import numpy as np
 
 from movierec.movielog import RateEvent, WatchEvent, format_event
-from simulator.backfill import HOURLY_SHARE, History, Scripted
+from simulator.backfill import HOURLY_SHARE
 from simulator.client import ask, to_event
 from simulator.director import Director, catalog_faults
+from simulator.history import History, Scripted
 from simulator.injection_log import Record
 from simulator.scenarios import Scenario, Scenarios
 from simulator.viewers import session

@@ -38,8 +38,8 @@ from movierec.online import compute
 from movierec.ops import services
 from movierec.ops.broker import broker
 from movierec.settings import Settings
-from simulator.backfill import History, site_list
 from simulator.catalog import World, load_world
+from simulator.history import History, site_list
 from simulator.live import run_live
 from simulator.truth import Truth, affinity, enjoyment, load_truth, scores_for_users
 from simulator.viewers import LIST_FIT_TOP

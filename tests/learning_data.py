@@ -46,8 +46,9 @@ def learning_settings(home: Path, **extra: str) -> Settings:
 
 def build_small_lake(settings: Settings, days: float = DAYS, sessions_per_day: int = SESSIONS_PER_DAY) -> int:
     """Fill ``settings``' lake with ``days`` of simulated history; returns the number of lines."""
-    from simulator.backfill import History, run_backfill
+    from simulator.backfill import run_backfill
     from simulator.catalog import load_world
+    from simulator.history import History
     from simulator.truth import load_truth
 
     world = load_world(settings)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from simulator import ab_check
-from simulator.backfill import History
 from simulator.catalog import load_world
+from simulator.history import History
 from simulator.truth import load_truth
 from tests.test_simulator_catalog import small_settings
 

@@ -30,9 +30,10 @@ from movierec.ingest import catalog_sync, consume, drift, watch_sessions
 from movierec.ingest import drift_stats as stats
 from movierec.movielog import RateEvent, format_event, parse_line
 from movierec.schemas import DRIFT
-from simulator.backfill import History, Line, history_lines
+from simulator.backfill import history_lines
 from simulator.catalog import World, load_world
 from simulator.director import Director
+from simulator.history import History, Line
 from simulator.scenarios import Scenarios
 from simulator.truth import load_truth
 from tests.test_simulator_catalog import small_settings

@@ -27,9 +27,10 @@ from movierec import settings as settings_module
 from movierec.ingest.stream import TopicWriter
 from movierec.ops import airflow_ops
 from movierec.ops.broker import broker
-from simulator.backfill import History, run_backfill
+from simulator.backfill import run_backfill
 from simulator.catalog import load_world
 from simulator.damage import line_kind
+from simulator.history import History
 from simulator.injection_log import MAX_STORED_CHARS, open_log, read_log
 from simulator.scenarios import Scenarios
 from simulator.truth import load_truth

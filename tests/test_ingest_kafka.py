@@ -23,8 +23,9 @@ from movierec.ingest.stream import TopicWriter
 from movierec.ingest.watch_sessions import update_watch_sessions
 from movierec.movielog import Malformed, parse_line
 from movierec.ops.broker import broker
-from simulator.backfill import History, history_lines
+from simulator.backfill import history_lines
 from simulator.catalog import load_world
+from simulator.history import History
 from simulator.truth import load_truth
 from tests.test_simulator_catalog import small_settings
 

@@ -26,9 +26,10 @@ from movierec.movielog import (
     parse_line,
 )
 from movierec.schemas import EVENT_TABLES
-from simulator.backfill import History, history_lines
+from simulator.backfill import history_lines
 from simulator.catalog import load_world
 from simulator.damage import DAMAGES, drift, fits, line_kind
+from simulator.history import History
 from simulator.truth import load_truth
 from tests.test_simulator_catalog import small_settings
 

@@ -15,8 +15,9 @@ from movierec import settings as settings_module
 from movierec.movielog import Malformed, RecoEvent, WatchEvent, parse_line
 from movierec.ops.broker import broker
 from simulator import commands
-from simulator.backfill import BASELINE_SERVER, History, history_lines
+from simulator.backfill import BASELINE_SERVER, history_lines
 from simulator.catalog import load_world
+from simulator.history import History
 from simulator.truth import load_truth
 from tests.test_kafka_broker import consume
 from tests.test_simulator_catalog import small_settings

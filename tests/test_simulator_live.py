@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from movierec.movielog import Malformed, RateEvent, RecoEvent, WatchEvent, parse_line
-from simulator.backfill import History
 from simulator.catalog import load_world
+from simulator.history import History
 from simulator.live import run_live
 from simulator.truth import affinity, load_truth
 from simulator.viewers import Behaviour

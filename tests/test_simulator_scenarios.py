@@ -32,10 +32,11 @@ from movierec.movielog import Malformed, RateEvent, Reason, RecoEvent, WatchEven
 from movierec.ops.broker import broker
 from movierec.settings import REPO_ROOT, Settings
 from simulator import commands
-from simulator.backfill import History, Line, history_lines
+from simulator.backfill import history_lines
 from simulator.catalog import GENRE_INDEX, load_world
 from simulator.damage import DAMAGES, drift, fits, line_kind
 from simulator.director import Director, catalog_faults
+from simulator.history import History, Line
 from simulator.injection_log import default_path, is_line, open_log, read_log
 from simulator.live import SCRAPER_USER_AGENT, run_live
 from simulator.scenarios import KINDS, Scenario, ScenarioError, Scenarios, make, parse_spec

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.backfill import History
 from simulator.catalog import World, load_world
+from simulator.history import History
 from simulator.truth import Truth, load_truth, true_top_k
 from simulator.viewers import session
 from tests.test_simulator_catalog import small_settings
