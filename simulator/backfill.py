@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from movierec.movielog import RateEvent, RecoEvent, WatchEvent, format_event
-from simulator.director import Director
+from simulator.director import Director, director_for_run
 from simulator.history import History, Line, Scripted
 from simulator.viewers import session
 
@@ -156,17 +156,9 @@ def run_backfill(
     With ``scenarios``, what they did goes to ``record`` (the ground-truth log).
     """
     rng = np.random.default_rng(seed)
-    director = None
-    if scenarios:
-        director = Director.for_run(
-            scenarios,
-            history,
-            seed=seed,
-            record=record or (lambda _entry: None),
-            follow=follow,
-            origin=start,
-            mode="backfill",
-        )
+    director = director_for_run(
+        scenarios, history, seed=seed, record=record, follow=follow, origin=start, mode="backfill"
+    )
     written = 0
     began = time.monotonic()
     next_report = began + progress_every

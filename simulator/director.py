@@ -395,3 +395,30 @@ class Director:
             run_id=run_id,
             mode=mode,
         )
+
+
+def director_for_run(
+    scenarios: Scenarios | None,
+    history: History,
+    *,
+    seed: int,
+    record: Record | None,
+    follow: float,
+    origin: datetime,
+    mode: str,
+) -> Director | None:
+    """A run's director (``Director.for_run``), or None when no scenario plays.
+
+    Without ``record`` what the scenarios did is not kept (a run with no ground-truth log).
+    """
+    if not scenarios:
+        return None
+    return Director.for_run(
+        scenarios,
+        history,
+        seed=seed,
+        record=record or (lambda _entry: None),
+        follow=follow,
+        origin=origin,
+        mode=mode,
+    )

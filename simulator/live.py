@@ -31,7 +31,7 @@ import numpy as np
 from movierec.movielog import RateEvent, WatchEvent, format_event
 from simulator.backfill import HOURLY_SHARE
 from simulator.client import ask, to_event
-from simulator.director import Director, catalog_faults
+from simulator.director import Director, catalog_faults, director_for_run
 from simulator.history import History, Scripted
 from simulator.injection_log import Record
 from simulator.scenarios import Scenario, Scenarios
@@ -82,17 +82,10 @@ async def run_live(
     loop = asyncio.get_running_loop()
     limiter = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
     sequence = 0
-    director = None
-    if scenarios:
-        director = Director.for_run(
-            scenarios,
-            history,
-            seed=seed,
-            record=record or (lambda _entry: None),
-            follow=follow,
-            origin=clock.now(),
-            mode="live",
-        )
+    director = director_for_run(
+        scenarios, history, seed=seed, record=record, follow=follow, origin=clock.now(), mode="live"
+    )
+    if director is not None:
         counts |= {"spam_sessions": 0, "scraper_requests": 0, "scraper_answered": 0, "scraper_failed": 0}
 
     def emit(moment: datetime, line: str, user_id: int) -> None:
