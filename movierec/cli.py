@@ -96,9 +96,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     from movierec.ops import loop
 
     settings = settings_module.load()
-    timeline = loop.up(
-        settings, backfill_days=args.days, sessions_per_day=args.sessions_per_day, live=not args.no_live
-    )
+    try:
+        timeline = loop.up(
+            settings, backfill_days=args.days, sessions_per_day=args.sessions_per_day, live=not args.no_live
+        )
+    except ValueError as exc:  # refused before anything started
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
     print(f"\nmovierec is up after {timeline.elapsed():.0f} s:")
     for line in loop.where(settings):
         print(f"  {line}")

@@ -57,6 +57,20 @@ def lake_is_empty(settings: Settings) -> bool:
     return not lake.has_manifests(settings)
 
 
+def check_history_days(backfill_days: float, test_days: int) -> None:
+    """Refuse a backfill too short to train on, before anything starts.
+
+    The retrain holds out the last ``test_days`` and splits at the nearest midnight, so it may take
+    up to half a day more: a shorter history would be ingested for minutes and then fail in prepare.
+    """
+    if backfill_days < test_days + 1:
+        raise ValueError(
+            f"--days {backfill_days:g} leaves nothing to train on: the retrain holds out the last "
+            f"{test_days} day(s) (MOVIEREC_TEST_DAYS) and splits at a midnight; backfill at least "
+            f"{test_days + 1} days"
+        )
+
+
 def lines_waiting(settings: Settings) -> int:
     """Lines on the topic the ingest has not committed yet."""
     from movierec.ingest import consume
@@ -102,6 +116,8 @@ def up(
     retrain_timeout: float = 4 * 3600,
     say: Callable[[str], None] = print,
 ) -> Timeline:
+    if not has_current_model(settings) and lake_is_empty(settings):
+        check_history_days(backfill_days, settings.test_days)
     timeline = Timeline()
     catalog = services.catalog_of(settings)
     with timeline.step("kafka", f"Kafka broker on {settings.kafka_bootstrap}"):
