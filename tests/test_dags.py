@@ -191,6 +191,29 @@ def test_each_task_calls_an_importable_function_with_arguments_it_accepts(
     inspect.signature(function).bind(*call.args, **{k.arg: k.value for k in call.keywords if k.arg})
 
 
+def test_every_task_target_imports_with_the_dags_folder_first_on_the_path() -> None:
+    """What Airflow's task process does: the dags folder comes first on ``sys.path``, so a DAG file
+    named like one of our packages shadows it (``dags/experiments.py`` once hid the ``experiments``
+    package, and every retrain's publish failed with ImportError in `make up`)."""
+    targets = sorted(set(TARGETS.values()))
+    script = textwrap.dedent(
+        f"""
+        import importlib, sys
+        sys.path.insert(0, {str(airflow_ops.DAGS_DIR)!r})
+        for module_name, function_name in {targets!r}:
+            module = importlib.import_module(module_name)
+            assert callable(getattr(module, function_name, None)), (module_name, module.__file__)
+        """
+    )
+    repo_root = airflow_ops.DAGS_DIR.parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo_root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shadowing = {path.stem for path in airflow_ops.DAGS_DIR.glob("*.py")} & {
+        path.name for path in repo_root.iterdir() if (path / "__init__.py").is_file()
+    }
+    assert not shadowing, f"DAG files named like a package of ours: {shadowing}"
+
+
 # --- the catalog DAG, run by Airflow itself --------------------------------------------------
 
 

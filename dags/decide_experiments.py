@@ -7,6 +7,9 @@ with the evidence in the registry's log. ``reports`` rewrites the report of the 
 and of any experiment whose state changed since its report was written.
 
     decide ──► reports
+
+Not named ``experiments.py``: Airflow puts the dags folder first on a task's ``sys.path``, and a
+DAG file of that name hides the ``experiments`` package from every task (the retrain's publish too).
 """
 
 from __future__ import annotations
