@@ -1,5 +1,8 @@
 """``movierec serve``: the service in ``settings.server_workers`` Sanic workers until SIGINT/SIGTERM.
 
+The main process also serves the workers' metrics on the operator port (server.ops), never on the
+public one.
+
 Sanic's worker manager runs in this process and starts the workers (spawned
 processes, each building the app with ``create_app(settings)``); on SIGINT or
 SIGTERM it stops them gracefully (requests in flight finish, producers flush).
@@ -70,19 +73,35 @@ def serve(settings: Settings) -> int:
     # Until Sanic's manager installs its own handlers, SIGTERM means what Ctrl-C means: stop now,
     # through the normal exit path (so nothing started so far is left behind).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    from server.clients import SiteClients
+
+    try:
+        SiteClients(settings.server_site_clients)  # a bad list fails here, not in every worker
+    except ValueError as exc:
+        log.error("recommendation service not started: %s", exc)
+        return 1
     folder = prepare_metrics_dir(settings)
     # prometheus_client decides at import whether values go to shared files; the spawned workers
     # inherit this variable and import it fresh. (A library switch, not movierec configuration.)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    from server import ops
+
+    try:
+        exporter = ops.start(settings, folder)  # before any worker: a busy port fails the start at once
+    except ops.OpsPortBusy as exc:
+        log.error("recommendation service not started: %s", exc)
+        return 1
     try:
         watch = _serve(settings)
     except KeyboardInterrupt:
         _stopping()
         log.info("recommendation service stopped before its workers started")
         _stop_children()
+        ops.stop(exporter)
         return 0
     _stopping()
     _stop_children()  # normally none is left; a worker that missed the stop while it started may be
+    ops.stop(exporter)
     failure = watch.failure or (watch.keeper.failure if watch.keeper else None)
     if failure:
         log.error("recommendation service stopped: %s", failure)
