@@ -1,0 +1,1 @@
+"""Attacks on the service and the model, detected from our own telemetry."""
