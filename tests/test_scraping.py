@@ -166,6 +166,9 @@ def test_the_command_reports_the_incident_and_writes_its_gauges(tmp_path: Path) 
     gauges = (tmp_path / "metrics" / "scraping.prom").read_text()
     assert 'movierec_scraping_incidents{client="127.0.0.2"} 1.0' in gauges
     assert "movierec_scraping_flagged_clients 1.0" in gauges
+    saved = json.loads((tmp_path / "reports" / "scraping" / "latest.json").read_text())
+    assert saved["incidents"] == report["incidents"]
+    assert (tmp_path / "reports" / "scraping" / "latest.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_command_refuses_an_empty_range(tmp_path: Path) -> None:

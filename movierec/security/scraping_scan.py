@@ -1,13 +1,18 @@
 """``movierec scraping``: the scraping detector (movierec.security.scraping) over the lake, its gauges.
 
 Reads the ``served`` rows of a UTC time range and the site's ``reco`` lines around it, runs the
-detector, and writes ``$MOVIEREC_HOME/metrics/scraping.prom`` for node-exporter (rewritten whole
-each run, like drift's): the incidents of the range per client, their unlogged answers, the
-unlogged answers of all clients, and when the scan ran.
+detector, and writes (each replaced whole by the next scan):
+
+- ``$MOVIEREC_HOME/metrics/scraping.prom`` for node-exporter, like drift's: the incidents of the
+  range per client, their answers, the unlogged answers of all clients, when the scan ran;
+- ``$MOVIEREC_HOME/reports/scraping/latest.json`` (the report) and ``latest.png``: per client,
+  unlogged answers per second and the share of consecutive ids in each window, flagged windows
+  circled, the thresholds drawn.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from movierec import lake
+from movierec.files import save_figure, write_text
 from movierec.monitoring import textfile
 from movierec.online import compute
 from movierec.online.outcomes import utc_to_site_time
@@ -67,7 +73,47 @@ def scan(
         "incidents": [_plain(row) for row in found.incidents.to_dict("records")],
     }
     report["metrics_file"] = str(write_gauges(settings, found, datetime.now(UTC)))
+    folder = report_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    report["plot"] = str(
+        plot(found, thresholds, folder / "latest.png", f"{since:%Y-%m-%d %H:%M} - {until:%H:%M} UTC")
+    )
+    write_text(folder / "latest.json", json.dumps(report, indent=2, default=str) + "\n")
     return report
+
+
+def report_dir(settings: Settings) -> Path:
+    return settings.reports_dir / "scraping"
+
+
+def plot(found: scraping.Detection, thresholds: scraping.Thresholds, path: Path, span: str) -> Path:
+    """Unlogged answers/s and the consecutive share per window and client; flagged windows circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    figure, (rate, share) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    for client, group in found.windows.groupby("client"):
+        rate.plot(group["window_start"], group["rate"], marker=".", label=str(client))
+        share.plot(group["window_start"], group["consecutive_share"], marker=".", label=str(client))
+        flagged = group[group["flagged"].astype(bool)]
+        rate.scatter(flagged["window_start"], flagged["rate"], s=90, facecolors="none", edgecolors="red")
+    rate.axhline(thresholds.min_rate, color="grey", linestyle="--", label=f"{thresholds.min_rate:g}/s")
+    share.axhline(thresholds.min_consecutive, color="grey", linestyle="--")
+    rate.set_yscale("log")  # a window exists only with an answer: rate >= 1/window
+    rate.set_ylabel("unlogged answers/s")
+    rate.set_title(
+        f"answers the site never logged, per client and {thresholds.window_seconds:g} s window ({span})"
+    )
+    share.set_ylabel(f"share of steps <= {thresholds.max_step} ids")
+    share.set_ylim(-0.05, 1.05)
+    share.set_xlabel("window start (UTC); red circles: flagged")
+    if len(found.windows):
+        rate.legend(fontsize="small", loc="best")
+    figure.autofmt_xdate()
+    save_figure(figure, path)
+    return path
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
