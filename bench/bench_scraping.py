@@ -10,7 +10,8 @@ table of docs/security-serving.md.
     flock /tmp/movierec-heavy.lock .venv/bin/python bench/bench_scraping.py [--seconds 180] \\
         [--users 100000] [--movies 5000] [--ports 29110] [--limit-rate 1]
 
-State goes to a fresh temporary MOVIEREC_HOME unless ``--home``; five ports from ``--ports``.
+State goes to a fresh temporary MOVIEREC_HOME unless ``--home``; five ports from ``--ports``; the
+detector's windows of each run are drawn to ``scraping-planted.png`` and ``scraping-clean.png``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import tempfile
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from movierec import settings as settings_module
 from movierec.ops.broker import broker
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--ports", type=int, default=29_110, help="first of five free ports")
     parser.add_argument("--limit-rate", default="1", help="MOVIEREC_SERVER_CLIENT_RATE (0: no limit)")
     parser.add_argument("--home", help="MOVIEREC_HOME to use (default: a new temporary folder)")
+    parser.add_argument("--plots", help="folder for the two runs' plots (default: the home)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     home = args.home or tempfile.mkdtemp(prefix="movierec-scraping-")
@@ -68,8 +71,14 @@ def main() -> None:
     timing = {"lead": args.lead, "length": args.seconds, "tail": args.tail, "thresholds": thresholds}
     broker.start(settings)
     try:
-        planted = scraping_check.run(settings, ARMS, **timing, minute_seconds=1.0)
-        clean = scraping_check.run(settings, [], **timing, minute_seconds=1.0)
+        plots = Path(args.plots or home)
+        plots.mkdir(parents=True, exist_ok=True)
+        planted = scraping_check.run(
+            settings, ARMS, **timing, plot=plots / "scraping-planted.png", minute_seconds=1.0
+        )
+        clean = scraping_check.run(
+            settings, [], **timing, plot=plots / "scraping-clean.png", minute_seconds=1.0
+        )
     finally:
         broker.stop(settings)
     print(json.dumps({"planted": asdict(planted), "clean": asdict(clean)}, default=str))

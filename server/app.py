@@ -128,7 +128,8 @@ def create_app(settings: Settings) -> Sanic:
     async def throttle(request: Request) -> HTTPResponse | None:
         if request.route is None or not getattr(request.route.ctx, "limited", False):
             return None
-        wait = limiter.wait(client_of(request))
+        request.ctx.client = client_of(request)  # once per request: the handler records it
+        wait = limiter.wait(request.ctx.client)
         if not wait:
             return None
         metrics.throttled.inc()
@@ -138,11 +139,11 @@ def create_app(settings: Settings) -> Sanic:
 
     @app.get("/recommend/<segment:path>", ctx_limited=True)
     async def recommend(request: Request, segment: str) -> HTTPResponse:
-        return _answer(app.ctx.service, segment, client_of(request))
+        return _answer(app.ctx.service, segment, request.ctx.client)
 
     @app.get("/recommend", ctx_limited=True)
     async def recommend_nobody(request: Request) -> HTTPResponse:
-        return _answer(app.ctx.service, "", client_of(request))
+        return _answer(app.ctx.service, "", request.ctx.client)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> HTTPResponse:

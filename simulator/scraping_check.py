@@ -20,6 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -155,9 +156,11 @@ def run(
     length: float,
     tail: float,
     thresholds: scraping.Thresholds,
+    plot: Path | None = None,
     **live: Any,
 ) -> RunResult:
-    """One run of ``lead + length + tail`` seconds with ``arms`` planted (none: a clean run)."""
+    """One run of ``lead + length + tail`` seconds with ``arms`` planted (none: a clean run);
+    ``plot``: where to draw the detector's windows of the run."""
     world = load_world(settings)
     history = History.build(world, load_truth(settings, world))
     write_popularity_file(settings, world)
@@ -176,6 +179,8 @@ def run(
     since, until = began - timedelta(seconds=5), ended + timedelta(seconds=5)
     served_rows, reco = scraping_scan.read_inputs(settings, since, until)
     found = scraping.detect(served_rows, reco, thresholds, settings.site_timezone)
+    if plot is not None:
+        scraping_scan.plot(found, thresholds, plot, f"{len(arms)} scraper(s) planted")
     return judge(
         found, served_rows, arms, began + timedelta(seconds=lead), (ended - began).total_seconds(), counts
     )
