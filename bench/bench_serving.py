@@ -302,6 +302,7 @@ def main() -> None:
     parser.add_argument("--swaps", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"of: {', '.join(SERVERS)}")
+    parser.add_argument("--ports", type=int, help="first of 11 consecutive ports to use (default: free ones)")
     args = parser.parse_args()
     chosen = [name for name in SERVERS if name in args.servers.split(",")]
     if "movierec" not in chosen or set(args.servers.split(",")) - set(SERVERS):
@@ -314,7 +315,17 @@ def main() -> None:
     serving = home / "serving"
     serving.mkdir(parents=True)
     servers: list[Server] = []
-    kafka = broker.private_settings(work / "kafka", MOVIEREC_KAFKA_HEAP="512m")
+    numbers = iter(range(args.ports, args.ports + 11)) if args.ports else None
+
+    def port() -> int:
+        return next(numbers) if numbers else free_port()
+
+    kafka = broker.private_settings(
+        work / "kafka",
+        MOVIEREC_KAFKA_HEAP="512m",
+        MOVIEREC_KAFKA_BOOTSTRAP=f"127.0.0.1:{port()}",
+        MOVIEREC_KAFKA_CONTROLLER_PORT=str(port()),
+    )
     try:
         progress(f"writing a {args.users:,}-user serving file and a copy as a second version in {serving}")
         first, second = serving_file.file_path(serving, VERSION_A), serving_file.file_path(serving, VERSION_B)
@@ -334,8 +345,8 @@ def main() -> None:
         broker.start(kafka)
         broker.ensure_topics(kafka)
 
-        ports = {name: free_port() for name in SERVERS}
-        ops_ports = {name: free_port() for name in LIMIT_ENV}
+        ports = {name: port() for name in SERVERS}
+        ops_ports = {name: port() for name in LIMIT_ENV}
         progress(f"starting {', '.join(chosen)}, {WORKERS} workers each")
         probe = f"/recommend/{sample[0]}"  # nginx has only the sampled users
         for name in chosen:

@@ -22,7 +22,7 @@ from movierec.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class OpsPortBusy(RuntimeError):
+class OpsPortBusy(OSError):
     """The operator port could not be bound; the message says which and why."""
 
 
@@ -41,7 +41,6 @@ def start(settings: Settings, metrics_folder: Path) -> WSGIServer:
     return server
 
 
-def stop(server: WSGIServer | None) -> None:
-    if server is not None:
-        server.shutdown()
-        server.server_close()
+def stop(server: WSGIServer) -> None:
+    server.shutdown()
+    server.server_close()

@@ -132,10 +132,18 @@ def play(
         asyncio.get_running_loop().call_later(seconds, stop.set)
         scenarios = Scenarios.of_specs(specs, datetime.now()) if specs else None
         url = f"http://{settings.server_host}:{settings.server_port}"
+        refused = 0
+
+        def write(line: str | bytes, user_id: int) -> None:
+            nonlocal refused
+            refused += isinstance(line, str) and ", status 429, " in line  # the site was refused
+            writer.write(line, user_id)
+
         with TopicWriter(settings) as writer:
-            return await run_live(
-                history, writer.write, url, seed=settings.seed, stop=stop, scenarios=scenarios, **live
+            counts = await run_live(
+                history, write, url, seed=settings.seed, stop=stop, scenarios=scenarios, **live
             )
+        return counts | {"site_429": refused}
 
     return asyncio.run(main())
 
@@ -219,6 +227,7 @@ def judge(
 
 def render(planted: RunResult, clean: RunResult, thresholds: scraping.Thresholds) -> str:
     """The markdown table of both runs."""
+    counts = planted.counts
     lines = [
         f"windows of {thresholds.window_seconds:g} s; a window is flagged at >= {thresholds.min_rate:g} "
         f"unlogged answers/s with >= {thresholds.min_consecutive:.0%} of steps <= {thresholds.max_step} ids",
@@ -238,5 +247,9 @@ def render(planted: RunResult, clean: RunResult, thresholds: scraping.Thresholds
         f"planted run: {planted.seconds:.0f} s, {planted.site_answers:,} answers to the site's client, "
         f"{planted.unlogged:,} answers the site never logged; clean run: {clean.site_answers:,} answers to "
         f"the site, {clean.unlogged:,} unlogged",
+        f"the scrapers asked {counts.get('scraper_requests', 0):,} times, "
+        f"{counts.get('scraper_throttled', 0):,} answered 429; the site's log: "
+        f"{counts.get('reco_ok', 0):,} answers, {counts.get('site_429', 0):,} lines with status 429 "
+        f"(clean run: {clean.counts.get('site_429', 0)})",
     ]
     return "\n".join(lines)

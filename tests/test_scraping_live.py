@@ -52,7 +52,7 @@ def test_the_planted_scraper_is_found_and_a_clean_run_raises_nothing(site: setti
     assert planted.counts["scraper_throttled"] > 0, "the limit held the scraper back meanwhile"
     # it asked 20/s for 40 s; the limit let through at most the burst and 2/s
     assert 0 < arm.answered <= 10 + 2 * (planted.seconds + 1)
-    assert planted.site_answers > 0
+    assert planted.site_answers > 0 and planted.counts["site_429"] == 0, "the site's client is never refused"
 
     clean = scraping_check.run(site, [], **TIMING)
     assert clean.false_alarms == [] and clean.unlogged <= clean.served // 100, clean

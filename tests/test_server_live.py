@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -224,6 +225,24 @@ def test_metrics_answer_only_on_the_loopback_operator_port(service: Running) -> 
     elsewhere = service.ops_url.replace("127.0.0.1", "127.0.0.2")  # another address of this machine
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{elsewhere}/metrics", timeout=5)
+
+
+def test_a_busy_operator_port_fails_the_start_at_once_and_says_which(
+    tmp_path: Path, kafka: settings_module.Settings
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = service_env(tmp_path, free_port(), kafka.kafka_bootstrap)
+        env["MOVIEREC_SERVER_OPS_PORT"] = str(taken.getsockname()[1])
+        log = tmp_path / "serve.log"
+        process = start_serve(env, log, own_group=True)
+        code = process.wait(timeout=60)
+    text = log.read_text()
+    assert code == 1, text[-3000:]
+    assert "MOVIEREC_SERVER_OPS_PORT" in text and "not started" in text
+    assert "Starting worker" not in text, "no worker is started for a service that cannot be watched"
+    assert not group_members(process.pid)
 
 
 async def site_beside_scraper(url: str, rate: float, until_throttled: int) -> tuple[Counter, dict, float]:
