@@ -24,12 +24,18 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from movierec import settings as settings_module
 from movierec.ops.broker import broker
 from movierec.security import scraping
 from simulator import scraping_check
 from simulator.scraping_check import Arm
 
+# the ports after --ports (the broker's), in this order
+PORT_SETTINGS = (
+    "MOVIEREC_KAFKA_CONTROLLER_PORT",
+    "MOVIEREC_SERVER_PORT",
+    "MOVIEREC_SERVER_OPS_PORT",
+    "MOVIEREC_API_PORT",
+)
 ARMS = [
     Arm("weak", 0.5, "127.0.0.2", 10_000),
     Arm("medium", 2.0, "127.0.0.3", 20_000),
@@ -51,20 +57,16 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     home = args.home or tempfile.mkdtemp(prefix="movierec-scraping-")
-    settings = settings_module.load(
-        {
-            "MOVIEREC_HOME": home,
-            "MOVIEREC_SCALE_USERS": str(args.users),
-            "MOVIEREC_SCALE_MOVIES": str(args.movies),
-            "MOVIEREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{args.ports}",
-            "MOVIEREC_KAFKA_CONTROLLER_PORT": str(args.ports + 1),
-            "MOVIEREC_SERVER_PORT": str(args.ports + 2),
-            "MOVIEREC_SERVER_OPS_PORT": str(args.ports + 3),
-            "MOVIEREC_API_PORT": str(args.ports + 4),
-            "MOVIEREC_SERVER_WORKERS": "2",
-            "MOVIEREC_SERVER_CLIENT_RATE": args.limit_rate,
-            "MOVIEREC_KAFKA_HEAP": "512m",
-        }
+    ports = {name: str(args.ports + 1 + n) for n, name in enumerate(PORT_SETTINGS)}
+    settings = broker.private_settings(
+        Path(home),
+        MOVIEREC_KAFKA_BOOTSTRAP=f"127.0.0.1:{args.ports}",
+        MOVIEREC_KAFKA_HEAP="512m",
+        MOVIEREC_SCALE_USERS=str(args.users),
+        MOVIEREC_SCALE_MOVIES=str(args.movies),
+        MOVIEREC_SERVER_WORKERS="2",
+        MOVIEREC_SERVER_CLIENT_RATE=args.limit_rate,
+        **ports,
     )
     thresholds = scraping.Thresholds(tolerance_seconds=settings.online_match_seconds)
     began = time.monotonic()
