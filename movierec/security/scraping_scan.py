@@ -111,6 +111,9 @@ def plot(found: scraping.Detection, thresholds: scraping.Thresholds, path: Path,
     share.set_xlabel("window start (UTC); red circles: flagged")
     if len(found.windows):
         rate.legend(fontsize="small", loc="best")
+        width = pd.Timedelta(seconds=thresholds.window_seconds)
+        starts = found.windows["window_start"]
+        share.set_xlim(starts.min() - width, starts.max() + width)
     figure.autofmt_xdate()
     save_figure(figure, path)
     return path
