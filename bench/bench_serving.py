@@ -243,6 +243,11 @@ class Result:
     failed: int  # socket errors + non-2xx answers
 
 
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median req/s (the upper one of an even count)."""
+    return sorted(runs, key=lambda r: r.requests_per_s)[len(runs) // 2]
+
+
 def _ms(text: str) -> float:
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -303,6 +308,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"of: {', '.join(SERVERS)}")
     parser.add_argument("--ports", type=int, help="first of 11 consecutive ports to use (default: free ones)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="closed-loop runs per server (median), orders rotated"
+    )
     args = parser.parse_args()
     chosen = [name for name in SERVERS if name in args.servers.split(",")]
     if "movierec" not in chosen or set(args.servers.split(",")) - set(SERVERS):
@@ -356,11 +364,17 @@ def main() -> None:
         ops_url = f"http://127.0.0.1:{ops_ports['movierec']}"
         pick = lua_script(work, ids_file, "pick")
 
-        results: dict[str, Result] = {}
         for server in servers:
-            progress(f"wrk -c{args.connections} -d{args.seconds}s against {server.name}")
             run_wrk(server.url, pick, 2, args.connections)  # warm-up: page cache, connections
-            results[server.name] = run_wrk(server.url, pick, args.seconds, args.connections)
+        runs: dict[str, list[Result]] = {server.name: [] for server in servers}
+        for round_number in range(args.rounds):  # each round in another order: drift hits all alike
+            turn = round_number % len(servers)
+            for server in servers[turn:] + servers[:turn]:
+                progress(
+                    f"round {round_number + 1}: wrk -c{args.connections} -d{args.seconds}s, {server.name}"
+                )
+                runs[server.name].append(run_wrk(server.url, pick, args.seconds, args.connections))
+        results = {name: median_run(found) for name, found in runs.items()}
 
         connections = 20
         delay = max(1, round(connections * 1000 / args.rate))
@@ -437,16 +451,17 @@ def report(
     ours = results["movierec"]
     print()
     print(
-        f"closed loop, wrk -t2 -c{args.connections} -d{args.seconds}s, {WORKERS} server workers, "
+        f"closed loop, wrk -t2 -c{args.connections} -d{args.seconds}s (median of {args.rounds}), "
+        f"{WORKERS} workers, "
         f"{args.users:,} users in the file, {args.sample:,} requested"
     )
-    print(f"{'server':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}  movierec is")
+    print(f"{'server':<17} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}  movierec is")
     for name, result in results.items():
         ratio = ""
         if name != "movierec":
             ratio = f"{ours.requests_per_s / result.requests_per_s:.2f}x {name}" if result.requests else "-"
         print(
-            f"{name:<10} {result.requests_per_s:>10,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
+            f"{name:<17} {result.requests_per_s:>10,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
             f"{result.failed:>7}  {ratio}"
         )
     print("goals: >=0.5x nginx, >=5x flask; sanic-bare (a constant answer) is the framework's ceiling here")
@@ -460,6 +475,8 @@ def report(
                 ratio = result.requests_per_s / base.requests_per_s
                 print(f"  {name:<17} {ratio:.3f}x of {base_name(base, limited)}'s req/s, "
                       f"{extra_us:+.1f} us of worker time per request")  # fmt: skip
+        calls = ", ".join(f"{case} {ns:.0f} ns" for case, ns in limiter_call_ns().items())
+        print(f"  in process, ClientLimiter.wait per call (best of 5 x 1M): {calls}")
     print()
     print(
         f"fixed rate (~{rate} req/s asked): {fixed.requests_per_s:,.0f} req/s, "
@@ -470,6 +487,20 @@ def report(
         f"{swapped.requests_per_s:,.0f} req/s, p99 {swapped.p99_ms:.2f} ms, "
         f"failed or non-200: {swapped.failed}  (goal: 0)"
     )
+
+
+def limiter_call_ns(calls: int = 1_000_000) -> dict[str, float]:
+    """In-process ns per ``ClientLimiter.wait``: what the limit adds to a request besides the middleware."""
+    import timeit
+
+    from server.clients import ClientLimiter, SiteClients
+
+    limiter = ClientLimiter(SiteClients("127.0.0.1,10.0.0.0/8"), 1e12, 10**9, workers=WORKERS)
+    cases = {"site address": "127.0.0.1", "site network": "10.1.2.3", "other client (a token)": "192.0.2.7"}
+    return {
+        case: min(timeit.repeat(lambda a=address: limiter.wait(a), number=calls, repeat=5)) / calls * 1e9
+        for case, address in cases.items()
+    }
 
 
 def base_name(base: Result, limited: dict[str, Result]) -> str:
