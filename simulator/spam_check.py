@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -279,3 +279,29 @@ def exposure(path: Path, target: str, users: int) -> Exposure:
     candidate = json.loads(meta.get("params", "{}")).get("candidate", "?")
     mean = sum(positions) / len(positions) if positions else None
     return Exposure(meta["model_version"], str(candidate), users, len(positions), mean)
+
+
+# --- the training-time defence, measured -----------------------------------------------------------
+
+
+def flag_every_day(settings: Settings) -> list[dict[str, Any]]:
+    """``movierec security shilling`` on every day of the lake, oldest first (as the DAG would have)."""
+    rates, sessions = shilling_check.read_frames(settings, date.min, date.max)
+    return [shilling_check.check_day(settings, day) for day in lake_days(rates, sessions)]
+
+
+def served_version(
+    settings: Settings, spark: Any, version: str, fitting: Sequence[Any], *, defence: bool
+) -> Path:
+    """A retrain as the DAG runs it (prepare, train, evaluate, precompute) with the defence on or
+    off; the serving file's path."""
+    from spark_jobs.evaluate import evaluate
+    from spark_jobs.precompute import precompute
+    from spark_jobs.prepare import prepare
+    from spark_jobs.train import train
+
+    settings = replace(settings, shilling_defence=defence)
+    prepare(spark, settings, version)
+    train(spark, settings, version, fitting)
+    evaluate(settings, version)
+    return Path(str(precompute(settings, version, spark=spark)["path"]))
