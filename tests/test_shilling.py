@@ -291,3 +291,11 @@ def test_the_defence_keeps_the_target_out_of_served_lists(
     }
     assert planted.accounts <= known[False] and not planted.accounts & known[True]
     assert without.with_target > 2 * max(with_defence.with_target, 1), (without, with_defence)
+
+
+def test_the_dag_task_on_an_empty_lake_has_nothing_to_do(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path)
+    assert shilling_check.check_recent(settings, days_back=1)["day"] is None
+    with pytest.raises(shilling_check.ShillingError, match="no ratings"):
+        shilling_check.check_day(settings)
+    assert not lake.table_dir(settings, "shilling_flags").exists()

@@ -143,11 +143,26 @@ def textfile_registry(verdict: shilling.Verdict, computed_at: datetime) -> Colle
     return registry
 
 
+def check_recent(settings: Settings, days_back: int = 0) -> dict[str, Any]:
+    """What the ``rating_spam`` DAG runs: the newest day with ratings (0) or the one before it (1),
+    whose last hours the previous runs may not have seen; gauges only for the newest. Nothing to do
+    (no such day yet) is not an error."""
+    found = lake.days(settings, "rate")
+    if len(found) <= days_back:
+        log.info(
+            "shilling: the lake holds %d days of ratings, nothing to check %d back", len(found), days_back
+        )
+        return {"day": None, "skipped": f"the lake holds {len(found)} day(s) of ratings"}
+    return check_day(settings, date.fromisoformat(found[-1 - days_back]), export=days_back == 0)
+
+
 def check_day(
     settings: Settings,
     day: date | None = None,
     until: datetime | None = None,
     rules: shilling.Rules = shilling.DEFAULT_RULES,
+    *,
+    export: bool = True,
 ) -> dict[str, Any]:
     """Check ``day`` (default: the newest in the lake), store its flags, export the gauges."""
     from movierec.ingest.quality import validate_frame
@@ -158,7 +173,8 @@ def check_day(
     table = flag_rows(verdict, computed_at)
     path = store_flags(settings, day, table)
     gx = validate_frame(settings, "shilling_flags", table, f"shilling-{day}")
-    textfile.write(settings, TEXTFILE, textfile_registry(verdict, computed_at))
+    if export:
+        textfile.write(settings, TEXTFILE, textfile_registry(verdict, computed_at))
     for target in verdict.targets:
         log.warning(
             "SHILLING %s ring of %d accounts on %s (p=%.2g, expected %.2f suspicious raters a day)",
