@@ -81,6 +81,12 @@ def main() -> None:
     parser.add_argument("--ring-day", type=int, default=3, help="day (0-based) the ring starts on")
     parser.add_argument("--ring-hour", type=int, default=6)
     parser.add_argument("--strength", default="none,weak,strong")
+    parser.add_argument(
+        "--popular-rank",
+        type=int,
+        metavar="K",
+        help="also run the rings against the K-th most popular movie (0: the most popular), detection only",
+    )
     parser.add_argument("--exposure", default="strong", help="strengths to retrain on ('' for none)")
     parser.add_argument(
         "--candidates", choices=["all", "als"], default="all", help="all: what the DAG trains"
@@ -105,26 +111,33 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="bench-shilling-") as scratch:
         homes, truths = {}, {}
-        for strength in wanted:
-            settings = bench_settings(Path(scratch) / strength.name, args)
+        runs = [(strength, "") for strength in wanted]
+        if args.popular_rank is not None:
+            site = spam_check.load_site(bench_settings(Path(scratch) / "site", args))
+            popular = spam_check.popular_movie(site, args.popular_rank)
+            runs += [(strength, popular) for strength in wanted if strength.accounts]
+        for strength, movie in runs:
+            name = strength.name + (f" (popular #{args.popular_rank + 1})" if movie else "")
+            settings = bench_settings(Path(scratch) / name.replace(" ", "_"), args)
             t0 = time.monotonic()
             log_records = spam_check.simulated_lake(
                 settings,
                 spam_check.load_site(settings),
                 days=args.days,
                 sessions_per_day=args.sessions,
-                scenarios=spam_check.ring(strength, ring_start),
+                scenarios=spam_check.ring(strength, ring_start, movie),
             )
             planted = spam_check.planted(log_records)
             t1 = time.monotonic()
             found = spam_check.detection(settings, planted)
-            row = detection_row(strength.name, found, planted) | {
+            row = detection_row(name, found, planted) | {
                 "lake_seconds": round(t1 - t0, 1),
                 "detect_seconds": round(time.monotonic() - t1, 1),
             }
             log.info("detection %s", row)
             results["detection"].append(row)
-            homes[strength.name], truths[strength.name] = settings, planted
+            if not movie:
+                homes[strength.name], truths[strength.name] = settings, planted
         target = next((p.target for p in truths.values() if p is not None), None)
         if exposed and target is not None:
             results["exposure"] = exposure_runs(args, homes, truths, exposed, target)

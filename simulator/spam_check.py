@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -60,6 +61,12 @@ STRENGTHS = (
     Strength("weak", 10, 0.2),  # ~48 five-star ratings a day from 10 accounts
     Strength("strong", 50, 1.0),  # the scenario's default: ~1,200 a day from 50 accounts
 )
+
+
+def popular_movie(history: History, rank: int) -> str:
+    """The id of the ``rank``-th most popular movie (0: the most popular), a harder target to see:
+    its organic newcomers rating it 5 are many."""
+    return str(history.slugs[np.argsort(-history.popularity, kind="stable")[rank]])
 
 
 def ring(strength: Strength, start: datetime, movie: str = "") -> Scenarios:
