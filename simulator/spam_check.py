@@ -209,7 +209,7 @@ def detection(
     for day in everything:
         start = shilling.day_start(day)
         baseline_days = shilling.baseline_days_before(start, set(everything), rules)
-        baseline = shilling.baseline_counts(rates, sessions, baseline_days, flagged_before)
+        baseline = shilling.baseline_counts(rates, sessions, baseline_days, flagged_before, rules)
         verdict = None
         for hour in range(1, 25):
             end = start + timedelta(hours=hour)

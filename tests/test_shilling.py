@@ -61,7 +61,8 @@ class Day:
 
 def organic(days: int = 3, first: date = D1) -> Day:
     """``days`` of ordinary traffic: 20 regulars watching three movies a day, and two newcomers a day
-    who watch the popular movie and give it a 5 (the organic baseline of suspicious-looking raters)."""
+    who watch a few minutes of the popular movie and give it a 5 (the organic baseline of
+    suspicious-looking raters)."""
     data = Day()
     newcomer = 500
     for offset in range(days + 1):  # the test day gets ordinary traffic too
@@ -71,7 +72,7 @@ def organic(days: int = 3, first: date = D1) -> Day:
                 data.view(day, 8 + k, user, f"m{(user + k + offset) % 10}", 3 + (user + k) % 3)
         for _ in range(2):
             newcomer += 1
-            data.view(day, 20, newcomer, "popular", 5)
+            data.view(day, 20, newcomer, "popular", 5, minutes=5)
     return data
 
 
@@ -98,8 +99,9 @@ def test_a_ring_of_new_accounts_rating_one_movie_5_is_found_and_nobody_else() ->
     data.view(TEST_DAY, 15, 900, "obscure", 5)  # a newcomer who also watched another movie
     data.view(TEST_DAY, 17, 900, "m1", None)
     data.view(TEST_DAY, 15, 901, "obscure", 4)  # a newcomer, not at the extreme
+    data.view(TEST_DAY, 15, 902, "obscure", 5, minutes=95)  # a newcomer who watched it before rating
     for newcomer in range(950, 956):  # six newcomers rating the popular movie 5: its normal is 2 a day
-        data.view(TEST_DAY, 21, newcomer, "popular", 5)
+        data.view(TEST_DAY, 21, newcomer, "popular", 5, minutes=5)
 
     verdict = verdict_of(data)
 
@@ -109,9 +111,11 @@ def test_a_ring_of_new_accounts_rating_one_movie_5_is_found_and_nobody_else() ->
     assert (target.movie_id, target.direction) == ("obscure", shilling.PUSH)
     assert list(target.accounts) == RING
     assert [(a.ratings, a.minutes) for a in target.ring] == [(2, 4)] * len(RING)
-    assert target.ring_ratings == 12 and target.ratings == 15  # and the regular's and two newcomers'
+    assert target.ring_ratings == 12 and target.ratings == 16  # and the regular's and three newcomers'
     assert verdict.flagged_accounts == RING
     assert verdict.tested_movies == 12  # m0..m9, popular, obscure
+    # without the consumption rule the newcomer who watched 95 minutes before the 5 would count
+    assert 902 in verdict_of(data, max_minutes_per_rating=None).targets[0].accounts
 
 
 def test_a_nuke_ring_rating_1_is_found_as_a_nuke() -> None:

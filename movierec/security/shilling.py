@@ -9,8 +9,10 @@ recommender systems for fun and profit", WWW 2004). Two established signals, com
    features for recommender attack detection", 2006: target focus, extreme target rating,
    profile length). A rater of movie ``m`` in a window is *suspicious* when, in the window,
    ``m`` is the only movie the account touched (rated or watched: target focus), all its
-   ratings of ``m`` are at one extreme (all 5: push, all 1: nuke), and it touched no other
-   movie before the window (profile length: a new or single-purpose account).
+   ratings of ``m`` are at one extreme (all 5: push, all 1: nuke), it watched less than
+   ``max_minutes_per_rating`` of ``m`` per rating (an opinion without consumption, the
+   "unverified review" signal of opinion-spam detection, Jindal & Liu, WSDM 2008), and it
+   touched no other movie before the window (profile length: a new or single-purpose account).
 2. **The target's own time series** (the burst detection of Zhang et al., "Detection of
    shilling attacks via time series", ICDM workshops 2006): the number of suspicious raters
    of ``m`` in the window against ``m``'s own daily counts of the previous days. The test is
@@ -50,6 +52,9 @@ class Rules:
 
     alpha: float = 0.01  # family-wise false-alarm rate per window (Bonferroni over movies)
     min_accounts: int = 5  # smallest ring worth flagging (an effect size, beside the p-value)
+    # a rater who watched this much of the movie per rating gave an opinion of it (None: no limit);
+    # in the simulated history, newcomers rating a movie 5 watched 24-120 minutes of it (one: 6)
+    max_minutes_per_rating: float | None = 10.0
     baseline_days: int = 7  # days before the window whose counts form the target's history
     min_baseline_days: int = 2  # fewer days of history: no verdict (everyone looks new)
     prior_count: float = 1.0  # Gamma prior of the daily count: one rater ...
@@ -125,7 +130,7 @@ def touches(rates: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
 
 
 def suspicious_raters(
-    rates: pd.DataFrame, sessions: pd.DataFrame, start: datetime, end: datetime
+    rates: pd.DataFrame, sessions: pd.DataFrame, start: datetime, end: datetime, rules: Rules = DEFAULT_RULES
 ) -> pd.DataFrame:
     """The suspicious raters of each movie in [start, end): one row per (user_id, movie_id) with
     direction, ratings, minutes. History is every row before ``start`` the frames hold."""
@@ -152,6 +157,8 @@ def suspicious_raters(
     minutes = window_sessions.groupby(["user_id", "movie_id"])["minutes_seen"].sum().rename("minutes")
     per_pair = per_pair.merge(minutes, on=["user_id", "movie_id"], how="left")
     per_pair["minutes"] = per_pair["minutes"].fillna(0).astype("int64")
+    if rules.max_minutes_per_rating is not None:
+        per_pair = per_pair[per_pair["minutes"] < rules.max_minutes_per_rating * per_pair["size"]]
     return per_pair.rename(columns={"size": "ratings"})[columns].reset_index(drop=True)
 
 
@@ -164,12 +171,13 @@ def baseline_counts(
     sessions: pd.DataFrame,
     days: Sequence[date],
     exclude: Collection[int] = (),
+    rules: Rules = DEFAULT_RULES,
 ) -> pd.DataFrame:
     """(movie_id, direction, day, raters): suspicious raters per movie on each of ``days`` (whole
     days), leaving out the accounts of ``exclude`` (flagged before)."""
     frames = []
     for day in days:
-        found = suspicious_raters(rates, sessions, day_start(day), day_start(day) + timedelta(days=1))
+        found = suspicious_raters(rates, sessions, day_start(day), day_start(day) + timedelta(days=1), rules)
         found = found[~found["user_id"].isin(list(exclude))]
         counts = found.groupby(["movie_id", "direction"]).size().rename("raters").reset_index()
         frames.append(counts.assign(day=day))
@@ -207,7 +215,7 @@ def detect(
     everything = touches(rates, sessions)
     tested = int(everything.loc[everything["time"] < end, "movie_id"].nunique())
     threshold = rules.alpha / max(tested, 1)
-    found = suspicious_raters(rates, sessions, start, end)
+    found = suspicious_raters(rates, sessions, start, end, rules)
     days = tuple(baseline_days)
     if len(days) < rules.min_baseline_days:
         return Verdict(start, end, "insufficient_history", days, tested, threshold, len(found))

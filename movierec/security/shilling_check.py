@@ -90,7 +90,7 @@ def verdict_for(
         raise ShillingError(f"the lake holds no rate or watch_session rows from {first} to {day}")
     present = {t.date() for t in pd.concat([rates["time"], sessions["first_time"]])}
     baseline_days = shilling.baseline_days_before(start, present, rules)
-    baseline = shilling.baseline_counts(rates, sessions, baseline_days, earlier_flags(settings, day))
+    baseline = shilling.baseline_counts(rates, sessions, baseline_days, earlier_flags(settings, day), rules)
     return shilling.detect(
         rates, sessions, start, end, baseline=baseline, baseline_days=baseline_days, rules=rules
     )
