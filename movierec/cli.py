@@ -362,7 +362,7 @@ def cmd_security(args: argparse.Namespace) -> int:
 
     settings = settings_module.load()
     try:
-        found = shilling_check.check_day(settings, args.day, args.until)
+        found = shilling_check.check_day(settings, args.day, args.until, store=not args.no_store)
     except shilling_check.ShillingError as exc:
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
@@ -544,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shilling.add_argument(
         "--until", type=datetime.fromisoformat, metavar="TIME", help="only the day's data before TIME (local)"
+    )
+    shilling.add_argument(
+        "--no-store", action="store_true", help="only the report: no flags, no gauges (e.g. another's lake)"
     )
     shilling.add_argument("--json", action="store_true", help="as one JSON object")
     shilling.add_argument("--strict", action="store_true", help="exit 1 if a ring was found")

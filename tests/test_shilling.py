@@ -262,6 +262,10 @@ def test_the_command_reports_the_ring_stores_its_flags_and_exports_gauges(
     assert "movierec_shilling_targets 1.0" in gauges and "movierec_shilling_flagged_accounts 50.0" in gauges
     before = run_cli(settings, "--day", (RING_START.date() - timedelta(days=1)).isoformat())
     assert before.returncode == 0 and "no ring found" in before.stdout
+    later = (RING_START.date() + timedelta(days=1)).isoformat()
+    looked = run_cli(settings, "--day", later, "--no-store", "--json")
+    assert set(json.loads(looked.stdout)["targets"][0]["accounts"]) == planted.accounts
+    assert not lake.shilling_flags_path(settings, later).exists()
     empty = run_cli(settings, "--day", "2026-10-01")
     assert empty.returncode == 2 and "no rate or watch_session rows" in empty.stderr
 

@@ -163,30 +163,30 @@ def check_day(
     rules: shilling.Rules = shilling.DEFAULT_RULES,
     *,
     export: bool = True,
+    store: bool = True,
 ) -> dict[str, Any]:
-    """Check ``day`` (default: the newest in the lake), store its flags, export the gauges."""
+    """Check ``day`` (default: the newest in the lake), store its flags, export the gauges
+    (``store`` False: only the report; nothing is written)."""
     from movierec.ingest.quality import validate_frame
 
     computed_at = datetime.now(UTC)
     day = day or latest_day(settings)
     verdict = verdict_for(settings, day, until, rules)
-    table = flag_rows(verdict, computed_at)
-    path = store_flags(settings, day, table)
-    gx = validate_frame(settings, "shilling_flags", table, f"shilling-{day}")
-    if export:
-        textfile.write(settings, TEXTFILE, textfile_registry(verdict, computed_at))
+    written: dict[str, Any] = {"table": None, "gx": None}
+    if store:
+        table = flag_rows(verdict, computed_at)
+        path = store_flags(settings, day, table)
+        gx = validate_frame(settings, "shilling_flags", table, f"shilling-{day}")
+        written = {"table": lake.relative_path(settings, path), "gx": gx.get("success")}
+        if export:
+            textfile.write(settings, TEXTFILE, textfile_registry(verdict, computed_at))
     for target in verdict.targets:
         log.warning(
             "SHILLING %s ring of %d accounts on %s (p=%.2g, expected %.2f suspicious raters a day)",
             target.direction, len(target.accounts), target.movie_id, target.p_value, target.expected,
         )  # fmt: skip
     log.info("shilling %s: %s, %d targets", day, verdict.status, len(verdict.targets))
-    return report(verdict) | {
-        "day": day.isoformat(),
-        "computed_at": computed_at.isoformat(),
-        "table": lake.relative_path(settings, path),
-        "gx": gx.get("success"),
-    }
+    return report(verdict) | {"day": day.isoformat(), "computed_at": computed_at.isoformat()} | written
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -216,7 +216,8 @@ def render(data: dict[str, Any], show_accounts: int = 20) -> str:
         f"rating-spam check of {data['day']}: data {start} .. {end}",
         f"  baseline days: {', '.join(data['baseline_days']) or 'none'} ({data['status']})",
         f"  {data['tested_movies']} movies tested, per-movie threshold p < {data['threshold']:.2g}; "
-        f"{data['suspicious_raters']} suspicious raters (one movie, extreme ratings, no history)",
+        f"{data['suspicious_raters']} suspicious raters",
+        "  (suspicious: one movie, all ratings extreme, under 10 minutes watched a rating, no history)",
     ]
     if data["status"] != "ok":
         out.append("  no verdict: too few days of history before this day")
@@ -236,5 +237,10 @@ def render(data: dict[str, Any], show_accounts: int = 20) -> str:
             f"before: {t['history_ratings_per_day']:.1f} a day, {history}",
             f"    accounts: {shown}",
         ]
-    out.append(f"  flags: {data['table']} ({data['flagged_accounts']} accounts; training leaves them out)")
+    if data["table"] is None:
+        out.append(f"  flags: not stored (--no-store); {data['flagged_accounts']} accounts")
+    else:
+        out.append(
+            f"  flags: {data['table']} ({data['flagged_accounts']} accounts; training leaves them out)"
+        )
     return "\n".join(out) + "\n"
