@@ -100,6 +100,8 @@ def test_a_ring_of_new_accounts_rating_one_movie_5_is_found_and_nobody_else() ->
     data.view(TEST_DAY, 17, 900, "m1", None)
     data.view(TEST_DAY, 15, 901, "obscure", 4)  # a newcomer, not at the extreme
     data.view(TEST_DAY, 15, 902, "obscure", 5, minutes=95)  # a newcomer who watched it before rating
+    data.view(TEST_DAY - timedelta(days=1), 23, 903, "obscure", None, minutes=55)  # began last night,
+    data.view(TEST_DAY, 0, 903, "obscure", 5, minutes=3)  # finished after midnight, then rated it
     for newcomer in range(950, 956):  # six newcomers rating the popular movie 5: its normal is 2 a day
         data.view(TEST_DAY, 21, newcomer, "popular", 5, minutes=5)
 
@@ -111,7 +113,7 @@ def test_a_ring_of_new_accounts_rating_one_movie_5_is_found_and_nobody_else() ->
     assert (target.movie_id, target.direction) == ("obscure", shilling.PUSH)
     assert list(target.accounts) == RING
     assert [(a.ratings, a.minutes) for a in target.ring] == [(2, 4)] * len(RING)
-    assert target.ring_ratings == 12 and target.ratings == 16  # and the regular's and three newcomers'
+    assert target.ring_ratings == 12 and target.ratings == 17  # and the regular's and four newcomers'
     assert verdict.flagged_accounts == RING
     assert verdict.tested_movies == 12  # m0..m9, popular, obscure
     # without the consumption rule the newcomer who watched 95 minutes before the 5 would count

@@ -158,8 +158,23 @@ def suspicious_raters(
     per_pair = per_pair.merge(minutes, on=["user_id", "movie_id"], how="left")
     per_pair["minutes"] = per_pair["minutes"].fillna(0).astype("int64")
     if rules.max_minutes_per_rating is not None:
-        per_pair = per_pair[per_pair["minutes"] < rules.max_minutes_per_rating * per_pair["size"]]
+        # over everything up to the window's end, so a viewing begun the evening before counts
+        ever = watched_per_rating(rates, sessions, per_pair[["user_id", "movie_id"]], end)
+        per_pair = per_pair[(ever < rules.max_minutes_per_rating).to_numpy()]
     return per_pair.rename(columns={"size": "ratings"})[columns].reset_index(drop=True)
+
+
+def watched_per_rating(
+    rates: pd.DataFrame, sessions: pd.DataFrame, pairs: pd.DataFrame, end: datetime
+) -> pd.Series:
+    """Minutes watched per rating given, of each (user_id, movie_id) of ``pairs``, before ``end``
+    (in ``pairs``' order; every pair has at least one rating)."""
+    keys = ["user_id", "movie_id"]
+    seen = sessions[sessions["first_time"] < end].merge(pairs, on=keys)
+    seen = seen.groupby(keys)["minutes_seen"].sum().rename("seen")
+    given = rates[rates["time"] < end].merge(pairs, on=keys).groupby(keys).size().rename("given")
+    both = pairs.merge(seen, on=keys, how="left").merge(given, on=keys, how="left")
+    return both["seen"].fillna(0) / both["given"]
 
 
 def day_start(day: date) -> datetime:
