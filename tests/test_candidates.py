@@ -48,7 +48,11 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def window(spark: Any) -> candidates.TrainingWindow:
     interactions = spark.createDataFrame(ROWS, "uidx int, iidx int, strength float, last_time timestamp_ntz")
     features = spark.createDataFrame(FEATURES, "uidx int, iidx int, strength double")
-    return candidates.TrainingWindow("before_t", interactions, UNTIL, features, MOVIES)
+    demographics = spark.createDataFrame(
+        [(u, "25-34", "FM"[u % 2], "writer") for u in [*USERS, FEATURE_USER]],
+        "uidx int, age_band string, gender string, occupation string",
+    )
+    return candidates.TrainingWindow("before_t", interactions, UNTIL, features, MOVIES, demographics)
 
 
 def test_popularity_counts_distinct_positive_viewers_in_the_recent_window(window: Any) -> None:
@@ -114,7 +118,8 @@ def test_als_gives_factors_to_the_window_s_users_and_movies_only(
 
 def test_a_train_entry_of_an_unknown_kind_is_a_clear_error() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown candidate kind 'nope' \(known: als, als_features, popularity"
+        ValueError,
+        match=r"unknown candidate kind 'nope' \(known: als, als_features, group_popularity, popularity",
     ):
         candidates.from_entry({"kind": "nope", "name": "x", "params": {}})
     with pytest.raises(ValueError, match="not a candidate name"):
