@@ -124,3 +124,28 @@ def test_a_train_entry_of_an_unknown_kind_is_a_clear_error() -> None:
         candidates.from_entry({"kind": "nope", "name": "x", "params": {}})
     with pytest.raises(ValueError, match="not a candidate name"):
         candidates.Popularity(name="Bad Name")
+
+
+def test_group_popularity_is_a_one_hot_of_the_user_s_group_against_counts_per_group(
+    spark: Any, window: Any, tmp_path: Path
+) -> None:
+    """Odd users are M, even F (all 25-34 writers). Recent positive viewers, counted by hand:
+    M (1, 3): movie 0 1, movie 1 2, movie 2 1; F (2, 4): movies 0, 1, 2, 3 one each. Everyone:
+    0 2, 1 3, 2 2, 3 1; a group's score adds everyone's count / (3 + 1) to break its ties."""
+    factors = fitted(spark, candidates.GroupPopularity(min_viewers=2), window, tmp_path / "groups")
+    users, matrix = check_protocol(spark, factors, window)
+    assert factors.rank == 3  # everyone, 25-34/F/writer, 25-34/M/writer
+    assert sorted(users.tolist()) == sorted([*USERS, FEATURE_USER])  # every catalog user, not 99
+    group = dict(zip(users.tolist(), matrix.argmax(1).tolist(), strict=True))
+    assert np.all(matrix.sum(1) == 1) and {group[u] for u in USERS if u % 2} == {2}
+    assert {group[u] for u in USERS if u % 2 == 0} == {1} and group[FEATURE_USER] == 2
+    ids, items = factors.items()
+    assert ids.tolist() == [0, 1, 2, 3]
+    tie = np.array([2, 3, 2, 1]) / 4
+    assert items[:, 0] == pytest.approx(np.array([2, 3, 2, 1]) + tie)
+    assert items[:, 1] == pytest.approx(np.array([1, 1, 1, 1]) + tie)
+    assert items[:, 2] == pytest.approx(np.array([1, 2, 1, 0]) + tie)
+    # with the default minimum every group is too small: everyone's popularity, as the candidate's
+    backed_off = fitted(spark, candidates.GroupPopularity(), window, tmp_path / "backed-off")
+    assert backed_off.rank == 1
+    assert backed_off.items()[1][:, 0] == pytest.approx(np.array([2, 3, 2, 1]) + tie)
