@@ -109,17 +109,11 @@ def candidate_lists(
     return lists, micros
 
 
-def newcomers(
-    data: EvaluationData, settings: Settings, version: str, cold_name: str | None, k: int
-) -> tuple[np.ndarray, list[list[int]]]:
-    """(rows of the test users without history before T that the group candidate has a group for,
-    the group candidate's lists before T): what they are given, whichever candidate is scored."""
-    if cold_name is None:
-        return np.array([], np.int64), []
-    factors = candidates.load(settings, version, cold_name, "before_t")
-    lists, _micros = candidate_lists(data, factors, k)
-    members, _rows = factors.users(data.users[~data.history])
-    return np.searchsorted(data.users, members), lists
+def newcomer_rows(data: EvaluationData, group_factors: candidates.Factors) -> np.ndarray:
+    """Rows of the test users without history before T that the group candidate has a group for:
+    as served, they get its list whichever candidate is scored."""
+    members, _rows = group_factors.users(data.users[~data.history])
+    return np.searchsorted(data.users, members)
 
 
 def served_lists(
@@ -170,10 +164,14 @@ def evaluate(settings: Settings, version: str, k: int = ranking_metrics.K) -> di
     log.info("evaluating %s on %d test users, %d movies", version, len(data.users), data.n_movies)
     trained = candidates.trained(settings, version)
     cold_name = candidates.cold_start_name(settings, version)
-    cold_rows, group_lists = newcomers(data, settings, version, cold_name, k)
+    cold_rows, group_lists = np.array([], np.int64), []
     results: dict[str, dict[str, Any]] = {}
-    for name, entry in trained.items():
-        lists, micros = candidate_lists(data, candidates.load(settings, version, name, "before_t"), k)
+    for name in sorted(trained, key=lambda n: n != cold_name):  # the group candidate first
+        entry = trained[name]
+        factors = candidates.load(settings, version, name, "before_t")
+        lists, micros = candidate_lists(data, factors, k)
+        if name == cold_name:
+            cold_rows, group_lists = newcomer_rows(data, factors), lists
         for row in cold_rows:  # as served: users without history get their group's list
             lists[row] = group_lists[row]
         served = candidates.load(settings, version, name, "all")
@@ -190,10 +188,11 @@ def evaluate(settings: Settings, version: str, k: int = ranking_metrics.K) -> di
         log.info("%s: Recall@20 %.4f", name, results[name]["overall"]["recall_at_20"])
     if not results:
         raise RuntimeError(f"version {version} has no trained candidate: run train first")
+    results = {name: results[name] for name in trained}
     results[REFERENCE] = score(data, random_lists(data, k, settings.seed)) | {"model": REFERENCE}
     chosen, argument = compare.choose({n: r for n, r in results.items() if n != REFERENCE})
-    lists = served_lists(settings, version, data, cold_name, len(cold_rows))
-    _install(settings, version, chosen, results[chosen], results, argument, lists)
+    who_gets = served_lists(settings, version, data, cold_name, len(cold_rows))
+    _install(settings, version, chosen, results[chosen], results, argument, who_gets)
     return {"version": version, "chosen": chosen, "recall_at_20": results[chosen]["overall"]["recall_at_20"]}
 
 
