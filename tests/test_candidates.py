@@ -149,3 +149,18 @@ def test_group_popularity_is_a_one_hot_of_the_user_s_group_against_counts_per_gr
     backed_off = fitted(spark, candidates.GroupPopularity(), window, tmp_path / "backed-off")
     assert backed_off.rank == 1
     assert backed_off.items()[1][:, 0] == pytest.approx(np.array([2, 3, 2, 1]) + tie)
+
+
+def test_group_popularity_without_any_catalog_user_is_global_popularity(
+    spark: Any, window: Any, tmp_path: Path
+) -> None:
+    """The first retrain can run before the catalog fetched anyone: one group, everyone's counts."""
+    nobody = window.demographics.limit(0)
+    empty = candidates.TrainingWindow(
+        window.name, window.interactions, window.until, window.user_features, MOVIES, nobody
+    )
+    factors = fitted(spark, candidates.GroupPopularity(min_viewers=1), empty, tmp_path / "nobody")
+    users, matrix = check_protocol(spark, factors, empty)
+    assert factors.rank == 1 and np.all(matrix == 1)
+    assert sorted(users.tolist()) == [1, 2, 3, 4, 5, 6, 7, 8]  # the window's users, none else
+    assert factors.items()[1][:, 0] == pytest.approx(np.array([2, 3, 2, 1]) * (1 + 1 / 4))

@@ -97,8 +97,10 @@ def group_counts(fine_counts: pa.Table, everyone: pa.Table, groups: list[tuple[s
     fine = fine_counts.to_pandas()
     by_level = {}
     for level, depth in LEVELS[:-1]:
-        keyed = fine.assign(key=fine[list(COLUMNS[:depth])].astype(str).agg("/".join, axis=1))
-        by_level[level] = keyed.groupby(["key", "iidx"], as_index=False)["viewers"].sum()
+        key = fine[COLUMNS[0]].astype(str)
+        for column in COLUMNS[1:depth]:
+            key = key + "/" + fine[column].astype(str)
+        by_level[level] = fine.assign(key=key).groupby(["key", "iidx"], as_index=False)["viewers"].sum()
     parts = []
     for group, (level, key) in enumerate(groups):
         if depth_of[level] == 0:
