@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -391,6 +391,33 @@ def cmd_online(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scraping(args: argparse.Namespace) -> int:
+    from movierec.security import scraping_scan
+
+    settings = settings_module.load()
+    overrides = {k: v for k, v in (("window_seconds", args.window), ("min_rate", args.min_rate)) if v}
+    try:
+        since, until = _utc(args.since), _utc(args.until)
+        if since is None and args.hours:
+            since = (until or datetime.now(UTC)) - timedelta(hours=args.hours)
+        report = scraping_scan.scan(
+            settings, since, until, scraping_scan.thresholds_for(settings, **overrides)
+        )
+    except ValueError as exc:
+        print(f"movierec scraping: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _utc(text: str | None) -> datetime | None:
+    """An ISO 8601 time; without an offset it is UTC (the served table's zone)."""
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movierec", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -551,6 +578,19 @@ def build_parser() -> argparse.ArgumentParser:
     shilling.add_argument("--json", action="store_true", help="as one JSON object")
     shilling.add_argument("--strict", action="store_true", help="exit 1 if a ring was found")
     shilling.set_defaults(handler=cmd_security)
+
+    scraping = commands.add_parser(
+        "scraping",
+        help="scraping of /recommend: answers the site never logged, fast, on consecutive ids, per client",
+    )
+    scraping.add_argument("--since", help="start, ISO 8601 (no offset: UTC); default: --hours before --until")
+    scraping.add_argument("--until", help="end, ISO 8601 (no offset: UTC); default: now")
+    scraping.add_argument("--hours", type=float, default=24.0, help="the range when --since is not given")
+    scraping.add_argument("--window", type=float, help="seconds per window (default 60)")
+    scraping.add_argument(
+        "--min-rate", type=float, help="unlogged answers/s that flag a window (default 0.25)"
+    )
+    scraping.set_defaults(handler=cmd_scraping)
 
     serve = commands.add_parser("serve", help="the recommendation service (MOVIEREC_SERVER_WORKERS workers)")
     serve.set_defaults(handler=cmd_serve)

@@ -187,6 +187,7 @@ SERVED = pa.schema(
         pa.field("latency_ms", pa.float64(), nullable=False),
         pa.field("status", pa.int16(), nullable=False),
         pa.field("reason", pa.string(), nullable=True),
+        pa.field("client", pa.string(), nullable=True),  # who asked: its address (null: older records)
         *_SOURCE,
     ]
 )

@@ -8,7 +8,8 @@ the data end minus ``settings.test_days``, rounded to the nearest midnight (sess
 at midnight, so no row straddles T); training sees only rows that ended before T, the test window
 is everything from T on. Writes the contract files users/movies/seen.parquet, fallback.json,
 params.json, data_manifest.json and the job's own ``prepared/`` data, among it the users'
-demographic features as pseudo-items (see ``demographic_features``).
+demographic features as pseudo-items (see ``demographic_features``) and groups (``demographics``).
+The user index holds every user with an interaction and every user the catalog has fetched.
 
 Training-time defence against rating spam: every account in ``shilling_flags`` (what the detector,
 movierec.security.shilling, flagged on any day) is left out, all its sessions and ratings, before
@@ -46,6 +47,8 @@ FALLBACK_SIZE = 20
 RATING_WEIGHT = 0.5  # a 5 adds what watching the whole movie adds; a 1 takes it away
 # Activity level by interactions before T (new = none: those users get the fallback list).
 ACTIVITY_LEVELS = ((1, "light 1-2"), (3, "medium 3-9"), (10, "heavy 10+"))
+UNKNOWN = "unknown"  # a demographic value the catalog does not have (or a user it has not fetched)
+DEMOGRAPHIC_COLUMNS = ("age_band", "gender", "occupation")
 AGE_BANDS = ((18, "under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (50, "45-49"), (56, "50-55"))
 # A user's demographic pseudo-item weighs as much as three fully watched movies: with one or two
 # interactions per user (most users here) it is what places a user among people of their kind.
@@ -167,10 +170,23 @@ def activity_level(count: Column) -> Column:
 def age_band(age: Column) -> Column:
     from pyspark.sql import functions as F
 
-    band = F.when(age.isNull(), F.lit("unknown"))
+    band = F.when(age.isNull(), F.lit(UNKNOWN))
     for below, name in AGE_BANDS:
         band = band.when(age < below, F.lit(name))
     return band.otherwise(F.lit("56+"))
+
+
+def demographic_groups(users: DataFrame) -> DataFrame:
+    """(uidx, age_band, gender, occupation) of catalog users (uidx, age, gender, occupation); a
+    value the catalog left empty is "unknown"."""
+    from pyspark.sql import functions as F
+
+    return users.select(
+        "uidx",
+        age_band(F.col("age")).alias("age_band"),
+        F.coalesce("gender", F.lit(UNKNOWN)).alias("gender"),
+        F.coalesce("occupation", F.lit(UNKNOWN)).alias("occupation"),
+    )
 
 
 def demographic_features(users: DataFrame, first_iidx: int) -> tuple[DataFrame, DataFrame]:
@@ -323,7 +339,10 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     train = interactions(lake["sessions"], lake["rates"], lake["runtimes"], end=cut).cache()
     after = interactions(lake["sessions"], lake["rates"], lake["runtimes"], start=cut)
 
-    users = contiguous_index(every, "user_id", "uidx").cache()
+    # Every user with history and every user the catalog has fetched: precompute lists them all
+    # (those without history get their demographic group's list).
+    known = every.select("user_id").unionByName(lake["users"].select("user_id"))
+    users = contiguous_index(known, "user_id", "uidx").cache()
     movies = contiguous_index(every, "movie_id", "iidx").cache()
     files.write_single_parquet(users.orderBy("uidx"), folder / versions.USERS_FILE)
     files.write_single_parquet(movies.orderBy("iidx"), folder / versions.MOVIES_FILE)
@@ -350,18 +369,17 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     )
     test_idx.write.mode("overwrite").parquet(str(prepared / "test.parquet"))
 
+    demographics = demographic_groups(users.join(lake["users"], "user_id")).cache()
+    demographics.write.mode("overwrite").parquet(str(prepared / versions.DEMOGRAPHICS_FILE))
     activity = train_idx.groupBy("uidx").agg(F.count("*").alias("train_interactions"))
     groups = (
         test_idx.select("uidx")
         .distinct()
-        .join(users, "uidx")
-        .join(lake["users"], "user_id", "left")
+        .join(demographics, "uidx", "left")
         .join(activity, "uidx", "left")
         .select(
             "uidx",
-            age_band(F.col("age")).alias("age_band"),
-            F.coalesce("gender", F.lit("unknown")).alias("gender"),
-            F.coalesce("occupation", F.lit("unknown")).alias("occupation"),
+            *[F.coalesce(column, F.lit(UNKNOWN)).alias(column) for column in DEMOGRAPHIC_COLUMNS],
             activity_level(F.col("train_interactions")).alias("activity"),
             F.when(F.col("train_interactions").isNull(), "new").otherwise("returning").alias("tenure"),
         )
@@ -385,7 +403,9 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     files.write_json(prepared / versions.FALLBACK_BEFORE_T, {"iidx": before_t})
 
     counts = {
-        "users": users.count(),
+        "users": users.count(),  # every user listed: with history or in the catalog
+        "users_with_history": every.select("user_id").distinct().count(),
+        "catalog_users": lake["users"].count(),
         "movies": movies.count(),
         "interactions": every.count(),
         "train_interactions": train_idx.count(),
@@ -417,7 +437,8 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
         },
     }
     files.write_json(folder / versions.PARAMS_FILE, params)
-    for frame in (every, train, users, movies, train_idx, test_idx, flagged, lake["sessions"], lake["rates"]):
+    cached = (every, train, users, movies, train_idx, test_idx, demographics, flagged)
+    for frame in (*cached, lake["sessions"], lake["rates"]):
         frame.unpersist()
     log.info("prepared %s: %s", version, counts)
     return {

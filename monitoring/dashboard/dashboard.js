@@ -23,9 +23,9 @@ const PANELS = [
     queries: [
       { q: 'sum(rate(movierec_site_fallback_answers_total[5m])) / sum(rate(movierec_site_requests_total{outcome=~"up|slow"}[5m]))', name: () => "site log" },
       { q: 'sum by (variant) (rate(movierec_fallback_answers_total[5m])) / sum by (variant) (rate(movierec_recommend_requests_total{status="200"}[5m]))', name: m => `service ${m.variant || ""}` } ] },
-  { id: "online", title: "Online metric per model version and variant", unit: "", scale: 1,
-    note: "slot for issue 12: the judge exports movierec_online_metric{metric,model_version,variant}",
-    queries: [ { q: 'movierec_online_metric', name: m => `${m.metric} ${m.model_version} ${m.variant}` } ] },
+  { id: "online", title: "Online metric: minutes watched from our lists per answer", unit: "min", scale: 1,
+    note: "the experiments' primary metric, latest complete hour, per model version and variant (all: every answer)",
+    queries: [ { q: 'movierec_online_list_minutes_per_answer{period="hour"}', name: m => `${m.model_version} ${m.variant}` } ] },
   { id: "drift", title: "Drift (PSI of the latest batch, per signal)", unit: "", scale: 1,
     note: "flagged above 0.25 with p < 0.001",
     queries: [ { q: 'movierec_drift_statistic', name: m => m.signal }, { q: 'vector(0.25)', name: () => "threshold", dash: true } ] },

@@ -30,8 +30,8 @@ PANELS = [
         ('sum(rate(movierec_site_fallback_answers_total[5m])) / sum(rate(movierec_site_requests_total{outcome=~"up|slow"}[5m]))', "site log"),
         ('sum by (variant) (rate(movierec_fallback_answers_total[5m])) / sum by (variant) (rate(movierec_recommend_requests_total{status="200"}[5m]))', "service {{variant}}"),
     ]),
-    ("Online metric per model version and variant (issue 12)", "none", [
-        ("movierec_online_metric", "{{metric}} {{model_version}} {{variant}}"),
+    ("Online metric: minutes watched from our lists per answer", "none", [
+        ('movierec_online_list_minutes_per_answer{period="hour"}', "{{model_version}} {{variant}}"),
     ]),
     ("Drift (PSI of the latest batch)", "none", [
         ("movierec_drift_statistic", "{{signal}}"),
