@@ -16,11 +16,19 @@ One run, same machine, same users:
 5. the swap test: ten re-pointings of ``current`` between the two full files
    while wrk runs; failed or non-200 answers must be 0.
 
+The per-client rate limit's cost (docs/security-serving.md): two more ``movierec serve``
+instances beside the first, same file and workers. ``movierec`` itself sees wrk as the site's
+client (127.0.0.1, the default allow-list: one set lookup per request); ``movierec-bucket``
+allow-lists another address, so every request of wrk takes a token of a bucket whose rate is
+too high ever to refuse; ``movierec-nolimit`` has the limit switched off
+(``MOVIEREC_SERVER_CLIENT_RATE=0``). ``--servers`` picks which servers run (default: all).
+
 Every request picks a random user of a sample (wrk's lua script), the same sample
 for all three (nginx needs one file per user; the service and Flask look up the
 full file). Run on demand:
 
-    .venv/bin/python bench/bench_serving.py [--users 1000000] [--sample 100000] [--seconds 10]
+    .venv/bin/python bench/bench_serving.py [--users 1000000] [--sample 100000] [--seconds 10] \
+        [--servers movierec,movierec-bucket,movierec-nolimit,flask,nginx,sanic-bare]
 
 Needs Debian's wrk and nginx (``apt-get install -y wrk nginx``) and the bench-only
 Python packages of requirements.txt (flask, gunicorn).
@@ -52,6 +60,14 @@ from movierec.ops.broker.broker import free_port
 from movierec.settings import REPO_ROOT
 
 WORKERS = 2
+SERVERS = ("movierec", "movierec-bucket", "movierec-nolimit", "flask", "nginx", "sanic-bare")
+# the limit's variants of movierec serve: wrk (127.0.0.1) as the site / as a client never refused / no limit
+LIMIT_ENV = {
+    "movierec": {},
+    "movierec-bucket": {"MOVIEREC_SERVER_SITE_CLIENTS": "192.0.2.1", "MOVIEREC_SERVER_CLIENT_RATE": "1e12",
+                        "MOVIEREC_SERVER_CLIENT_BURST": "1000000000"},
+    "movierec-nolimit": {"MOVIEREC_SERVER_CLIENT_RATE": "0"},
+}  # fmt: skip
 VERSION_A, VERSION_B = "20261128T040000Z", "20261128T050000Z"  # serving ids: the server checks names
 PICK_LUA = """
 local ids = {}
@@ -227,6 +243,11 @@ class Result:
     failed: int  # socket errors + non-2xx answers
 
 
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median req/s (the upper one of an even count)."""
+    return sorted(runs, key=lambda r: r.requests_per_s)[len(runs) // 2]
+
+
 def _ms(text: str) -> float:
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -267,8 +288,9 @@ def lua_script(work: Path, ids_file: Path, name: str, delay_ms: int | None = Non
     return script
 
 
-def metric(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+def metric(ops_url: str, name: str) -> float:
+    """A sample of the service's metrics, from its operator port."""
+    text = httpx.get(f"{ops_url}/metrics", timeout=5).text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
@@ -284,7 +306,15 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2_000, help="requests/s of the fixed-rate check")
     parser.add_argument("--swaps", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--servers", default=",".join(SERVERS), help=f"of: {', '.join(SERVERS)}")
+    parser.add_argument("--ports", type=int, help="first of 11 consecutive ports to use (default: free ones)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="closed-loop runs per server (median), orders rotated"
+    )
     args = parser.parse_args()
+    chosen = [name for name in SERVERS if name in args.servers.split(",")]
+    if "movierec" not in chosen or set(args.servers.split(",")) - set(SERVERS):
+        sys.exit(f"--servers: movierec and any of {', '.join(SERVERS)}")
     need_tools()
 
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -293,7 +323,17 @@ def main() -> None:
     serving = home / "serving"
     serving.mkdir(parents=True)
     servers: list[Server] = []
-    kafka = broker.private_settings(work / "kafka", MOVIEREC_KAFKA_HEAP="512m")
+    numbers = iter(range(args.ports, args.ports + 11)) if args.ports else None
+
+    def port() -> int:
+        return next(numbers) if numbers else free_port()
+
+    kafka = broker.private_settings(
+        work / "kafka",
+        MOVIEREC_KAFKA_HEAP="512m",
+        MOVIEREC_KAFKA_BOOTSTRAP=f"127.0.0.1:{port()}",
+        MOVIEREC_KAFKA_CONTROLLER_PORT=str(port()),
+    )
     try:
         progress(f"writing a {args.users:,}-user serving file and a copy as a second version in {serving}")
         first, second = serving_file.file_path(serving, VERSION_A), serving_file.file_path(serving, VERSION_B)
@@ -305,44 +345,36 @@ def main() -> None:
         sample = random.Random(3).sample(range(1, args.users + 1), min(args.sample, args.users))
         ids_file = work / "ids.txt"
         ids_file.write_text("\n".join(map(str, sample)) + "\n")
-        progress(f"writing {len(sample):,} static files for nginx")
-        write_static_files(first, sample, work / "static")
+        if "nginx" in chosen:
+            progress(f"writing {len(sample):,} static files for nginx")
+            write_static_files(first, sample, work / "static")
 
         progress("starting a private Kafka broker for the service's provenance records")
         broker.start(kafka)
         broker.ensure_topics(kafka)
 
-        ports = {name: free_port() for name in ("movierec", "flask", "nginx", "sanic-bare")}
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "PROMETHEUS_"))}
-        env |= {
-            "MOVIEREC_HOME": str(home),
-            "MOVIEREC_SERVER_PORT": str(ports["movierec"]),
-            "MOVIEREC_SERVER_WORKERS": str(WORKERS),
-            "MOVIEREC_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap,
-        }
-        progress(f"starting movierec serve, Flask (gunicorn) and nginx, {WORKERS} workers each")
+        ports = {name: port() for name in SERVERS}
+        ops_ports = {name: port() for name in LIMIT_ENV}
+        progress(f"starting {', '.join(chosen)}, {WORKERS} workers each")
         probe = f"/recommend/{sample[0]}"  # nginx has only the sampled users
-        serve = [sys.executable, "-m", "movierec.cli", "serve"]
-        service = start("movierec", serve, ports["movierec"], work / "serve.log", probe, env)
-        servers.append(service)
-        flask_app = f"bench.flask_baseline:create_app({str(first)!r})"
-        gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", f"127.0.0.1:{ports['flask']}"]
-        gunicorn += ["--log-level", "warning", flask_app]
-        servers.append(start("flask", gunicorn, ports["flask"], work / "flask.log", probe))
-        conf = nginx_conf(work / "static", ports["nginx"], work)
-        (work / "nginx-tmp").mkdir()
-        nginx = ["nginx", "-c", str(conf), "-p", str(work)]
-        servers.append(start("nginx", nginx, ports["nginx"], work / "nginx.log", probe))
-        bare = [sys.executable, "-m", "sanic", "bench.sanic_bare:create_app", "--factory"]
-        bare += ["--workers", str(WORKERS), "--port", str(ports["sanic-bare"]), "--no-access-logs"]
-        servers.append(start("sanic-bare", bare, ports["sanic-bare"], work / "sanic-bare.log", probe))
+        for name in chosen:
+            ops_port = ops_ports.get(name)
+            servers.append(start_server(name, work, ports[name], ops_port, first, home, kafka, probe))
+        service = servers[0]
+        ops_url = f"http://127.0.0.1:{ops_ports['movierec']}"
         pick = lua_script(work, ids_file, "pick")
 
-        results: dict[str, Result] = {}
         for server in servers:
-            progress(f"wrk -c{args.connections} -d{args.seconds}s against {server.name}")
             run_wrk(server.url, pick, 2, args.connections)  # warm-up: page cache, connections
-            results[server.name] = run_wrk(server.url, pick, args.seconds, args.connections)
+        runs: dict[str, list[Result]] = {server.name: [] for server in servers}
+        for round_number in range(args.rounds):  # each round in another order: drift hits all alike
+            turn = round_number % len(servers)
+            for server in servers[turn:] + servers[:turn]:
+                progress(
+                    f"round {round_number + 1}: wrk -c{args.connections} -d{args.seconds}s, {server.name}"
+                )
+                runs[server.name].append(run_wrk(server.url, pick, args.seconds, args.connections))
+        results = {name: median_run(found) for name, found in runs.items()}
 
         connections = 20
         delay = max(1, round(connections * 1000 / args.rate))
@@ -351,7 +383,7 @@ def main() -> None:
         fixed = run_wrk(service.url, paced, args.seconds, connections)
 
         progress(f"swap test: {args.swaps} re-pointings of current while wrk runs")
-        swaps_before = metric(service.url, "movierec_model_swaps_total")
+        swaps_before = metric(ops_url, "movierec_model_swaps_total")
         swap_seconds = args.swaps * 1.0 + 3
         holder: dict[str, Result] = {}
         load = threading.Thread(
@@ -364,7 +396,7 @@ def main() -> None:
             time.sleep(1.0)
         load.join()
         swapped = holder["r"]
-        swaps_seen = metric(service.url, "movierec_model_swaps_total") - swaps_before
+        swaps_seen = metric(ops_url, "movierec_model_swaps_total") - swaps_before
 
         report(results, fixed, args.rate, swapped, swaps_seen, args)
     finally:
@@ -375,6 +407,37 @@ def main() -> None:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def start_server(
+    name: str, work: Path, port: int, ops_port: int | None, first: Path, home: Path, kafka: object, probe: str
+) -> Server:
+    """One of SERVERS on ``port``, answering for the users of ``first`` (the full serving file)."""
+    if name in LIMIT_ENV:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "PROMETHEUS_"))}
+        env |= {
+            "MOVIEREC_HOME": str(home),
+            "MOVIEREC_SERVER_PORT": str(port),
+            "MOVIEREC_SERVER_OPS_PORT": str(ops_port),
+            "MOVIEREC_SERVER_WORKERS": str(WORKERS),
+            "MOVIEREC_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap,  # type: ignore[attr-defined]
+            **LIMIT_ENV[name],
+        }
+        serve = [sys.executable, "-m", "movierec.cli", "serve"]
+        return start(name, serve, port, work / f"{name}.log", probe, env)
+    if name == "flask":
+        flask_app = f"bench.flask_baseline:create_app({str(first)!r})"
+        gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}"]
+        gunicorn += ["--log-level", "warning", flask_app]
+        return start("flask", gunicorn, port, work / "flask.log", probe)
+    if name == "nginx":
+        conf = nginx_conf(work / "static", port, work)
+        (work / "nginx-tmp").mkdir()
+        nginx = ["nginx", "-c", str(conf), "-p", str(work)]
+        return start("nginx", nginx, port, work / "nginx.log", probe)
+    bare = [sys.executable, "-m", "sanic", "bench.sanic_bare:create_app", "--factory"]
+    bare += ["--workers", str(WORKERS), "--port", str(port), "--no-access-logs"]
+    return start("sanic-bare", bare, port, work / "sanic-bare.log", probe)
 
 
 def report(
@@ -388,19 +451,32 @@ def report(
     ours = results["movierec"]
     print()
     print(
-        f"closed loop, wrk -t2 -c{args.connections} -d{args.seconds}s, {WORKERS} server workers, "
+        f"closed loop, wrk -t2 -c{args.connections} -d{args.seconds}s (median of {args.rounds}), "
+        f"{WORKERS} workers, "
         f"{args.users:,} users in the file, {args.sample:,} requested"
     )
-    print(f"{'server':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}  movierec is")
+    print(f"{'server':<17} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}  movierec is")
     for name, result in results.items():
         ratio = ""
         if name != "movierec":
             ratio = f"{ours.requests_per_s / result.requests_per_s:.2f}x {name}" if result.requests else "-"
         print(
-            f"{name:<10} {result.requests_per_s:>10,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
+            f"{name:<17} {result.requests_per_s:>10,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
             f"{result.failed:>7}  {ratio}"
         )
     print("goals: >=0.5x nginx, >=5x flask; sanic-bare (a constant answer) is the framework's ceiling here")
+    limited = {name: results[name] for name in LIMIT_ENV if name in results}
+    if len(limited) > 1:
+        print("the per-client rate limit, per request (from req/s; wrk's 2 threads share the machine):")
+        base = limited.get("movierec-nolimit") or ours
+        for name, result in limited.items():
+            if result.requests and base.requests:
+                extra_us = (1 / result.requests_per_s - 1 / base.requests_per_s) * 1e6 * WORKERS
+                ratio = result.requests_per_s / base.requests_per_s
+                print(f"  {name:<17} {ratio:.3f}x of {base_name(base, limited)}'s req/s, "
+                      f"{extra_us:+.1f} us of worker time per request")  # fmt: skip
+        calls = ", ".join(f"{case} {ns:.0f} ns" for case, ns in limiter_call_ns().items())
+        print(f"  in process, ClientLimiter.wait per call (best of 5 x 1M): {calls}")
     print()
     print(
         f"fixed rate (~{rate} req/s asked): {fixed.requests_per_s:,.0f} req/s, "
@@ -411,6 +487,24 @@ def report(
         f"{swapped.requests_per_s:,.0f} req/s, p99 {swapped.p99_ms:.2f} ms, "
         f"failed or non-200: {swapped.failed}  (goal: 0)"
     )
+
+
+def limiter_call_ns(calls: int = 1_000_000) -> dict[str, float]:
+    """In-process ns per ``ClientLimiter.wait``: what the limit adds to a request besides the middleware."""
+    import timeit
+
+    from server.clients import ClientLimiter, SiteClients
+
+    limiter = ClientLimiter(SiteClients("127.0.0.1,10.0.0.0/8"), 1e12, 10**9, workers=WORKERS)
+    cases = {"site address": "127.0.0.1", "site network": "10.1.2.3", "other client (a token)": "192.0.2.7"}
+    return {
+        case: min(timeit.repeat(lambda a=address: limiter.wait(a), number=calls, repeat=5)) / calls * 1e9
+        for case, address in cases.items()
+    }
+
+
+def base_name(base: Result, limited: dict[str, Result]) -> str:
+    return next(name for name, result in limited.items() if result is base)
 
 
 if __name__ == "__main__":

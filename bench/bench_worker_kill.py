@@ -13,7 +13,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from movierec.ops.broker.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION = "20261128T040000Z"
@@ -65,12 +66,10 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-worker-kill-"))
     serving_file(home, args.users)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port, ops_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "SANIC_", "PROMETHEUS_"))}
     env |= {"MOVIEREC_HOME": str(home), "MOVIEREC_SERVER_PORT": str(port), "MOVIEREC_SERVER_WORKERS": "2",
-            "MOVIEREC_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # fmt: skip
+            "MOVIEREC_SERVER_OPS_PORT": str(ops_port), "MOVIEREC_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # fmt: skip
     log = home / "serve.log"
     with log.open("wb") as out:
         server = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve"], cwd=REPO, env=env,
@@ -96,7 +95,7 @@ def main() -> None:
             time.sleep(0.01)
         replaced = time.monotonic() - killed
         output = wrk.communicate()[0]
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        metrics = httpx.get(f"http://127.0.0.1:{ops_port}/metrics").text  # the operator port
         count = re.search(r"^movierec_worker_replacements_total (\S+)", metrics, re.M)
         print(output)
         requests = re.search(r"(\d+) requests in", output)

@@ -5,13 +5,16 @@ Wiring only (imports inside the tasks, so parsing touches nothing). Triggered by
 each ingest without a sensor and without slowing ingest down:
 
     ingest_served ──► answer_outcomes ──► online_metrics
+                  └─► scan_scraping
 
 - ``ingest_served``: the service's provenance records (topic ``movierec.served``) into the lake's
   ``served`` table, exactly once (movierec.ingest.served);
 - ``answer_outcomes``: per successful answer, the viewings that followed, its model version and
   variant (table ``answer_outcome``, the days whose inputs changed, each replaced whole);
 - ``online_metrics``: hourly and daily metrics per model version and variant (table
-  ``online_metrics``) and ``$MOVIEREC_HOME/metrics/online.prom``, as drift does.
+  ``online_metrics``) and ``$MOVIEREC_HOME/metrics/online.prom``, as drift does;
+- ``scan_scraping``: the last 24 h of served records against the site's reco lines, per client
+  (movierec.security.scraping_scan): ``$MOVIEREC_HOME/metrics/scraping.prom``, replaced whole.
 """
 
 from __future__ import annotations
@@ -67,7 +70,16 @@ def online_metrics() -> None:
 
         return _jsonable(compute.compute_online_metrics(settings.load()))
 
-    ingest_served() >> answer_outcomes() >> online_metrics()
+    @task
+    def scan_scraping() -> dict[str, Any]:
+        from movierec import settings
+        from movierec.security import scraping_scan
+
+        return _jsonable(scraping_scan.scan(settings.load()))
+
+    served = ingest_served()
+    served >> answer_outcomes() >> online_metrics()
+    served >> scan_scraping()
 
 
 online_metrics()

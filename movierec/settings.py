@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+OPS_PORT_OFFSET = 10  # default operator port: 8082 -> 8092 (8083 is the catalog API's)
 
 
 def _setting(env: str, default: Any, doc: str) -> Any:
@@ -53,6 +54,34 @@ class Settings:
     spark_master: str = _setting("MOVIEREC_SPARK_MASTER", "local[*]", "Spark master URL")
     server_host: str = _setting("MOVIEREC_SERVER_HOST", "127.0.0.1", "recommendation service bind address")
     server_port: int = _setting("MOVIEREC_SERVER_PORT", 8082, "recommendation service port")
+    server_ops_port: int = _setting(
+        "MOVIEREC_SERVER_OPS_PORT",
+        0,
+        "recommendation service's operator port (/metrics; 0: the service port + 10)",
+    )
+    server_ops_host: str = _setting(
+        "MOVIEREC_SERVER_OPS_HOST",
+        "127.0.0.1",
+        "operator port bind address (loopback or an internal network only, never the public one)",
+    )
+    server_site_clients: str = _setting(
+        "MOVIEREC_SERVER_SITE_CLIENTS",
+        "127.0.0.1,::1",
+        "addresses or networks (comma separated) of the site's request client: never rate-limited",
+    )
+    server_client_rate: float = _setting(
+        "MOVIEREC_SERVER_CLIENT_RATE",
+        1.0,
+        "/recommend requests/s any other client may make, service-wide (0: no limit)",
+    )
+    server_client_burst: int = _setting(
+        "MOVIEREC_SERVER_CLIENT_BURST", 20, "/recommend requests any other client may make at once"
+    )
+    server_proxies: int = _setting(
+        "MOVIEREC_SERVER_PROXIES",
+        0,
+        "trusted proxies in front of the service (their X-Forwarded-For names the client; 0: none)",
+    )
     api_host: str = _setting("MOVIEREC_API_HOST", "127.0.0.1", "simulator catalog API bind address")
     api_port: int = _setting("MOVIEREC_API_PORT", 8083, "simulator catalog API port")
     api_rate: float = _setting("MOVIEREC_API_RATE", 50.0, "catalog API: requests/s each client may make")
@@ -83,6 +112,11 @@ class Settings:
     )
     drift_reference_days: int = _setting(
         "MOVIEREC_DRIFT_REFERENCE_DAYS", 7, "drift: days of lake data before a batch that form its reference"
+    )
+    shilling_defence: bool = _setting(
+        "MOVIEREC_SHILLING_DEFENCE",
+        True,
+        "prepare: leave out of training every account the rating-spam detector flagged (shilling_flags)",
     )
     spark_driver_memory: str = _setting("MOVIEREC_SPARK_DRIVER_MEMORY", "4g", "Spark driver memory")
     als_rank: int = _setting("MOVIEREC_ALS_RANK", 64, "ALS: latent factors")
@@ -145,6 +179,11 @@ class Settings:
     @property
     def catalog_api_url(self) -> str:
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def ops_port(self) -> int:
+        """The operator port: loopback only, apart from the public recommendation port."""
+        return self.server_ops_port or self.server_port + OPS_PORT_OFFSET
 
     @property
     def serving_dir(self) -> Path:

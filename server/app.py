@@ -1,4 +1,4 @@
-"""The Sanic app: ``GET /recommend/<userid>``, ``/healthz`` and ``/metrics``.
+"""The Sanic app: ``GET /recommend/<userid>`` and ``/healthz``, on the public port.
 
 ``create_app(settings)`` builds one app; ``movierec serve`` (server/run.py) runs
 it in several workers, each with its own open serving files, its own background
@@ -9,8 +9,13 @@ Answers (DESIGN.md, "The recommendation endpoint"):
   unknown user (header ``X-Fallback: 1``);
 - 400 text/plain: a malformed id, one line saying why;
 - 503 text/plain: no valid serving file at all (not caused by input), one line.
+- 429 text/plain with ``Retry-After``: a client other than the site's over its rate limit
+  (server.clients); counted in ``movierec_throttled_requests_total``, not recorded as served.
 Every answer carries ``X-Request-Id`` (the provenance record's id) and, when a
-model answered, ``X-Model-Version`` (and ``X-Variant`` while an experiment runs).
+model answered, ``X-Model-Version`` (and ``X-Variant`` while an experiment runs); every
+provenance record names the client that asked.
+
+``/metrics`` is not here: the main process serves it on the operator port (server.ops).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import os
 import sqlite3
 import time
@@ -32,8 +38,9 @@ from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
 from movierec.settings import Settings
+from server.clients import ClientLimiter
 from server.experiment import ExperimentConfig
-from server.metrics import CONTENT_TYPE, ServerMetrics
+from server.metrics import ServerMetrics
 from server.provenance import ServedRecorder
 from server.store import CurrentModel, Model
 from server.userid import parse_segment
@@ -96,7 +103,10 @@ def create_app(settings: Settings) -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "text"
     app.config.NOISY_EXCEPTIONS = False
     app.config.REQUEST_MAX_SIZE = 16_384  # nothing we serve takes a body
+    app.config.PROXIES_COUNT = settings.server_proxies  # whose X-Forwarded-For names the client
     metrics = ServerMetrics()
+    app.ctx.metrics = metrics  # this process's own registry, for tests without the operator port
+    limiter = ClientLimiter.from_settings(settings)
 
     @app.before_server_start
     async def open_files(app: Sanic) -> None:
@@ -114,21 +124,30 @@ def create_app(settings: Settings) -> Sanic:
         service.experiment.close()
         metrics.worker_exited()
 
-    @app.get("/recommend/<segment:path>")
-    async def recommend(request: Request, segment: str) -> HTTPResponse:
-        return _answer(app.ctx.service, segment)
+    @app.on_request
+    async def throttle(request: Request) -> HTTPResponse | None:
+        if request.route is None or not getattr(request.route.ctx, "limited", False):
+            return None
+        request.ctx.client = client_of(request)  # once per request: the handler records it
+        wait = limiter.wait(request.ctx.client)
+        if not wait:
+            return None
+        metrics.throttled.inc()
+        seconds = max(1, math.ceil(wait))
+        body = f"too many requests from this client; retry after {seconds} s".encode()
+        return HTTPResponse(body, status=429, headers={"Retry-After": str(seconds)}, content_type=TEXT)
 
-    @app.get("/recommend")
+    @app.get("/recommend/<segment:path>", ctx_limited=True)
+    async def recommend(request: Request, segment: str) -> HTTPResponse:
+        return _answer(app.ctx.service, segment, request.ctx.client)
+
+    @app.get("/recommend", ctx_limited=True)
     async def recommend_nobody(request: Request) -> HTTPResponse:
-        return _answer(app.ctx.service, "")
+        return _answer(app.ctx.service, "", request.ctx.client)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> HTTPResponse:
         return _health(app.ctx.service)
-
-    @app.get("/metrics")
-    async def metrics_page(request: Request) -> HTTPResponse:
-        return HTTPResponse(metrics.render(), content_type=CONTENT_TYPE)
 
     @app.exception(SanicException)
     async def http_error(request: Request, exc: SanicException) -> HTTPResponse:
@@ -177,7 +196,12 @@ async def _watch(service: Service) -> None:
             log.exception("serving watch loop")
 
 
-def _answer(service: Service, segment: str) -> HTTPResponse:
+def client_of(request: Request) -> str:
+    """The client's address: the peer, or what the trusted proxies say (Sanic's ``remote_addr``)."""
+    return request.remote_addr or request.ip
+
+
+def _answer(service: Service, segment: str, client: str) -> HTTPResponse:
     started = time.perf_counter()
     request_id = uuid.uuid4().hex
     user_id, reason = parse_segment(segment)
@@ -210,7 +234,7 @@ def _answer(service: Service, segment: str) -> HTTPResponse:
     metrics.latency.observe(elapsed)
     now = time.time()
     service.recorder.record(
-        _record(request_id, now, user_id, variant, model, line, fallback, elapsed, status, reason),
+        _record(request_id, now, user_id, variant, model, line, fallback, elapsed, status, reason, client),
         int(now * 1000),
     )
     return HTTPResponse(body, status=status, headers=headers, content_type=TEXT)
@@ -238,6 +262,7 @@ def _record(
     elapsed: float,
     status: int,
     reason: str,
+    client: str,
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "request_id": request_id,
@@ -249,6 +274,7 @@ def _record(
         "fallback": fallback,
         "latency_ms": round(elapsed * 1000, 3),
         "status": status,
+        "client": client,
     }
     if reason:
         record["reason"] = reason

@@ -1,5 +1,8 @@
 """``movierec serve``: the service in ``settings.server_workers`` Sanic workers until SIGINT/SIGTERM.
 
+The main process also serves the workers' metrics on the operator port (server.ops), never on the
+public one.
+
 Sanic's worker manager runs in this process and starts the workers (spawned
 processes, each building the app with ``create_app(settings)``); on SIGINT or
 SIGTERM it stops them gracefully (requests in flight finish, producers flush).
@@ -28,6 +31,8 @@ from typing import TYPE_CHECKING
 from movierec.settings import Settings
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from sanic import Sanic
     from sanic.worker.manager import WorkerManager
 
@@ -70,25 +75,47 @@ def serve(settings: Settings) -> int:
     # Until Sanic's manager installs its own handlers, SIGTERM means what Ctrl-C means: stop now,
     # through the normal exit path (so nothing started so far is left behind).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    folder = prepare_metrics_dir(settings)
-    # prometheus_client decides at import whether values go to shared files; the spawned workers
-    # inherit this variable and import it fresh. (A library switch, not movierec configuration.)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    exporter = None
     try:
+        from server.clients import SiteClients
+
+        SiteClients(settings.server_site_clients)  # a bad list fails here, not in every worker
+        folder = prepare_metrics_dir(settings)
+        # prometheus_client decides at import whether values go to shared files; the spawned workers
+        # inherit this variable and import it fresh. (A library switch, not movierec configuration.)
+        # This process imports it only after this line too: the keeper's counter lives in the folder.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+        from server import ops
+
+        exporter = ops.start(settings, folder)  # before any worker: a busy port fails the start at once
         watch = _serve(settings)
+    except (ValueError, OSError) as exc:  # a bad site list, a busy port, an unwritable folder
+        log.error("recommendation service not started: %s", exc)
+        _stop_children()
+        _stop_exporter(exporter)
+        return 1
     except KeyboardInterrupt:
         _stopping()
         log.info("recommendation service stopped before its workers started")
         _stop_children()
+        _stop_exporter(exporter)
         return 0
     _stopping()
     _stop_children()  # normally none is left; a worker that missed the stop while it started may be
+    _stop_exporter(exporter)
     failure = watch.failure or (watch.keeper.failure if watch.keeper else None)
     if failure:
         log.error("recommendation service stopped: %s", failure)
         return 1
     log.info("recommendation service stopped")
     return 0
+
+
+def _stop_exporter(exporter: WSGIServer | None) -> None:
+    if exporter is not None:  # then server.ops was imported
+        from server import ops
+
+        ops.stop(exporter)
 
 
 def _serve(settings: Settings) -> StartupWatch:

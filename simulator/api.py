@@ -33,7 +33,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 from urllib.parse import unquote
@@ -44,6 +44,7 @@ from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
 from movierec.movielog import is_movie_id, parse_user_id
+from movierec.ratelimit import TokenBuckets
 from movierec.settings import Settings
 from simulator.catalog import World, load_world
 
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 DEFAULT_RATE = 50.0  # requests per second per client
 DEFAULT_BURST = 100
 CLIENT_HEADER = "X-Client-Id"
-_MAX_IDLE_BUCKETS = 100_000  # past this many clients, buckets that are full again are dropped
 _app_numbers = itertools.count(1)
 
 
@@ -100,34 +100,6 @@ class Faults:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-class TokenBuckets:
-    """One token bucket per client: ``burst`` tokens, refilled at ``rate`` per second."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
-        self.rate, self.burst, self._clock = rate, float(burst), clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when)
-
-    def take(self, client: str) -> float:
-        """Take a token for ``client``: 0.0 if allowed, else the seconds until one is available."""
-        now = self._clock()
-        tokens, when = self._buckets.get(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - when) * self.rate)
-        if tokens >= 1:
-            self._buckets[client] = (tokens - 1, now)
-            if len(self._buckets) > _MAX_IDLE_BUCKETS:
-                self._forget_full(now)
-            return 0.0
-        self._buckets[client] = (tokens, now)
-        return (1 - tokens) / self.rate
-
-    def _forget_full(self, now: float) -> None:
-        # A full bucket is the same as no bucket, so many one-off clients cost no memory.
-        full_after = self.burst / self.rate
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
 
 
 class FaultState:

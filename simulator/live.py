@@ -86,7 +86,8 @@ async def run_live(
         scenarios, history, seed=seed, record=record, follow=follow, origin=clock.now(), mode="live"
     )
     if director is not None:
-        counts |= {"spam_sessions": 0, "scraper_requests": 0, "scraper_answered": 0, "scraper_failed": 0}
+        counts |= {"spam_sessions": 0, "scraper_requests": 0, "scraper_answered": 0, "scraper_failed": 0,
+                   "scraper_throttled": 0}  # fmt: skip
 
     def emit(moment: datetime, line: str, user_id: int) -> None:
         if director is None:
@@ -162,8 +163,8 @@ async def run_live(
             admin_calls.add(call)
             call.add_done_callback(admin_calls.discard)
         elif scenario.kind == "scraper" and change == "start":
-            first, rate = scenario.options["first"], scenario.strength
-            scrapers[index] = asyncio.create_task(scrape(service_url, first, rate, counts))
+            first, rate, source = scenario.options["first"], scenario.strength, scenario.options["source"]
+            scrapers[index] = asyncio.create_task(scrape(service_url, first, rate, counts, source))
         elif scenario.kind == "scraper" and index in scrapers:
             scrapers.pop(index).cancel()
 
@@ -220,18 +221,21 @@ async def set_catalog_faults(
     director.note("catalog_faults", index=index, faults=faults, ok=ok, error=error)
 
 
-async def scrape(service_url: str, first: int, rate: float, counts: dict[str, int]) -> None:
-    """GET /recommend/<id> for id = first, first + 1, ... at ``rate`` per second, until cancelled."""
+async def scrape(service_url: str, first: int, rate: float, counts: dict[str, int], source: str = "") -> None:
+    """GET /recommend/<id> for id = first, first + 1, ... at ``rate`` per second, until cancelled,
+    connecting from ``source`` (another host's address; "": the system's choice)."""
     loop = asyncio.get_running_loop()
     inflight: set[asyncio.Task[None]] = set()
     limits = httpx.Limits(max_connections=SCRAPER_CONCURRENCY)
+    transport = httpx.AsyncHTTPTransport(limits=limits, local_address=source or None)
     headers = {"User-Agent": SCRAPER_USER_AGENT}
-    async with httpx.AsyncClient(limits=limits, headers=headers, timeout=2.0) as http:
+    async with httpx.AsyncClient(transport=transport, headers=headers, timeout=2.0) as http:
 
         async def one(user_id: int) -> None:
             try:
                 response = await http.get(f"{service_url}/recommend/{user_id}")
                 counts["scraper_answered"] += response.status_code == 200
+                counts["scraper_throttled"] += response.status_code == 429
             except httpx.HTTPError:
                 counts["scraper_failed"] += 1
 

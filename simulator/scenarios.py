@@ -16,6 +16,7 @@ simulator.director (time-dependent effects) and simulator.damage (broken lines).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import tomllib
@@ -117,7 +118,13 @@ KINDS: dict[str, Kind] = {
             "(the site's client did not make these calls: no movielog lines)",
             20.0,
             "requests per second",
-            {"first": (1, "first user id requested")},
+            {
+                "first": (1, "first user id requested"),
+                "source": (
+                    "127.0.0.2",
+                    "address the scraper connects from, as another host would ('': the system's choice)",
+                ),
+            },
             modes="live (backfill: recorded only)",
         ),
         Kind(
@@ -207,6 +214,11 @@ def _check_options(kind: str, values: dict[str, Any]) -> None:
         raise ScenarioError("rating_spam: accounts and minutes must be >= 1, first_id >= 0")
     if kind == "scraper" and values["first"] < 1:
         raise ScenarioError("scraper: first must be a user id >= 1")
+    if kind == "scraper" and values["source"]:
+        try:
+            ipaddress.ip_address(values["source"])
+        except ValueError:
+            raise ScenarioError(f"scraper: source {values['source']!r} is no IP address") from None
 
 
 def genre_name(text: str) -> str:

@@ -11,6 +11,11 @@ params.json, data_manifest.json and the job's own ``prepared/`` data, among it t
 demographic features as pseudo-items (see ``demographic_features``) and groups (``demographics``).
 The user index holds every user with an interaction and every user the catalog has fetched.
 
+Training-time defence against rating spam: every account in ``shilling_flags`` (what the detector,
+movierec.security.shilling, flagged on any day) is left out, all its sessions and ratings, before
+anything is split or counted, unless ``MOVIEREC_SHILLING_DEFENCE`` is off. The flag files read
+are in the data manifest like every other input.
+
 A version is made afresh: a retried or cleared run replaces what an earlier attempt left of its
 version (model folder, report folder, unpublished serving files); a version that was ever
 published is immutable and refused (trigger a new run instead).
@@ -135,6 +140,13 @@ def interactions(
     )
 
 
+def without_accounts(frame: DataFrame, accounts: DataFrame) -> DataFrame:
+    """``frame``'s rows of users not in ``accounts`` (a ``user_id`` column)."""
+    from pyspark.sql import functions as F
+
+    return frame.join(F.broadcast(accounts.select("user_id").distinct()), "user_id", "left_anti")
+
+
 def contiguous_index(ids: DataFrame, column: str, index_column: str) -> DataFrame:
     """Distinct ``column`` values numbered 0..n-1 in sorted order (deterministic, invertible)."""
     from pyspark.sql import Window
@@ -224,6 +236,7 @@ EMPTY_SCHEMAS = {
     "rate": "user_id long, movie_id string, rating byte, time timestamp_ntz",
     "movies": "id string, runtime int, fetched_at timestamp",
     "users": "user_id long, age short, gender string, occupation string, fetched_at timestamp",
+    "shilling_flags": "user_id long, movie_id string",
 }
 
 
@@ -255,7 +268,8 @@ def read_lake(spark: SparkSession, snapshot: dict[str, list[Path]]) -> dict[str,
         .filter("n = 1")
         .select(F.col("id").alias("user_id"), "age", "gender", "occupation")
     )
-    return {"sessions": sessions, "rates": rates, "runtimes": movies, "users": users}
+    flagged = table("shilling_flags")
+    return {"sessions": sessions, "rates": rates, "runtimes": movies, "users": users, "flagged": flagged}
 
 
 # --- the job ---------------------------------------------------------------------------------
@@ -296,6 +310,14 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     data_manifest = manifest.build_manifest(settings, snapshot)
     log.info("prepare %s: %s", version, ", ".join(f"{len(v)} {k} files" for k, v in snapshot.items()))
     lake = read_lake(spark, snapshot)
+    flagged = lake["flagged"].select("user_id").distinct().cache()
+    excluded = {"flagged_accounts": flagged.count(), "defence": settings.shilling_defence}
+    if settings.shilling_defence and excluded["flagged_accounts"]:
+        before = {name: lake[name].count() for name in ("sessions", "rates")}
+        for name in ("sessions", "rates"):
+            lake[name] = without_accounts(lake[name], flagged).cache()
+        excluded |= {f"{name}_left_out": before[name] - lake[name].count() for name in before}
+        log.info("rating-spam defence: %s", excluded)
 
     bounds = lake["sessions"].agg(F.min("first_time").alias("start"), F.max("last_time").alias("end"))
     rate_bounds = lake["rates"].agg(F.min("time").alias("start"), F.max("time").alias("end"))
@@ -407,6 +429,7 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
         "popularity_days": popularity.DAYS,
         "strength": f"min(minutes_seen/runtime, 1) + {RATING_WEIGHT} * (rating - 3) / 2",
         "counts": counts,
+        "shilling_defence": excluded,
         "spark": {
             "master": spark.sparkContext.master,
             "driver_memory": settings.spark_driver_memory,
@@ -414,10 +437,17 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
         },
     }
     files.write_json(folder / versions.PARAMS_FILE, params)
-    for frame in (every, train, users, movies, train_idx, test_idx, demographics):
+    cached = (every, train, users, movies, train_idx, test_idx, demographics, flagged)
+    for frame in (*cached, lake["sessions"], lake["rates"]):
         frame.unpersist()
     log.info("prepared %s: %s", version, counts)
-    return {"version": version, "split_time": cut.isoformat(), "data_end": data_end.isoformat(), **counts}
+    return {
+        "version": version,
+        "split_time": cut.isoformat(),
+        "data_end": data_end.isoformat(),
+        **counts,
+        "shilling_defence": excluded,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -50,10 +50,13 @@ TARGETS = {
     ("online_metrics", "ingest_served"): ("movierec.ingest.served", "ingest_served"),
     ("online_metrics", "answer_outcomes"): ("movierec.online.compute", "compute_answer_outcomes"),
     ("online_metrics", "online_metrics"): ("movierec.online.compute", "compute_online_metrics"),
+    ("online_metrics", "scan_scraping"): ("movierec.security.scraping_scan", "scan"),
     ("experiments", "decide"): ("experiments.lifecycle", "decide_experiment"),
     ("experiments", "reports"): ("experiments.lifecycle", "write_reports"),
+    ("rating_spam", "check_previous_day"): ("movierec.security.shilling_check", "check_recent"),
+    ("rating_spam", "check_latest_day"): ("movierec.security.shilling_check", "check_recent"),
 }
-DAG_IDS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "retrain"]
+DAG_IDS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "rating_spam", "retrain"]
 
 
 def test_the_dag_folder_imports_without_errors(dagbag: Any) -> None:
@@ -255,6 +258,7 @@ def test_online_metrics_follow_every_ingest_and_experiments_are_judged_hourly(da
     assert online.max_active_runs == 1 and online.catchup is False
     assert online.get_task("answer_outcomes").upstream_task_ids == {"ingest_served"}
     assert online.get_task("online_metrics").upstream_task_ids == {"answer_outcomes"}
+    assert online.get_task("scan_scraping").upstream_task_ids == {"ingest_served"}
     assert all(task.retries >= 1 for task in online.tasks)  # every task replaces what it wrote
     judge = dagbag.dags["experiments"]
     assert judge.timetable.expression == "15 * * * *" and judge.max_active_runs == 1

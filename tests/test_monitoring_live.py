@@ -119,6 +119,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka: Settings) -> Iterator
             "MOVIEREC_TOPIC": "movielog-monitoring",
             "MOVIEREC_SERVED_TOPIC": kafka.served_topic,
             "MOVIEREC_SERVER_PORT": str(free_port()),
+            "MOVIEREC_SERVER_OPS_PORT": str(free_port()),
             "MOVIEREC_SERVER_WORKERS": "2",
             "MOVIEREC_PROMETHEUS_PORT": str(free_port()),
             "MOVIEREC_ALERTMANAGER_PORT": str(free_port()),

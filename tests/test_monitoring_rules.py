@@ -47,7 +47,8 @@ def test_every_alert_has_a_severity_and_a_runbook_line() -> None:
 def test_the_rendered_configurations_pass_promtool_and_amtool(tmp_path: Path) -> None:
     settings = settings_module.load({"MOVIEREC_HOME": str(tmp_path), "MOVIEREC_SERVER_PORT": "18082"})
     prometheus = stack.render(settings, "prometheus.yml")
-    assert "127.0.0.1:18082" in prometheus.read_text()
+    # the service is scraped on its loopback operator port (the service port + 10), never the public one
+    assert "127.0.0.1:18092" in prometheus.read_text() and ":18082" not in prometheus.read_text()
     result = run(stack.binary("promtool"), "check", "config", str(prometheus))
     assert result.returncode == 0, result.stdout + result.stderr
     alertmanager = stack.render(settings, "alertmanager.yml")

@@ -254,7 +254,7 @@ def test_the_data_manifest_lists_every_file_read_with_its_checksum_and_offsets(
     listed = {entry["path"] for entries in manifest["files"].values() for entry in entries}
     on_disk = {
         str(p.relative_to(root))
-        for table in ("watch_session", "rate", "users", "movies")
+        for table in ("watch_session", "rate", "users", "movies", "shilling_flags")
         for p in (root / table).rglob("part-*.parquet")
     }
     assert listed == on_disk

@@ -31,13 +31,14 @@ from tests.test_server_store import (
 pytestmark = pytest.mark.kafka
 
 
-def app_for(home: Path, kafka: settings_module.Settings) -> Sanic:
+def app_for(home: Path, kafka: settings_module.Settings, **extra: str) -> Sanic:
     return create_app(
         settings_module.load(
             {
                 "MOVIEREC_HOME": str(home),
                 "MOVIEREC_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap,
                 "MOVIEREC_SERVED_TOPIC": kafka.served_topic,
+                **extra,
             }
         )
     )
@@ -52,9 +53,9 @@ def app(tmp_path_factory: pytest.TempPathFactory, kafka: settings_module.Setting
 
 
 def metric(app: Sanic, name: str, **labels: str) -> float:
-    _, response = app.test_client.get("/metrics")
+    """From the app's own registry: /metrics is on the operator port (test_server_live.py)."""
     total = 0.0
-    for family in text_string_to_metric_families(response.text):
+    for family in text_string_to_metric_families(app.ctx.metrics.render().decode()):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
@@ -176,3 +177,59 @@ def test_a_variant_answers_from_its_own_file(tmp_path: Path, kafka: settings_mod
         assert response.text == items_of(user, expected)
     assert metric(app, "movierec_model_info", version=V2, variant="treatment") == 1
     assert metric(app, "movierec_model_info", version=V1, variant="control") == 1
+
+
+def test_metrics_are_not_served_on_the_public_port(app: Sanic) -> None:
+    _, response = app.test_client.get("/metrics")
+    assert response.status == 404
+    assert "movierec_" not in response.text
+
+
+# --- the per-client rate limit ----------------------------------------------------------------
+# sanic-testing's client connects from 127.0.0.1; a site list without it makes it "another client".
+SLOW = {  # one worker, 3 requests at once, then 1 per 1000 s
+    "MOVIEREC_SERVER_WORKERS": "1",
+    "MOVIEREC_SERVER_CLIENT_RATE": "0.001",
+    "MOVIEREC_SERVER_CLIENT_BURST": "3",
+}
+
+
+@pytest.fixture()
+def served_home(tmp_path: Path) -> Path:
+    write_serving_file(tmp_path / "serving", V1)
+    point_current(tmp_path / "serving", V1)
+    return tmp_path
+
+
+def test_another_client_past_its_burst_gets_429_with_retry_after(
+    served_home: Path, kafka: settings_module.Settings
+) -> None:
+    app = app_for(served_home, kafka, MOVIEREC_SERVER_SITE_CLIENTS="192.0.2.1", **SLOW)
+    responses = [app.test_client.get(f"/recommend/{user}")[1] for user in range(1, 8)]
+    assert [r.status for r in responses] == [200, 200, 200, 429, 429, 429, 429]
+    refused = responses[-1]
+    assert int(refused.headers["retry-after"]) >= 900  # a token comes back every 1000 s
+    assert refused.text.startswith("too many requests") and "\n" not in refused.text.strip()
+    assert metric(app, "movierec_throttled_requests_total") == 4
+    assert metric(app, "movierec_recommend_requests_total", status="200") == 3, "a 429 is no answer"
+    _, health = app.test_client.get("/healthz")
+    assert health.status == 200, "only /recommend is limited"
+
+
+def test_the_site_client_is_never_limited(served_home: Path, kafka: settings_module.Settings) -> None:
+    app = app_for(served_home, kafka, MOVIEREC_SERVER_SITE_CLIENTS="10.0.0.0/8, 127.0.0.0/8", **SLOW)
+    statuses = {app.test_client.get(f"/recommend/{user}")[1].status for user in range(1, 11)}
+    assert statuses == {200}
+    assert metric(app, "movierec_throttled_requests_total") == 0
+
+
+def test_a_forwarded_for_header_counts_only_from_a_trusted_proxy(
+    served_home: Path, kafka: settings_module.Settings
+) -> None:
+    site = {"MOVIEREC_SERVER_SITE_CLIENTS": "203.0.113.7", **SLOW}
+    spoofed = {"X-Forwarded-For": "203.0.113.7"}
+    direct = app_for(served_home, kafka, **site)  # no proxy in front: the header is the client's word
+    users = range(1, 7)
+    assert 429 in {direct.test_client.get(f"/recommend/{u}", headers=spoofed)[1].status for u in users}
+    proxied = app_for(served_home, kafka, MOVIEREC_SERVER_PROXIES="1", **site)
+    assert {proxied.test_client.get(f"/recommend/{u}", headers=spoofed)[1].status for u in users} == {200}

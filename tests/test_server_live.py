@@ -9,10 +9,12 @@ shutdown on SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from movierec import settings as settings_module
 from movierec.settings import REPO_ROOT
+from simulator.client import ask
+from simulator.live import scrape
 from tests.conftest import free_port
 from tests.test_server_store import (
     FALLBACK,
@@ -54,12 +58,16 @@ class Running:
     env: dict[str, str]
     log: Path
 
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['MOVIEREC_SERVER_OPS_PORT']}"
+
     def get(self, path: str) -> httpx.Response:
         # a new connection per request, so requests spread over the workers
         return httpx.get(f"{self.url}{path}", timeout=5)
 
     def metric(self, name: str, **labels: str) -> float:
-        text = self.get("/metrics").text
+        text = httpx.get(f"{self.ops_url}/metrics", timeout=5).text
         return sum(
             sample.value
             for family in text_string_to_metric_families(text)
@@ -73,6 +81,7 @@ def service_env(home: Path, port: int, bootstrap: str, **extra: str) -> dict[str
     return env | {
         "MOVIEREC_HOME": str(home),
         "MOVIEREC_SERVER_PORT": str(port),
+        "MOVIEREC_SERVER_OPS_PORT": str(free_port()),
         "MOVIEREC_SERVER_WORKERS": "2",
         "MOVIEREC_KAFKA_BOOTSTRAP": bootstrap,
         **extra,
@@ -208,6 +217,70 @@ def test_both_workers_answer_and_metrics_sum_over_them(service: Running) -> None
     assert service.metric("movierec_model_info", version=V1, variant="none") == 1
 
 
+def test_metrics_answer_only_on_the_loopback_operator_port(service: Running) -> None:
+    public = service.get("/metrics")
+    assert public.status_code == 404 and "movierec_" not in public.text
+    ops = httpx.get(f"{service.ops_url}/metrics", timeout=5)
+    assert ops.status_code == 200 and "movierec_recommend_requests_total" in ops.text
+    elsewhere = service.ops_url.replace("127.0.0.1", "127.0.0.2")  # another address of this machine
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{elsewhere}/metrics", timeout=5)
+
+
+def test_a_busy_operator_port_fails_the_start_at_once_and_says_which(
+    tmp_path: Path, kafka: settings_module.Settings
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = service_env(tmp_path, free_port(), kafka.kafka_bootstrap)
+        env["MOVIEREC_SERVER_OPS_PORT"] = str(taken.getsockname()[1])
+        log = tmp_path / "serve.log"
+        process = start_serve(env, log, own_group=True)
+        code = process.wait(timeout=60)
+    text = log.read_text()
+    assert code == 1, text[-3000:]
+    assert "MOVIEREC_SERVER_OPS_PORT" in text and "not started" in text
+    assert "Starting worker" not in text, "no worker is started for a service that cannot be watched"
+    assert not group_members(process.pid)
+
+
+async def site_beside_scraper(url: str, rate: float, until_throttled: int) -> tuple[Counter, dict, float]:
+    """The site's client (from 127.0.0.1, one request at a time) while the simulator's scraper
+    enumerates ids from 127.0.0.2; until the scraper was refused ``until_throttled`` times and the
+    site made 100 requests (or 60 s). (site statuses, scraper counts, seconds the scraper ran)."""
+    counts = {"scraper_requests": 0, "scraper_answered": 0, "scraper_failed": 0, "scraper_throttled": 0}
+    site: Counter[int] = Counter()
+    began = time.monotonic()
+    scraper = asyncio.create_task(scrape(url, 10_000, rate, counts, source="127.0.0.2"))
+    async with httpx.AsyncClient() as http:
+        user = 0
+        while time.monotonic() - began < 60 and (
+            counts["scraper_throttled"] < until_throttled or site.total() < 100
+        ):
+            user = user % 100 + 1
+            site[(await ask(http, url, user)).status] += 1
+    scraper.cancel()
+    await asyncio.gather(scraper, return_exceptions=True)
+    return site, counts, time.monotonic() - began
+
+
+def test_the_scraper_is_throttled_while_the_site_client_sees_no_429(
+    tmp_path: Path, kafka: settings_module.Settings
+) -> None:
+    write_serving_file(tmp_path / "serving", V1)
+    point_current(tmp_path / "serving", V1)
+    limit = {"MOVIEREC_SERVER_CLIENT_RATE": "2", "MOVIEREC_SERVER_CLIENT_BURST": "4"}
+    with serve(tmp_path, kafka.kafka_bootstrap, MOVIEREC_SERVED_TOPIC=kafka.served_topic, **limit) as running:
+        site, counts, seconds = asyncio.run(site_beside_scraper(running.url, rate=100.0, until_throttled=100))
+        throttled = running.metric("movierec_throttled_requests_total")
+    assert site[429] == 0 and site[200] > 0, site  # (a time-out on a loaded machine is status 0)
+    assert counts["scraper_throttled"] >= 100, counts
+    # never more than the stated rate from the whole service (2 workers, each half of it)
+    assert counts["scraper_answered"] <= 4 + 2 * seconds, (counts, seconds)
+    assert throttled >= counts["scraper_throttled"]
+
+
 def test_swap_under_load_and_a_corrupt_file_is_refused(service: Running) -> None:
     serving = service.home / "serving"
     swaps = service.metric("movierec_model_swaps_total")
@@ -281,6 +354,7 @@ def test_every_answer_is_recorded_on_the_served_topic(
     assert known["model_version"] == answers["/recommend/7"].headers["x-model-version"]
     assert known["variant"] is None and known["fallback"] is False and known["latency_ms"] >= 0
     assert known["time"].endswith("+00:00")
+    assert known["client"] == "127.0.0.1", "who asked: the peer's address"
     unknown = by_path["/recommend/7777"]
     assert (unknown["items"], unknown["fallback"]) == (FALLBACK, True)
     malformed = by_path["/recommend/x7"]

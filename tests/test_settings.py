@@ -23,6 +23,7 @@ def test_defaults_match_the_design_contract() -> None:
     assert (settings.scale_users, settings.scale_movies) == (1_000_000, 27_000)
     assert settings.home == settings_module.REPO_ROOT / "var"
     assert settings.catalog_api_url == "http://127.0.0.1:8083"
+    assert (settings.ops_port, settings.server_ops_host) == (8092, "127.0.0.1")  # loopback operator port
 
 
 def test_environment_overrides_with_types(tmp_path: Path) -> None:
@@ -39,6 +40,7 @@ def test_environment_overrides_with_types(tmp_path: Path) -> None:
     assert settings.api_rate == 2.5
     assert settings.home == tmp_path / "state"
     assert settings.server_port == 18082
+    assert settings.ops_port == 18092, "the operator port follows the service port unless set"
     assert settings.topic == "movielog7"
     assert settings.catalog_api_url == "http://site.example:8080"
     assert settings.scale_users == 1_000_000

@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from movierec.ratelimit import TokenBuckets
 from movierec.settings import REPO_ROOT
-from simulator.api import Faults, FaultState, TokenBuckets
+from simulator.api import Faults, FaultState
 from simulator.catalog import World, load_world
 from tests.conftest import free_port
 from tests.test_simulator_catalog import MOVIE_FIELDS, USERS, small_settings

@@ -68,6 +68,7 @@ def parse_record(value: bytes) -> dict[str, Any]:
             "latency_ms": float(record.get("latency_ms") or 0.0),
             "status": status,
             "reason": _text(record.get("reason")),
+            "client": _text(record.get("client")),
         }
     except (TypeError, ValueError):
         raise ServedRecordError("served_bad_value") from None

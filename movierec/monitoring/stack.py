@@ -56,7 +56,8 @@ def values(settings: Settings) -> dict[str, object]:
     return {
         "interval": settings.prometheus_interval,
         "rules_dir": RULES_DIR,
-        "server_port": settings.server_port,
+        "server_ops_host": settings.server_ops_host,
+        "server_ops_port": settings.ops_port,
         "node_exporter_port": settings.node_exporter_port,
         "prometheus_port": settings.prometheus_port,
         "alertmanager_port": settings.alertmanager_port,

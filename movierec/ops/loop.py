@@ -178,7 +178,8 @@ def where(settings: Settings) -> list[str]:
     """Where each thing is, for a newcomer."""
     return [
         f"service      http://{settings.server_host}:{settings.server_port}/recommend/<userid>"
-        f"  (/healthz, /metrics; log {services.log_file(settings, 'server')})",
+        f"  (/healthz; metrics http://{settings.server_ops_host}:{settings.ops_port}/metrics;"
+        f" log {services.log_file(settings, 'server')})",
         f"Airflow UI   {airflow_ops.api_url(settings)}  login {airflow_ops.ADMIN_USER}, "
         f"password in {airflow_ops.password_file(settings)}",
         f"data docs    {settings.home / 'gx' / 'uncommitted' / 'data_docs' / 'local_site' / 'index.html'}",
