@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -357,6 +357,22 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_security(args: argparse.Namespace) -> int:
+    from movierec.security import shilling_check
+
+    settings = settings_module.load()
+    try:
+        found = shilling_check.check_day(settings, args.day, args.until, store=not args.no_store)
+    except shilling_check.ShillingError as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(found, indent=2, default=str))
+    else:
+        print(shilling_check.render(found), end="")
+    return 1 if args.strict and found["targets"] else 0
+
+
 def cmd_online(args: argparse.Namespace) -> int:
     from movierec.ingest import served
     from movierec.online import compute
@@ -543,6 +559,26 @@ def build_parser() -> argparse.ArgumentParser:
     online.add_argument("--no-ingest", action="store_true", help="do not ingest the served topic first")
     online.set_defaults(handler=cmd_online)
 
+    security = commands.add_parser("security", help="detectors of attacks over our own telemetry")
+    checks = security.add_subparsers(dest="check", required=True)
+    shilling = checks.add_parser(
+        "shilling",
+        help="rating spam: the accounts pushing one movie and the target in a day of the lake; "
+        "stores the flags training leaves out",
+    )
+    shilling.add_argument(
+        "--day", type=date.fromisoformat, help="YYYY-MM-DD (default: the newest day with ratings)"
+    )
+    shilling.add_argument(
+        "--until", type=datetime.fromisoformat, metavar="TIME", help="only the day's data before TIME (local)"
+    )
+    shilling.add_argument(
+        "--no-store", action="store_true", help="only the report: no flags, no gauges (e.g. another's lake)"
+    )
+    shilling.add_argument("--json", action="store_true", help="as one JSON object")
+    shilling.add_argument("--strict", action="store_true", help="exit 1 if a ring was found")
+    shilling.set_defaults(handler=cmd_security)
+
     scraping = commands.add_parser(
         "scraping",
         help="scraping of /recommend: answers the site never logged, fast, on consecutive ids, per client",
@@ -555,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-rate", type=float, help="unlogged answers/s that flag a window (default 0.25)"
     )
     scraping.set_defaults(handler=cmd_scraping)
+
     serve = commands.add_parser("serve", help="the recommendation service (MOVIEREC_SERVER_WORKERS workers)")
     serve.set_defaults(handler=cmd_serve)
     explain = commands.add_parser(

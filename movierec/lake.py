@@ -3,6 +3,7 @@
     lake/<table>/date=YYYY-MM-DD/hour=HH/part-<batch_id>.parquet   raw, watch, rate, reco, quarantine
     lake/watch_session/date=YYYY-MM-DD/part-sessions.parquet      one file a day, recomputed
     lake/drift/date=YYYY-MM-DD/part-<batch_id>.parquet            one file a batch
+    lake/shilling_flags/date=YYYY-MM-DD/part-flags.parquet        one file a day, recomputed
     lake/<table>/part-<run>.parquet                               users, movies, catalog_unknown
     lake/_manifests/<batch_id>.json                               one per ingest batch
     lake/_manifests/<feed>/<batch_id>.json                        other topics (served)
@@ -34,6 +35,7 @@ from movierec.settings import Settings
 PART_GLOB = "part-*.parquet"
 DAY_PREFIX = "date="
 SESSIONS_FILE = "part-sessions.parquet"  # watch_session's one file per day
+FLAGS_FILE = "part-flags.parquet"  # shilling_flags' one file per day
 
 
 # ---------------------------------------------------------------- paths
@@ -66,6 +68,11 @@ def hour_dir(settings: Settings, table: str, day: str, hour: str) -> Path:
 def partition_dir(settings: Settings, table: str, moment: datetime) -> Path:
     """The ``date=/hour=`` partition ``moment`` falls in."""
     return hour_dir(settings, table, f"{moment:%Y-%m-%d}", f"{moment:%H}")
+
+
+def shilling_flags_path(settings: Settings, day: str) -> Path:
+    """The rating-spam detector's flagged accounts of ``day`` (YYYY-MM-DD): what training leaves out."""
+    return day_dir(settings, "shilling_flags", day) / FLAGS_FILE
 
 
 def batch_file_name(batch_id: str) -> str:

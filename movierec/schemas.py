@@ -243,6 +243,22 @@ ONLINE_METRICS = pa.schema(
     ]
 )
 
+# One row per (account, target) the rating-spam detector flagged in a day's data
+# (movierec.security.shilling): what prepare leaves out of training. One file per day, recomputed.
+SHILLING_FLAGS = pa.schema(
+    [
+        pa.field("window_start", EVENT_TIME, nullable=False),  # the data the verdict was on
+        pa.field("window_end", EVENT_TIME, nullable=False),
+        pa.field("user_id", pa.int64(), nullable=False),  # the flagged account
+        pa.field("movie_id", pa.string(), nullable=False),  # the target it pushed (or nuked)
+        pa.field("direction", pa.string(), nullable=False),  # "push" (all 5s) or "nuke" (all 1s)
+        pa.field("ratings", pa.int32(), nullable=False),  # its ratings of the target in the window
+        pa.field("minutes", pa.int32(), nullable=False),  # minutes it watched of the target then
+        pa.field("p_value", pa.float64(), nullable=False),  # the target's test
+        pa.field("computed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
 # The typed event tables, by the movielog event kind they hold.
 EVENT_TABLES: dict[str, pa.Schema] = {"watch": WATCH, "rate": RATE, "reco": RECO}
 
@@ -259,4 +275,5 @@ TABLES: dict[str, pa.Schema] = {
     "served": SERVED,
     "answer_outcome": ANSWER_OUTCOME,
     "online_metrics": ONLINE_METRICS,
+    "shilling_flags": SHILLING_FLAGS,
 }

@@ -113,6 +113,11 @@ class Settings:
     drift_reference_days: int = _setting(
         "MOVIEREC_DRIFT_REFERENCE_DAYS", 7, "drift: days of lake data before a batch that form its reference"
     )
+    shilling_defence: bool = _setting(
+        "MOVIEREC_SHILLING_DEFENCE",
+        True,
+        "prepare: leave out of training every account the rating-spam detector flagged (shilling_flags)",
+    )
     spark_driver_memory: str = _setting("MOVIEREC_SPARK_DRIVER_MEMORY", "4g", "Spark driver memory")
     als_rank: int = _setting("MOVIEREC_ALS_RANK", 64, "ALS: latent factors")
     als_reg: float = _setting("MOVIEREC_ALS_REG", 0.05, "ALS: regularization (regParam)")

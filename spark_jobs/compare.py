@@ -29,7 +29,9 @@ DEFINITIONS: dict[str, tuple[str, str, str]] = {
         "relevant = a movie the user watched or rated positively (strength > 0) after T and had not "
         "met before T.",
         "Per user |top-20 ∩ relevant| / |relevant|, then the mean over test users. Lists exclude "
-        "movies met before T; users without factors get the fallback list, as served.",
+        "movies met before T; users without history before T get their demographic group's list "
+        "(group_popularity, fitted before T) and other users without factors the fallback list, "
+        "as served.",
     ),
     "ndcg_at_20": (
         "NDCG@20: recall that rewards hits near the top of the list.",
@@ -109,7 +111,12 @@ def choose(results: dict[str, dict[str, Any]]) -> tuple[str, str]:
 
 
 def build_report(
-    version: str, params: dict[str, Any], results: dict[str, Any], chosen: str, argument: str
+    version: str,
+    params: dict[str, Any],
+    results: dict[str, Any],
+    chosen: str,
+    argument: str,
+    lists: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "version": version,
@@ -121,6 +128,7 @@ def build_report(
         },
         "definitions": {name: list(steps) for name, steps in DEFINITIONS.items()},
         "models": results,
+        "lists": lists or {},
     }
 
 
@@ -174,6 +182,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{_fmt(r['inference']['topk_us_per_user'], 1)} | {r['size']['factor_bytes']} | "
             f"{r['size']['model_bytes']} |"
         )
+    lines += ["", *_lists_section(report.get("lists") or {})]
     lines += [
         "",
         "## Serving file",
@@ -207,6 +216,27 @@ def render_markdown(report: dict[str, Any]) -> str:
     for name, (metric, data, how) in report["definitions"].items():
         lines += [f"- **{name}** — {metric}", f"  - data: {data}", f"  - operationalization: {how}"]
     return "\n".join(lines) + "\n"
+
+
+def _lists_section(lists: dict[str, Any]) -> list[str]:
+    """Who gets which list once served: the personalised, group and catalog counts."""
+    if not lists:
+        return []
+    n = {key: _fmt(value) for key, value in lists.items()}
+    out = [
+        "## Lists for every user",
+        "",
+        f"The serving file lists {n['users']} users: {n['personalised_users']} with history get the "
+        f"chosen candidate's list, {n['group_users']} without history their demographic group's list "
+        f"({n['group_candidate']}); the catalog has {n['catalog_users']} users. In the test window, "
+        f"{n['test_users_given_a_group_list']} of {n['test_users_without_history']} users without "
+        "history before T were given their group's list (by every candidate).",
+    ]
+    levels = lists.get("group_levels") or {}
+    if levels:
+        out += ["", "| group level | groups | users served from it |", "| --- | ---: | ---: |"]
+        out += [f"| {level} | {row['groups']} | {row['users']} |" for level, row in levels.items()]
+    return out
 
 
 def write_report(settings: Settings, version: str, report: dict[str, Any]) -> Path:

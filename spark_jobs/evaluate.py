@@ -4,8 +4,10 @@
 
 Each candidate train fitted before T (``movierec.models.candidates``: whatever kinds they are)
 recommends 20 movies to every user with a relevant movie in the test window, movies met before T
-excluded (as serving does). Users the model has no factors for (new since T) get the fallback
-before T (recent popularity, from prepare), as they would when served. A ``random`` list (unseen
+excluded (as serving does). Test users without history before T whom the group popularity
+candidate has a group for get its list before T, whichever candidate is scored, as they would
+when served (``candidates.cold_start``); other users the model has no factors for get the
+fallback before T (recent popularity, from prepare). A ``random`` list (unseen
 movies drawn uniformly) is a reference floor, never chosen. ``model.json`` names the chosen
 candidate (precompute serves its refit on all data), ``metrics.json`` holds the metrics, the
 comparison goes to ``reports/<version>/``.
@@ -48,6 +50,7 @@ class EvaluationData:
         self.users = np.sort(test["uidx"].unique()).astype(np.int64)
         by_user = test.groupby("uidx")["iidx"].apply(set)
         self.relevant: list[set[int]] = [by_user[u] for u in self.users]
+        self.history = np.isin(self.users, train["uidx"].unique())  # met a movie before T
         mine = train[train["uidx"].isin(self.users)]
         self.seen_rows = np.searchsorted(self.users, mine["uidx"].to_numpy())
         self.seen_items = mine["iidx"].to_numpy(np.int64)
@@ -106,6 +109,33 @@ def candidate_lists(
     return lists, micros
 
 
+def newcomer_rows(data: EvaluationData, group_factors: candidates.Factors) -> np.ndarray:
+    """Rows of the test users without history before T that the group candidate has a group for:
+    as served, they get its list whichever candidate is scored."""
+    members, _rows = group_factors.users(data.users[~data.history])
+    return np.searchsorted(data.users, members)
+
+
+def served_lists(
+    settings: Settings, version: str, data: EvaluationData, cold_name: str | None, test_newcomers: int
+) -> dict[str, Any]:
+    """Who gets which list once served (prepare's counts; precompute's report has the exact ones),
+    and in the test window, how many users without history got their group's list."""
+    counts = files.read_json(versions.model_dir(settings, version) / versions.PARAMS_FILE)["counts"]
+    users, history = counts["users"], counts["users_with_history"]
+    groups = candidates.cold_start(settings, version, "all")
+    return {
+        "catalog_users": counts["catalog_users"],
+        "users": users,
+        "personalised_users": history if groups is not None else users,
+        "group_users": users - history if groups is not None else 0,
+        "group_candidate": cold_name,
+        "group_levels": groups.summary()["levels"] if groups is not None else None,
+        "test_users_without_history": int((~data.history).sum()),
+        "test_users_given_a_group_list": test_newcomers,
+    }
+
+
 # --- scoring the lists ------------------------------------------------------------------------
 
 
@@ -132,9 +162,18 @@ def evaluate(settings: Settings, version: str, k: int = ranking_metrics.K) -> di
     if not len(data.users):
         raise RuntimeError("no test user has a relevant movie after T: nothing to evaluate on")
     log.info("evaluating %s on %d test users, %d movies", version, len(data.users), data.n_movies)
+    trained = candidates.trained(settings, version)
+    cold_name = candidates.cold_start_name(settings, version)
+    cold_rows, group_lists = np.array([], np.int64), []
     results: dict[str, dict[str, Any]] = {}
-    for name, entry in candidates.trained(settings, version).items():
-        lists, micros = candidate_lists(data, candidates.load(settings, version, name, "before_t"), k)
+    for name in sorted(trained, key=lambda n: n != cold_name):  # the group candidate first
+        entry = trained[name]
+        factors = candidates.load(settings, version, name, "before_t")
+        lists, micros = candidate_lists(data, factors, k)
+        if name == cold_name:
+            cold_rows, group_lists = newcomer_rows(data, factors), lists
+        for row in cold_rows:  # as served: users without history get their group's list
+            lists[row] = group_lists[row]
         served = candidates.load(settings, version, name, "all")
         results[name] = score(data, lists) | {
             "model": entry["kind"],
@@ -149,9 +188,11 @@ def evaluate(settings: Settings, version: str, k: int = ranking_metrics.K) -> di
         log.info("%s: Recall@20 %.4f", name, results[name]["overall"]["recall_at_20"])
     if not results:
         raise RuntimeError(f"version {version} has no trained candidate: run train first")
+    results = {name: results[name] for name in trained}
     results[REFERENCE] = score(data, random_lists(data, k, settings.seed)) | {"model": REFERENCE}
     chosen, argument = compare.choose({n: r for n, r in results.items() if n != REFERENCE})
-    _install(settings, version, chosen, results[chosen], results, argument)
+    who_gets = served_lists(settings, version, data, cold_name, len(cold_rows))
+    _install(settings, version, chosen, results[chosen], results, argument, who_gets)
     return {"version": version, "chosen": chosen, "recall_at_20": results[chosen]["overall"]["recall_at_20"]}
 
 
@@ -162,6 +203,7 @@ def _install(
     result: dict[str, Any],
     results: dict[str, Any],
     argument: str,
+    lists: dict[str, Any],
 ) -> None:
     """The choice, written: model.json (which candidate serves), metrics.json, the report."""
     folder = versions.model_dir(settings, version)
@@ -174,6 +216,7 @@ def _install(
             "subgroups": result["subgroups"],
             "split_time": params["split_time"],
             "candidates": {name: r["overall"] for name, r in results.items()},
+            "lists": lists,
         },
     )
     from movierec.models.versions import pipeline_commit
@@ -189,7 +232,8 @@ def _install(
             "split_time": params["split_time"],
         },
     )
-    compare.write_report(settings, version, compare.build_report(version, params, results, chosen, argument))
+    report = compare.build_report(version, params, results, chosen, argument, lists)
+    compare.write_report(settings, version, report)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,10 +9,13 @@ folder (``movierec/models/versions.py``): the candidate's factors fitted on all 
 and the seen pairs. User factors are scored in blocks inside ``mapInArrow`` (numpy float32 GEMM
 against the broadcast item factors and the exact pre-filtered top-k of ``movierec.models.topk``),
 one task per ~50,000 users so every core works and the progress lines move; seen movies are
-excluded, indices mapped back to slugs and user ids. Users the model knows but has no factors for
-(or who have seen every movie) get the fallback line. The driver then writes the rows, sorted by
-user id, into the SQLite file with the meta of the model folder, and the file's size and lookup
-latency into ``reports/<version>/serving-<serving id>.json``.
+excluded, indices mapped back to slugs and user ids. Users without history (the catalog's users
+who have not watched or rated yet) get their demographic group's line, one per group, from the
+version's group popularity (``candidates.cold_start``) whichever candidate is served; users left
+without a line (no factors, or every movie seen) get the fallback line. The driver then writes the
+rows, sorted by user id, into the SQLite file with the meta of the model folder (and how many
+users got which kind of list), and the file's size, lookup latency and those counts into
+``reports/<version>/serving-<serving id>.json``.
 
 This is the one job with Python on executors: ``movierec.models.topk`` and this module are shipped
 by value (cloudpickle), so executors need numpy and pyarrow, not a copy of the project.
@@ -54,6 +57,7 @@ K = 20
 USERS_PER_TASK = 50_000  # ~20 s of work per task at full scale: progress moves, little scheduling
 WRITE_BATCH = 50_000  # rows per SQLite transaction
 RECS_SCHEMA = "uidx int, items string"
+PERSONALISED, GROUP, FALLBACK = "personalised", "group", "fallback"  # where a user's line comes from
 
 
 # ---------------------------------------------------------------- pure parts (also run on executors)
@@ -133,26 +137,45 @@ def _ship_by_value() -> None:
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+def group_lines(
+    cold: candidates.GroupFactors, movie_iidx: np.ndarray, movie_ids: list[str], k: int = K
+) -> pa.Table:
+    """(group, items): each group's top-k line, nothing seen (``score_batches`` on one-hot rows)."""
+    item_factors, slugs, row_of_iidx = item_table(*cold.items(), movie_iidx, movie_ids)
+    one_hot = np.eye(cold.rank, dtype=np.float32)
+    batch = pa.RecordBatch.from_arrays(
+        [
+            pa.array(range(cold.rank), pa.int32()),
+            pa.array(list(one_hot), pa.list_(pa.float32())),
+            pa.nulls(cold.rank, pa.list_(pa.int32())),
+        ],
+        names=["id", "features", "seen"],
+    )
+    lines = pa.Table.from_batches(list(score_batches(iter([batch]), item_factors, slugs, row_of_iidx, k)))
+    return lines.rename_columns(["group", "items"])
+
+
 def recommend_all(
     spark: SparkSession,
     folder: Path,
     factors: candidates.Factors,
     fallback: str,
     *,
+    cold: candidates.GroupFactors | None = None,
     k: int = K,
     block_users: int = topk.DEFAULT_BLOCK_USERS,
     users_per_task: int = USERS_PER_TASK,
 ) -> DataFrame:
-    """(user_id, items) for every user of ``users.parquet``: top-k lines of ``factors`` (a
-    candidate fitted on all data), or the fallback line for users it has no factors for."""
+    """(user_id, items, list) for every user of ``users.parquet``: the top-k line of ``factors``
+    (a candidate fitted on all data; list "personalised"); with ``cold``, users without history
+    get their group's line instead ("group"); users left without a line get the fallback."""
     from pyspark.sql import functions as F
 
     users = spark.read.parquet(str(folder / versions.USERS_FILE))
     user_factors = factors.user_frame(spark, users.select("uidx"))
     movies = pq.read_table(folder / versions.MOVIES_FILE, columns=["movie_id", "iidx"])
-    item_factors, slugs, row_of_iidx = item_table(
-        *factors.items(), movies.column("iidx").to_numpy(), movies.column("movie_id").to_pylist()
-    )
+    movie_iidx, movie_ids = movies.column("iidx").to_numpy(), movies.column("movie_id").to_pylist()
+    item_factors, slugs, row_of_iidx = item_table(*factors.items(), movie_iidx, movie_ids)
     shared = spark.sparkContext.broadcast((item_factors, slugs, row_of_iidx))
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -166,12 +189,23 @@ def recommend_all(
         .groupBy("uidx")
         .agg(F.collect_list("iidx").alias("seen"))
     )
-    users_in = user_factors.join(seen, user_factors.id == seen.uidx, "left").select("id", "features", "seen")
-    recs = users_in.repartition(tasks).mapInArrow(score, RECS_SCHEMA)
+    # with group lists for users without history, the candidate scores users with history only
+    joined = user_factors.join(seen, user_factors.id == seen.uidx, "left" if cold is None else "inner")
+    users_in = joined.select("id", "features", "seen")
+    recs = users_in.repartition(tasks).mapInArrow(score, RECS_SCHEMA).withColumn("list", F.lit(PERSONALISED))
+    if cold is not None:
+        by_group = group_lines(cold, movie_iidx, movie_ids, k).to_pydict()
+        lines = spark.createDataFrame(list(zip(*by_group.values(), strict=True)), "group int, items string")
+        newcomers = cold.members(spark).join(seen.select("uidx"), "uidx", "left_anti")
+        recs = recs.unionByName(
+            newcomers.join(F.broadcast(lines), "group").select("uidx", "items", F.lit(GROUP).alias("list"))
+        )
     line = F.col("items")
+    missing = line.isNull() | (line == "")
     return users.join(recs, "uidx", "left").select(
         F.col("user_id").cast("long").alias("user_id"),
-        F.when(line.isNull() | (line == ""), F.lit(fallback)).otherwise(line).alias("items"),
+        F.when(missing, F.lit(fallback)).otherwise(line).alias("items"),
+        F.when(missing, F.lit(FALLBACK)).otherwise(F.col("list")).alias("list"),
     )
 
 
@@ -227,6 +261,7 @@ def precompute(
     if not (folder / versions.SEEN_FILE).exists():
         raise FileNotFoundError(f"model folder {folder} lacks {versions.SEEN_FILE}")
     factors = candidates.load(settings, version, name, "all")
+    cold = candidates.cold_start(settings, version, "all")
     fallback = serving_file.fallback_line(model.get("fallback.json"))
     target = serving_file.file_path(settings.serving_dir, serving_id)
     if serving_id in registry.published_versions(settings):
@@ -238,7 +273,14 @@ def precompute(
     with tempfile.TemporaryDirectory(prefix=".precompute-", dir=settings.serving_dir) as scratch:
         with measured(spark, f"precompute {serving_id}") as scoring:
             frame = recommend_all(
-                spark, folder, factors, fallback, k=k, block_users=block_users, users_per_task=users_per_task
+                spark,
+                folder,
+                factors,
+                fallback,
+                cold=cold,
+                k=k,
+                block_users=block_users,
+                users_per_task=users_per_task,
             )
             frame.write.parquet(f"{scratch}/recs")
         table = pq.read_table(f"{scratch}/recs").sort_by("user_id")
@@ -251,7 +293,18 @@ def precompute(
         scoring.wall_seconds,
         rate,
     )
-    fallback_users = int(pc.sum(pc.equal(table.column("items"), fallback)).as_py() or 0)
+    tally = table.column("list").value_counts()
+    counts = dict(zip(tally.field("values").to_pylist(), tally.field("counts").to_pylist(), strict=True))
+    prepared_counts = model.get("params.json", {}).get("counts", {})  # type: ignore[union-attr]
+    lists = {
+        "users": users,
+        "catalog_users": prepared_counts.get("catalog_users"),
+        "users_with_history": prepared_counts.get("users_with_history"),
+        **{f"{source}_users": int(counts.get(source, 0)) for source in (PERSONALISED, GROUP, FALLBACK)},
+        "group_candidate": candidates.cold_start_name(settings, version),
+        "group_levels": cold.summary()["levels"] if cold is not None else None,
+    }
+    log.info("precompute %s: lists %s", serving_id, json.dumps(lists))
     meta = serving_file.build_meta(
         serving_id,
         served_model(model, name, entry, chosen=candidate is None),
@@ -260,6 +313,7 @@ def precompute(
         extra={
             "candidate": name,
             "precompute": {"k": k, "block_users": block_users, "spark_master": spark.sparkContext.master},
+            "lists": lists,
         },
     )
     write_began = time.monotonic()
@@ -270,7 +324,7 @@ def precompute(
         "candidate": name,
         "path": str(target),
         "users": rows,
-        "fallback_users": fallback_users,
+        **lists,
         "score_seconds": round(scoring.wall_seconds, 2),
         "score_cpu_seconds": round(scoring.cpu_seconds, 2),
         "us_per_user": round(1e6 * scoring.wall_seconds / max(rows, 1), 2),

@@ -8,7 +8,13 @@ the data end minus ``settings.test_days``, rounded to the nearest midnight (sess
 at midnight, so no row straddles T); training sees only rows that ended before T, the test window
 is everything from T on. Writes the contract files users/movies/seen.parquet, fallback.json,
 params.json, data_manifest.json and the job's own ``prepared/`` data, among it the users'
-demographic features as pseudo-items (see ``demographic_features``).
+demographic features as pseudo-items (see ``demographic_features``) and groups (``demographics``).
+The user index holds every user with an interaction and every user the catalog has fetched.
+
+Training-time defence against rating spam: every account in ``shilling_flags`` (what the detector,
+movierec.security.shilling, flagged on any day) is left out, all its sessions and ratings, before
+anything is split or counted, unless ``MOVIEREC_SHILLING_DEFENCE`` is off. The flag files read
+are in the data manifest like every other input.
 
 A version is made afresh: a retried or cleared run replaces what an earlier attempt left of its
 version (model folder, report folder, unpublished serving files); a version that was ever
@@ -41,6 +47,8 @@ FALLBACK_SIZE = 20
 RATING_WEIGHT = 0.5  # a 5 adds what watching the whole movie adds; a 1 takes it away
 # Activity level by interactions before T (new = none: those users get the fallback list).
 ACTIVITY_LEVELS = ((1, "light 1-2"), (3, "medium 3-9"), (10, "heavy 10+"))
+UNKNOWN = "unknown"  # a demographic value the catalog does not have (or a user it has not fetched)
+DEMOGRAPHIC_COLUMNS = ("age_band", "gender", "occupation")
 AGE_BANDS = ((18, "under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (50, "45-49"), (56, "50-55"))
 # A user's demographic pseudo-item weighs as much as three fully watched movies: with one or two
 # interactions per user (most users here) it is what places a user among people of their kind.
@@ -132,6 +140,13 @@ def interactions(
     )
 
 
+def without_accounts(frame: DataFrame, accounts: DataFrame) -> DataFrame:
+    """``frame``'s rows of users not in ``accounts`` (a ``user_id`` column)."""
+    from pyspark.sql import functions as F
+
+    return frame.join(F.broadcast(accounts.select("user_id").distinct()), "user_id", "left_anti")
+
+
 def contiguous_index(ids: DataFrame, column: str, index_column: str) -> DataFrame:
     """Distinct ``column`` values numbered 0..n-1 in sorted order (deterministic, invertible)."""
     from pyspark.sql import Window
@@ -155,10 +170,23 @@ def activity_level(count: Column) -> Column:
 def age_band(age: Column) -> Column:
     from pyspark.sql import functions as F
 
-    band = F.when(age.isNull(), F.lit("unknown"))
+    band = F.when(age.isNull(), F.lit(UNKNOWN))
     for below, name in AGE_BANDS:
         band = band.when(age < below, F.lit(name))
     return band.otherwise(F.lit("56+"))
+
+
+def demographic_groups(users: DataFrame) -> DataFrame:
+    """(uidx, age_band, gender, occupation) of catalog users (uidx, age, gender, occupation); a
+    value the catalog left empty is "unknown"."""
+    from pyspark.sql import functions as F
+
+    return users.select(
+        "uidx",
+        age_band(F.col("age")).alias("age_band"),
+        F.coalesce("gender", F.lit(UNKNOWN)).alias("gender"),
+        F.coalesce("occupation", F.lit(UNKNOWN)).alias("occupation"),
+    )
 
 
 def demographic_features(users: DataFrame, first_iidx: int) -> tuple[DataFrame, DataFrame]:
@@ -208,6 +236,7 @@ EMPTY_SCHEMAS = {
     "rate": "user_id long, movie_id string, rating byte, time timestamp_ntz",
     "movies": "id string, runtime int, fetched_at timestamp",
     "users": "user_id long, age short, gender string, occupation string, fetched_at timestamp",
+    "shilling_flags": "user_id long, movie_id string",
 }
 
 
@@ -239,7 +268,8 @@ def read_lake(spark: SparkSession, snapshot: dict[str, list[Path]]) -> dict[str,
         .filter("n = 1")
         .select(F.col("id").alias("user_id"), "age", "gender", "occupation")
     )
-    return {"sessions": sessions, "rates": rates, "runtimes": movies, "users": users}
+    flagged = table("shilling_flags")
+    return {"sessions": sessions, "rates": rates, "runtimes": movies, "users": users, "flagged": flagged}
 
 
 # --- the job ---------------------------------------------------------------------------------
@@ -280,6 +310,14 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     data_manifest = manifest.build_manifest(settings, snapshot)
     log.info("prepare %s: %s", version, ", ".join(f"{len(v)} {k} files" for k, v in snapshot.items()))
     lake = read_lake(spark, snapshot)
+    flagged = lake["flagged"].select("user_id").distinct().cache()
+    excluded = {"flagged_accounts": flagged.count(), "defence": settings.shilling_defence}
+    if settings.shilling_defence and excluded["flagged_accounts"]:
+        before = {name: lake[name].count() for name in ("sessions", "rates")}
+        for name in ("sessions", "rates"):
+            lake[name] = without_accounts(lake[name], flagged).cache()
+        excluded |= {f"{name}_left_out": before[name] - lake[name].count() for name in before}
+        log.info("rating-spam defence: %s", excluded)
 
     bounds = lake["sessions"].agg(F.min("first_time").alias("start"), F.max("last_time").alias("end"))
     rate_bounds = lake["rates"].agg(F.min("time").alias("start"), F.max("time").alias("end"))
@@ -301,7 +339,10 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     train = interactions(lake["sessions"], lake["rates"], lake["runtimes"], end=cut).cache()
     after = interactions(lake["sessions"], lake["rates"], lake["runtimes"], start=cut)
 
-    users = contiguous_index(every, "user_id", "uidx").cache()
+    # Every user with history and every user the catalog has fetched: precompute lists them all
+    # (those without history get their demographic group's list).
+    known = every.select("user_id").unionByName(lake["users"].select("user_id"))
+    users = contiguous_index(known, "user_id", "uidx").cache()
     movies = contiguous_index(every, "movie_id", "iidx").cache()
     files.write_single_parquet(users.orderBy("uidx"), folder / versions.USERS_FILE)
     files.write_single_parquet(movies.orderBy("iidx"), folder / versions.MOVIES_FILE)
@@ -328,18 +369,17 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     )
     test_idx.write.mode("overwrite").parquet(str(prepared / "test.parquet"))
 
+    demographics = demographic_groups(users.join(lake["users"], "user_id")).cache()
+    demographics.write.mode("overwrite").parquet(str(prepared / versions.DEMOGRAPHICS_FILE))
     activity = train_idx.groupBy("uidx").agg(F.count("*").alias("train_interactions"))
     groups = (
         test_idx.select("uidx")
         .distinct()
-        .join(users, "uidx")
-        .join(lake["users"], "user_id", "left")
+        .join(demographics, "uidx", "left")
         .join(activity, "uidx", "left")
         .select(
             "uidx",
-            age_band(F.col("age")).alias("age_band"),
-            F.coalesce("gender", F.lit("unknown")).alias("gender"),
-            F.coalesce("occupation", F.lit("unknown")).alias("occupation"),
+            *[F.coalesce(column, F.lit(UNKNOWN)).alias(column) for column in DEMOGRAPHIC_COLUMNS],
             activity_level(F.col("train_interactions")).alias("activity"),
             F.when(F.col("train_interactions").isNull(), "new").otherwise("returning").alias("tenure"),
         )
@@ -363,7 +403,9 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     files.write_json(prepared / versions.FALLBACK_BEFORE_T, {"iidx": before_t})
 
     counts = {
-        "users": users.count(),
+        "users": users.count(),  # every user listed: with history or in the catalog
+        "users_with_history": every.select("user_id").distinct().count(),
+        "catalog_users": lake["users"].count(),
         "movies": movies.count(),
         "interactions": every.count(),
         "train_interactions": train_idx.count(),
@@ -387,6 +429,7 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
         "popularity_days": popularity.DAYS,
         "strength": f"min(minutes_seen/runtime, 1) + {RATING_WEIGHT} * (rating - 3) / 2",
         "counts": counts,
+        "shilling_defence": excluded,
         "spark": {
             "master": spark.sparkContext.master,
             "driver_memory": settings.spark_driver_memory,
@@ -394,10 +437,17 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
         },
     }
     files.write_json(folder / versions.PARAMS_FILE, params)
-    for frame in (every, train, users, movies, train_idx, test_idx):
+    cached = (every, train, users, movies, train_idx, test_idx, demographics, flagged)
+    for frame in (*cached, lake["sessions"], lake["rates"]):
         frame.unpersist()
     log.info("prepared %s: %s", version, counts)
-    return {"version": version, "split_time": cut.isoformat(), "data_end": data_end.isoformat(), **counts}
+    return {
+        "version": version,
+        "split_time": cut.isoformat(),
+        "data_end": data_end.isoformat(),
+        **counts,
+        "shilling_defence": excluded,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,8 +3,9 @@
     spark-submit spark_jobs/train.py --version VERSION [--rank 64] [--reg 0.05] [--alpha 10]
                                      [--iterations 10]
 
-The candidates are ``movierec.models.candidates.default_candidates`` (popularity, ALS at rank 16
-and at the given rank, rank 16 with demographic side features). Each is fitted on the training
+The candidates are ``movierec.models.candidates.default_candidates`` (popularity, popularity within
+the user's demographic group, ALS at rank 16 and at the given rank, rank 16 with demographic side
+features). Each is fitted on the training
 interactions (before T) into ``candidates/<name>/before_t`` and refitted on all interactions
 into ``candidates/<name>/all``, with its ``train.json`` (kind, parameters, cost); ``evaluate``
 then picks one and the refit of that one is served. Refitting every candidate costs a few cheap
@@ -43,6 +44,7 @@ def training_windows(
     folder = versions.model_dir(settings, version)
     params = files.read_json(folder / versions.PARAMS_FILE)
     features = spark.read.parquet(str(prepared / "user_features.parquet"))
+    demographics = spark.read.parquet(str(prepared / versions.DEMOGRAPHICS_FILE))
     movie_count = pq.read_metadata(folder / versions.MOVIES_FILE).num_rows
     ends = {
         "before_t": ("train.parquet", datetime.fromisoformat(params["split_time"])),
@@ -50,7 +52,7 @@ def training_windows(
     }
     return [
         candidates.TrainingWindow(
-            name, spark.read.parquet(str(prepared / data)).cache(), until, features, movie_count
+            name, spark.read.parquet(str(prepared / data)).cache(), until, features, movie_count, demographics
         )
         for name, (data, until) in ends.items()
     ]

@@ -48,7 +48,11 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def window(spark: Any) -> candidates.TrainingWindow:
     interactions = spark.createDataFrame(ROWS, "uidx int, iidx int, strength float, last_time timestamp_ntz")
     features = spark.createDataFrame(FEATURES, "uidx int, iidx int, strength double")
-    return candidates.TrainingWindow("before_t", interactions, UNTIL, features, MOVIES)
+    demographics = spark.createDataFrame(
+        [(u, "25-34", "FM"[u % 2], "writer") for u in [*USERS, FEATURE_USER]],
+        "uidx int, age_band string, gender string, occupation string",
+    )
+    return candidates.TrainingWindow("before_t", interactions, UNTIL, features, MOVIES, demographics)
 
 
 def test_popularity_counts_distinct_positive_viewers_in_the_recent_window(window: Any) -> None:
@@ -114,8 +118,49 @@ def test_als_gives_factors_to_the_window_s_users_and_movies_only(
 
 def test_a_train_entry_of_an_unknown_kind_is_a_clear_error() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown candidate kind 'nope' \(known: als, als_features, popularity"
+        ValueError,
+        match=r"unknown candidate kind 'nope' \(known: als, als_features, group_popularity, popularity",
     ):
         candidates.from_entry({"kind": "nope", "name": "x", "params": {}})
     with pytest.raises(ValueError, match="not a candidate name"):
         candidates.Popularity(name="Bad Name")
+
+
+def test_group_popularity_is_a_one_hot_of_the_user_s_group_against_counts_per_group(
+    spark: Any, window: Any, tmp_path: Path
+) -> None:
+    """Odd users are M, even F (all 25-34 writers). Recent positive viewers, counted by hand:
+    M (1, 3): movie 0 1, movie 1 2, movie 2 1; F (2, 4): movies 0, 1, 2, 3 one each. Everyone:
+    0 2, 1 3, 2 2, 3 1; a group's score adds everyone's count / (3 + 1) to break its ties."""
+    factors = fitted(spark, candidates.GroupPopularity(min_viewers=2), window, tmp_path / "groups")
+    users, matrix = check_protocol(spark, factors, window)
+    assert factors.rank == 3  # everyone, 25-34/F/writer, 25-34/M/writer
+    assert sorted(users.tolist()) == sorted([*USERS, FEATURE_USER])  # every catalog user, not 99
+    group = dict(zip(users.tolist(), matrix.argmax(1).tolist(), strict=True))
+    assert np.all(matrix.sum(1) == 1) and {group[u] for u in USERS if u % 2} == {2}
+    assert {group[u] for u in USERS if u % 2 == 0} == {1} and group[FEATURE_USER] == 2
+    ids, items = factors.items()
+    assert ids.tolist() == [0, 1, 2, 3]
+    tie = np.array([2, 3, 2, 1]) / 4
+    assert items[:, 0] == pytest.approx(np.array([2, 3, 2, 1]) + tie)
+    assert items[:, 1] == pytest.approx(np.array([1, 1, 1, 1]) + tie)
+    assert items[:, 2] == pytest.approx(np.array([1, 2, 1, 0]) + tie)
+    # with the default minimum every group is too small: everyone's popularity, as the candidate's
+    backed_off = fitted(spark, candidates.GroupPopularity(), window, tmp_path / "backed-off")
+    assert backed_off.rank == 1
+    assert backed_off.items()[1][:, 0] == pytest.approx(np.array([2, 3, 2, 1]) + tie)
+
+
+def test_group_popularity_without_any_catalog_user_is_global_popularity(
+    spark: Any, window: Any, tmp_path: Path
+) -> None:
+    """The first retrain can run before the catalog fetched anyone: one group, everyone's counts."""
+    nobody = window.demographics.limit(0)
+    empty = candidates.TrainingWindow(
+        window.name, window.interactions, window.until, window.user_features, MOVIES, nobody
+    )
+    factors = fitted(spark, candidates.GroupPopularity(min_viewers=1), empty, tmp_path / "nobody")
+    users, matrix = check_protocol(spark, factors, empty)
+    assert factors.rank == 1 and np.all(matrix == 1)
+    assert sorted(users.tolist()) == [1, 2, 3, 4, 5, 6, 7, 8]  # the window's users, none else
+    assert factors.items()[1][:, 0] == pytest.approx(np.array([2, 3, 2, 1]) * (1 + 1 / 4))

@@ -53,8 +53,10 @@ TARGETS = {
     ("online_metrics", "scan_scraping"): ("movierec.security.scraping_scan", "scan"),
     ("experiments", "decide"): ("experiments.lifecycle", "decide_experiment"),
     ("experiments", "reports"): ("experiments.lifecycle", "write_reports"),
+    ("rating_spam", "check_previous_day"): ("movierec.security.shilling_check", "check_recent"),
+    ("rating_spam", "check_latest_day"): ("movierec.security.shilling_check", "check_recent"),
 }
-DAG_IDS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "retrain"]
+DAG_IDS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "rating_spam", "retrain"]
 
 
 def test_the_dag_folder_imports_without_errors(dagbag: Any) -> None:

@@ -162,7 +162,15 @@ def test_the_index_is_contiguous_sorted_and_invertible(prepared: dict[str, Any])
     lake_users = set(lake.read_table(settings, "watch_session")["user_id"].to_pylist()) | set(
         lake.read_table(settings, "rate")["user_id"].to_pylist()
     )
-    assert set(ids) == lake_users
+    catalog = set(lake.read_table(settings, "users")["user_id"].to_pylist())
+    assert catalog - lake_users  # catalog users without history are in the index too
+    assert set(ids) == lake_users | catalog
+    counts = prepared["report"]
+    assert (counts["users"], counts["users_with_history"], counts["catalog_users"]) == (
+        len(lake_users | catalog),
+        len(lake_users),
+        len(catalog),
+    )
     assert PROBE_MOVIE in set(movies["movie_id"].to_pylist())
     seen = pq.read_table(folder / versions.SEEN_FILE)
     assert seen.schema.field("uidx").type == pa.int32()
@@ -246,7 +254,7 @@ def test_the_data_manifest_lists_every_file_read_with_its_checksum_and_offsets(
     listed = {entry["path"] for entries in manifest["files"].values() for entry in entries}
     on_disk = {
         str(p.relative_to(root))
-        for table in ("watch_session", "rate", "users", "movies")
+        for table in ("watch_session", "rate", "users", "movies", "shilling_flags")
         for p in (root / table).rglob("part-*.parquet")
     }
     assert listed == on_disk

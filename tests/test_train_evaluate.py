@@ -63,7 +63,7 @@ def test_coverage_and_mean_popularity() -> None:
     assert summary == {"users": 2, "recall_at_20": 0.75}
 
 
-def test_the_default_candidates_are_popularity_rank_16_the_given_rank_and_rank_16_with_features(
+def test_the_default_candidates_are_popularities_rank_16_the_given_rank_and_rank_16_with_features(
     tmp_path: Path,
 ) -> None:
     def described(rank: int) -> dict[str, tuple[str, int | None]]:
@@ -72,6 +72,7 @@ def test_the_default_candidates_are_popularity_rank_16_the_given_rank_and_rank_1
 
     assert described(64) == {
         "popularity": ("popularity", None),
+        "group_popularity": ("group_popularity", None),
         "als_r16": ("als", 16),
         "als_r64": ("als", 64),
         "als_r16_demo": ("als_features", 16),
@@ -101,7 +102,7 @@ def trained(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
 
 def test_every_candidate_is_fitted_before_t_and_on_all_data(trained: dict[str, Any], spark: Any) -> None:
     settings = trained["settings"]
-    assert set(trained["train"]) == {"popularity", "als_r16", "als_r32", "als_r16_demo"}
+    assert set(trained["train"]) == {"popularity", "group_popularity", "als_r16", "als_r32", "als_r16_demo"}
     for name in ("als_r16", "als_r32", "als_r16_demo"):
         folder = versions.candidate_dir(settings, VERSION, name)
         for window in ("before_t", "all"):
@@ -127,25 +128,28 @@ def test_the_model_folder_holds_the_contract_files(trained: dict[str, Any]) -> N
     metrics_json = files.read_json(folder / versions.METRICS_FILE)
     assert metrics_json["recall_at_20"] == trained["evaluate"]["recall_at_20"]
     assert set(metrics_json["subgroups"]) == {"tenure", "activity", "age_band", "gender", "occupation"}
-    # the served refit knows every user of the index that has an interaction
+    # the served refit knows every user of the index that has an interaction (the index also has
+    # the catalog's users without any)
     users = pq.read_table(folder / versions.USERS_FILE).num_rows
+    with_history = len(set(pq.read_table(folder / versions.SEEN_FILE, columns=["uidx"])["uidx"].to_pylist()))
     served = versions.candidate_dir(settings, VERSION, "als_r16") / "all" / "userFactors"
-    assert sum(pq.read_metadata(p).num_rows for p in served.glob("*.parquet")) == users
+    assert sum(pq.read_metadata(p).num_rows for p in served.glob("*.parquet")) == with_history <= users
 
 
 def test_als_beats_random_and_the_choice_is_the_best_recall(trained: dict[str, Any]) -> None:
     report = files.read_json(versions.report_dir(trained["settings"], VERSION) / versions.REPORT_JSON)
     recall = {name: r["overall"]["recall_at_20"] for name, r in report["models"].items()}
-    assert set(recall) == {"popularity", "als_r16", "als_r32", "als_r16_demo", "random"}
+    assert set(recall) == {"popularity", "group_popularity", "als_r16", "als_r32", "als_r16_demo", "random"}
     assert recall["als_r16"] > 1.5 * recall["random"]
     assert recall["popularity"] > recall["random"]
     candidates = {n: v for n, v in recall.items() if n != "random"}
     assert report["chosen"] == max(candidates, key=candidates.get)
-    # new users get the fallback, so every model scores them alike
+    # new users get their group's list (or the fallback), so every model scores them alike
     new = {
         n: r["subgroups"]["tenure"].get("new", {}).get("recall_at_20") for n, r in report["models"].items()
     }
     assert new["als_r16"] == new["als_r32"] == new["als_r16_demo"] == new["popularity"]
+    assert new["popularity"] == new["group_popularity"]
 
 
 def test_the_demographic_candidate_is_shaped_by_its_features_and_saves_movie_factors_only(

@@ -1,14 +1,15 @@
 """Model versions: their ids and the layout of a model folder (the contract between learning and serving).
 
     $MOVIEREC_HOME/models/<version>/                    written by the retrain's tasks, in order
-        users.parquet        user_id int64, uidx int32   (contiguous 0..n-1)            prepare
+        users.parquet        user_id int64, uidx int32   (contiguous 0..n-1): every user with
+                             an interaction and every user the catalog has fetched   prepare
         movies.parquet       movie_id string, iidx int32 (contiguous 0..m-1)            prepare
         seen.parquet         uidx int32, iidx int32: every interaction up to the data end   prepare
         fallback.json        {"items": [up to 20 slugs]}: recent global popularity, for unknown users
         params.json          split time T, data window, counts, Spark                 prepare
         data_manifest.json   the Parquet files read (path, sha256, rows) and their Kafka offset range
         prepared/            learning's own intermediate data (train/test interactions, user groups,
-                             the fallback before T)                                     prepare
+                             the catalog users' demographics, the fallback before T)   prepare
         candidates/<name>/   every model compared (movierec/models/candidates):         train
             train.json       {"kind", "name", "params", "cost"}
             before_t/        fitted before T (evaluated)
@@ -49,6 +50,7 @@ METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.json"
 PREPARED_DIR = "prepared"
 FALLBACK_BEFORE_T = "fallback_before_t.json"  # in prepared/: {"iidx": [...]}, the fallback before T
+DEMOGRAPHICS_FILE = "demographics.parquet"  # in prepared/: uidx, age_band, gender, occupation
 CANDIDATES_DIR = "candidates"
 TRAIN_FILE = "train.json"
 WINDOWS = ("before_t", "all")  # fitted before T to be evaluated; on all data to be served

@@ -5,6 +5,9 @@ back what was fitted (``base.py`` is the interface; one file per kind).
     candidates/<name>/before_t/       fitted on the interactions before T (what evaluate scores)
     candidates/<name>/all/            refitted on every interaction (what precompute serves)
 
+Users without history (no interaction up to the window's end) are listed by the version's group
+popularity whichever candidate serves the others: ``cold_start``.
+
 To add a candidate: write a frozen dataclass subclass of ``Candidate`` in a file of its own
 (its fields are its parameters), ``register`` it here, and add an instance to
 ``default_candidates``. Train, evaluate, precompute and simulator.truth_evaluation then handle it unchanged.
@@ -19,6 +22,7 @@ from movierec.models import versions
 from movierec.models.candidates.als import ALS
 from movierec.models.candidates.als_features import ALSWithFeatures
 from movierec.models.candidates.base import Candidate, Factors, Fitted, TrainingWindow
+from movierec.models.candidates.group_popularity import GroupFactors, GroupPopularity
 from movierec.models.candidates.popularity import Popularity
 from movierec.settings import Settings
 
@@ -28,8 +32,11 @@ __all__ = [
     "Candidate",
     "Factors",
     "Fitted",
+    "GroupFactors",
+    "GroupPopularity",
     "Popularity",
     "TrainingWindow",
+    "cold_start",
     "default_candidates",
     "from_entry",
     "load",
@@ -49,7 +56,7 @@ def register(kind: C) -> C:
     return kind
 
 
-for _kind in (Popularity, ALS, ALSWithFeatures):
+for _kind in (Popularity, GroupPopularity, ALS, ALSWithFeatures):
     register(_kind)
 
 
@@ -61,8 +68,10 @@ def default_candidates(
     alpha: float | None = None,
     iterations: int | None = None,
 ) -> list[Candidate]:
-    """What the retrain compares: popularity; ALS at rank 16 and at the given rank (64 when that
-    is 16 too); rank 16 with demographic side features. Unset values: the settings'."""
+    """What the retrain compares: popularity; popularity within the user's demographic group
+    (also what users without history are served, ``cold_start``); ALS at rank 16 and at the given
+    rank (64 when that is 16 too); rank 16 with demographic side features. Unset values: the
+    settings'."""
     rank = settings.als_rank if rank is None else rank
     other = rank if rank != SMALL_RANK else 64
     common: dict[str, Any] = {
@@ -73,6 +82,7 @@ def default_candidates(
     }
     return [
         Popularity(),
+        GroupPopularity(),
         ALS(f"als_r{SMALL_RANK}", rank=SMALL_RANK, **common),
         ALS(f"als_r{other}", rank=other, **common),
         ALSWithFeatures(f"als_r{SMALL_RANK}_demo", rank=SMALL_RANK, **common),
@@ -112,3 +122,21 @@ def load(settings: Settings, version: str, name: str, window: str) -> Factors:
     if not saved.exists():
         raise FileNotFoundError(f"candidate {name} of {version} has no fitted model {saved}")
     return from_entry(json.loads(entry_path.read_text())).load(saved)
+
+
+def cold_start_name(settings: Settings, version: str) -> str | None:
+    """The candidate whose group lists users without history get: the version's (first, by name)
+    group popularity; None if it has none (they are then scored like every other user)."""
+    kinds = {name: entry.get("kind") for name, entry in trained(settings, version).items()}
+    return next((name for name, kind in kinds.items() if kind == GroupPopularity.kind), None)
+
+
+def cold_start(settings: Settings, version: str, window: str) -> GroupFactors | None:
+    """``cold_start_name``'s candidate fitted on ``window``, or None."""
+    name = cold_start_name(settings, version)
+    if name is None:
+        return None
+    factors = load(settings, version, name, window)
+    if not isinstance(factors, GroupFactors):
+        raise TypeError(f"candidate {name} of {version} did not load as group factors")
+    return factors

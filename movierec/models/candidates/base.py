@@ -11,8 +11,10 @@ A candidate is a small frozen dataclass: its fields are its parameters (saved in
 Every reader (evaluate, precompute, simulator.truth_evaluation) scores a candidate through
 ``Factors`` alone, so none of them knows which kinds exist. A candidate that is not a
 factorisation (popularity, group popularity) is still one: popularity is rank 1, every user's
-factor 1 and every movie's its count of recent viewers. Users ``Factors.users`` does not
-return get the version's fallback list.
+factor 1 and every movie's its count of recent viewers; group popularity is a one-hot of the
+user's group against the movies' counts per group. Users ``Factors.users`` does not return get
+the version's fallback list; users with no history get their group's list whichever candidate
+serves the others (``candidates.cold_start``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class TrainingWindow:
     until: datetime  # the window's end (exclusive)
     user_features: DataFrame  # uidx, iidx, strength: each user's demographic pseudo-items
     movie_count: int  # iidx below it are movies; the pseudo-items are numbered from it
+    demographics: DataFrame  # uidx, age_band, gender, occupation: every user the catalog has
 
 
 class Fitted(Protocol):

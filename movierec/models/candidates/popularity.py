@@ -1,13 +1,15 @@
 """Candidate ``popularity``: the movies with the most distinct recent viewers, unseen ones first.
 
-The one place popularity is computed: the candidate itself, and (through ``recent_viewers`` and
-``most_popular``) the fallback list that ``prepare`` writes for unknown users. Served as a rank-1
+The one place popularity is computed: the candidate itself, the fallback list that ``prepare``
+writes for unknown users (through ``recent_viewers`` and ``most_popular``), and the counts per
+demographic group of ``group_popularity`` (``recent_viewers`` with ``by``). Served as a rank-1
 factorisation: every user's factor is 1 and every movie's its count of viewers, so the common
 top-k code lists each user the most popular movies they have not seen yet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -28,8 +30,8 @@ DAYS = 7  # "recent": distinct viewers over the last week before the window's en
 VIEWERS_FILE = "viewers.parquet"
 
 
-def recent_viewers(interactions: DataFrame, until: datetime, days: int = DAYS) -> DataFrame:
-    """(iidx, viewers): distinct users with a positive interaction in the ``days`` before ``until``."""
+def recent(interactions: DataFrame, until: datetime, days: int = DAYS) -> DataFrame:
+    """The positive interactions of the ``days`` before ``until``: what "recently viewed" means."""
     from pyspark.sql import functions as F
 
     since = until - timedelta(days=days)
@@ -37,8 +39,18 @@ def recent_viewers(interactions: DataFrame, until: datetime, days: int = DAYS) -
         interactions.filter(F.col("strength") > 0)
         .filter(F.col("last_time") >= F.lit(since).cast("timestamp_ntz"))
         .filter(F.col("last_time") < F.lit(until).cast("timestamp_ntz"))
-        .groupBy("iidx")
-        .agg(F.countDistinct("uidx").alias("viewers"))
+    )
+
+
+def recent_viewers(
+    interactions: DataFrame, until: datetime, days: int = DAYS, by: Sequence[str] = ()
+) -> DataFrame:
+    """(*by, iidx, viewers): distinct users with a positive interaction in the ``days`` before
+    ``until``, per movie (and per value of the columns ``by``, e.g. a user's group)."""
+    from pyspark.sql import functions as F
+
+    return (
+        recent(interactions, until, days).groupBy(*by, "iidx").agg(F.countDistinct("uidx").alias("viewers"))
     )
 
 
