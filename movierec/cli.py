@@ -357,7 +357,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_security(args: argparse.Namespace) -> int:
+def cmd_shilling(args: argparse.Namespace) -> int:
     from movierec.security import shilling_check
 
     settings = settings_module.load()
@@ -404,7 +404,7 @@ def cmd_scraping(args: argparse.Namespace) -> int:
             settings, since, until, scraping_scan.thresholds_for(settings, **overrides)
         )
     except ValueError as exc:
-        print(f"movierec scraping: {exc}", file=sys.stderr)
+        print(f"movierec security scraping: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2, default=str))
     return 0
@@ -577,9 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shilling.add_argument("--json", action="store_true", help="as one JSON object")
     shilling.add_argument("--strict", action="store_true", help="exit 1 if a ring was found")
-    shilling.set_defaults(handler=cmd_security)
+    shilling.set_defaults(handler=cmd_shilling)
 
-    scraping = commands.add_parser(
+    scraping = checks.add_parser(
         "scraping",
         help="scraping of /recommend: answers the site never logged, fast, on consecutive ids, per client",
     )

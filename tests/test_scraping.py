@@ -155,7 +155,7 @@ def test_the_command_reports_the_incident_and_writes_its_gauges(tmp_path: Path) 
     env = {"PATH": "/usr/bin:/bin", "MOVIEREC_HOME": str(tmp_path), "MOVIEREC_SITE_TIMEZONE": "UTC"}
     window = ["--since", f"{T0:%Y-%m-%dT%H:%M}", "--until", f"{T0 + timedelta(hours=1):%Y-%m-%dT%H:%M}"]
     result = subprocess.run(
-        [sys.executable, "-m", "movierec.cli", "scraping", *window],
+        [sys.executable, "-m", "movierec.cli", "security", "scraping", *window],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     report = json.loads(result.stdout)
@@ -175,7 +175,7 @@ def test_the_command_refuses_an_empty_range(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "MOVIEREC_HOME": str(tmp_path)}
     backwards = ["--since", "2026-11-30T10:00", "--until", "2026-11-30T09:00"]
     result = subprocess.run(
-        [sys.executable, "-m", "movierec.cli", "scraping", *backwards],
+        [sys.executable, "-m", "movierec.cli", "security", "scraping", *backwards],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 2 and "is not before" in result.stderr

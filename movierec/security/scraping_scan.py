@@ -1,4 +1,4 @@
-"""``movierec scraping``: the scraping detector (movierec.security.scraping) over the lake, its gauges.
+"""``movierec security scraping``: the scraping detector (movierec.security.scraping) over the lake.
 
 Reads the ``served`` rows of a UTC time range and the site's ``reco`` lines around it, runs the
 detector, and writes (each replaced whole by the next scan):
