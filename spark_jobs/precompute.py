@@ -305,6 +305,8 @@ def precompute(
         "group_levels": cold.summary()["levels"] if cold is not None else None,
     }
     log.info("precompute %s: lists %s", serving_id, json.dumps(lists))
+    # the online metric tells a user's own list from a group's by these (one per group, small)
+    group_lines = table.filter(pc.equal(table.column("list"), GROUP)).column("items").unique()
     meta = serving_file.build_meta(
         serving_id,
         served_model(model, name, entry, chosen=candidate is None),
@@ -314,6 +316,7 @@ def precompute(
             "candidate": name,
             "precompute": {"k": k, "block_users": block_users, "spark_master": spark.sparkContext.master},
             "lists": lists,
+            "group_lines": sorted(group_lines.to_pylist()),
         },
     )
     write_began = time.monotonic()
