@@ -15,7 +15,8 @@ rate limit and the faults), so scenarios can switch faults at runtime:
     POST   /_faults {...}      -> change the given fields, answer the new faults
     DELETE /_faults            -> every fault off
 
-Faults, checked in this order: an outage window (every answer 503), the rate
+Faults, checked in this order: an outage window (every answer 503; or from the
+``outage_after_requests``-th request after the faults were set, until switched off), the rate
 limit, 5xx bursts (a request starts one with ``error_probability``; it lasts
 ``error_burst_seconds``), slow answers (``slow_probability`` of answers wait
 ``slow_seconds`` first).
@@ -67,6 +68,7 @@ class Faults:
     slow_seconds: float = 0.0
     outage_start: float | None = None  # unix time; in [start, end) every answer is 503
     outage_end: float | None = None  # None with a start: until switched off
+    outage_after_requests: int | None = None  # this many answered, then 503 until switched off
 
     def updated(self, changes: Mapping[str, Any]) -> Faults:
         """A copy with ``changes`` applied; ValueError on an unknown field or a bad value."""
@@ -86,6 +88,9 @@ class Faults:
         for name in ("outage_start", "outage_end"):
             if values[name] is not None and not _is_number(values[name]):
                 raise ValueError(f"{name} must be a unix time or null")
+        after = values["outage_after_requests"]
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
+            raise ValueError("outage_after_requests must be an integer >= 0 or null")
         start, end = values["outage_start"], values["outage_end"]
         if start is not None and end is not None and end <= start:
             raise ValueError("outage_end must be after outage_start")
@@ -109,10 +114,20 @@ class FaultState:
         self.faults = faults
         self._rng = random.Random(seed)  # seeded, so a scenario run is repeatable
         self._burst_until = -math.inf
+        self._answered = 0  # requests let through since the faults were set
 
     def set(self, faults: Faults) -> None:
         self.faults = faults
         self._burst_until = -math.inf
+        self._answered = 0
+
+    def in_outage(self, now: float) -> bool:
+        """In an outage window, or past ``outage_after_requests``; else the request counts."""
+        after = self.faults.outage_after_requests
+        if self.faults.in_outage(now) or (after is not None and self._answered >= after):
+            return True
+        self._answered += 1
+        return False
 
     def error(self, now: float) -> bool:
         if now < self._burst_until:
@@ -157,7 +172,7 @@ def create_app(
             return None
         current = state.faults
         now = time.time()
-        if current.in_outage(now):
+        if state.in_outage(now):
             headers = {}
             if current.outage_end is not None:
                 headers["Retry-After"] = str(max(1, math.ceil(current.outage_end - now)))

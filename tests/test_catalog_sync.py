@@ -297,7 +297,7 @@ def test_an_outage_delays_the_run_keeps_what_it_got_and_the_next_run_finishes(
     users = list(range(200, 224))
     movies = [str(m) for m in faults.world.movie_ids[40:46]]
     write_events(settings, "b1", users, movies)
-    faults.faults(outage_start=time.time() + 0.8)  # starts while the run is going, no end
+    faults.faults(outage_after_requests=8)  # starts while the run is going (not on a clock), no end
     give_up_fast = RetryPolicy(attempts=3, base_delay=0.05)
 
     with pytest.raises(CatalogDelayed) as raised:

@@ -225,7 +225,8 @@ def test_slow_answers_are_delayed(api: Api, faults: httpx.Client) -> None:
 
 
 def test_bad_fault_settings_are_refused_with_400(api: Api, faults: httpx.Client) -> None:
-    for body in ({"bogus": 1}, {"error_probability": 2}, {"outage_start": 10, "outage_end": 5}, [1]):
+    bad = [{"bogus": 1}, {"error_probability": 2}, {"outage_start": 10, "outage_end": 5}, [1]]
+    for body in [*bad, {"outage_after_requests": -1}, {"outage_after_requests": 1.5}]:
         response = faults.post(f"{api.url}/_faults", json=body)
         assert response.status_code == 400 and response.json()["message"]
     assert faults.get(f"{api.url}/_faults").json() == {
@@ -236,6 +237,7 @@ def test_bad_fault_settings_are_refused_with_400(api: Api, faults: httpx.Client)
         "slow_seconds": 0.0,
         "outage_start": None,
         "outage_end": None,
+        "outage_after_requests": None,
     }
 
 
@@ -245,6 +247,15 @@ def test_outage_windows() -> None:
     assert [window.in_outage(t) for t in (9.9, 10, 19.9, 20)] == [False, True, True, False]
     assert Faults(outage_start=10).in_outage(1e12)  # open-ended until switched off
     assert Faults(outage_end=20).in_outage(0)
+
+
+def test_an_outage_after_n_requests_counts_from_when_it_was_set() -> None:
+    state = FaultState(Faults(), seed=1)
+    assert [state.in_outage(0) for _ in range(3)] == [False] * 3
+    state.set(Faults().updated({"outage_after_requests": 2}))  # the count starts again here
+    assert [state.in_outage(0) for _ in range(4)] == [False, False, True, True]
+    state.set(Faults())
+    assert not state.in_outage(0)
 
 
 def test_a_burst_lasts_its_window_then_stops() -> None:
