@@ -283,6 +283,18 @@ def test_suites_in_the_repository_cover_every_table_and_name_real_columns() -> N
                 assert kwargs["column_list"] == list(quality.to_frame(schema.empty_table()).columns)
 
 
+def test_gx_runs_every_expectation_of_every_suite_and_refuses_an_unknown_type() -> None:
+    suites, _checkpoints = quality.load_definitions()
+    for name, spec in suites.items():
+        suite = quality.gx_suite(spec)
+        assert len(suite.expectations) == len(spec["expectations"]), name
+    misspelt = json.loads(json.dumps(suites["availability"]))
+    misspelt["expectations"][0]["type"] = "expect_column_pair_values_A_to_be_greater_than_B"
+    name = misspelt["expectations"][0]["meta"]["name"]
+    with pytest.raises(quality.SuiteError, match=f"does not know these expectations: {name}"):
+        quality.gx_suite(misspelt)
+
+
 def test_a_broken_suite_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "suites").mkdir()
     (tmp_path / "checkpoints").mkdir()
