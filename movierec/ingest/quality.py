@@ -69,6 +69,7 @@ class QualityResult:
     failed: dict[str, str] = field(default_factory=dict)  # table -> why the batch must not pass
     summary: dict[str, Any] = field(default_factory=dict)  # JSON-able, per table
     results_path: Path | None = None  # the data docs index
+    run_keys: list[Any] = field(default_factory=list)  # GX's keys of this batch's stored results
 
     def raise_if_failed(self) -> None:
         if self.failed:
@@ -477,10 +478,15 @@ def validate_frame(
     }
 
 
-def check_tables(settings: Settings, tables: Mapping[str, pa.Table], batch_id: str) -> QualityResult:
-    """Validate each table of batch ``batch_id`` with its checkpoint; masks, reasons and the verdict."""
+def check_tables(
+    settings: Settings, tables: Mapping[str, pa.Table], batch_id: str, *, data_docs: bool = True
+) -> QualityResult:
+    """Validate each table of batch ``batch_id`` with its checkpoint; masks, reasons and the verdict.
+
+    With ``data_docs=False`` the caller renders them (``build_batch_docs``), e.g. while it writes.
+    """
     result = QualityResult(results_path=data_docs_index(settings))
-    keys = []
+    keys = result.run_keys
     for name, table in tables.items():
         rows = table.num_rows
         result.bad_rows[name], result.reasons[name] = np.zeros(rows, dtype=bool), [None] * rows
@@ -526,8 +532,15 @@ def check_tables(settings: Settings, tables: Mapping[str, pa.Table], batch_id: s
             seconds,
             f" -> FAILED: {verdict}" if verdict else "",
         )
+    if data_docs:
+        build_batch_docs(settings, result, batch_id)
+    return result
+
+
+def build_batch_docs(settings: Settings, result: QualityResult, batch_id: str) -> None:
+    """Render the data docs of a batch's results (``check_tables``)."""
+    keys = result.run_keys
     if keys:
         began = time.monotonic()
         build_data_docs(settings, keys, {str(key.expectation_suite_identifier.name) for key in keys})
         log.info("quality %s: data docs %s (%.1f s)", batch_id, result.results_path, time.monotonic() - began)
-    return result
