@@ -68,3 +68,15 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[settings_module.
         yield settings
     finally:
         broker.stop(settings)
+
+
+@pytest.fixture(scope="module")
+def spark(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A local SparkSession with the learning tests' small settings, one per test module."""
+    from spark_jobs.session import build_session
+    from tests.learning_data import learning_settings
+
+    name = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+    session = build_session(learning_settings(tmp_path_factory.mktemp("spark")), name)
+    yield session
+    session.stop()
