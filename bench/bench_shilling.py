@@ -33,6 +33,7 @@ from typing import Any
 from movierec import settings as settings_module
 from movierec.models import candidates
 from simulator import spam_check
+from simulator.commands import load_history
 
 log = logging.getLogger("bench_shilling")
 VERSIONS = {"clean": "20261201T000000Z", "off": "20261201T010000Z", "on": "20261201T020000Z"}
@@ -113,7 +114,7 @@ def main() -> None:
         homes, truths = {}, {}
         runs = [(strength, "") for strength in wanted]
         if args.popular_rank is not None:
-            site = spam_check.load_site(bench_settings(Path(scratch) / "site", args))
+            site = load_history(bench_settings(Path(scratch) / "site", args))
             popular = spam_check.popular_movie(site, args.popular_rank)
             runs += [(strength, popular) for strength in wanted if strength.accounts]
         for strength, movie in runs:
@@ -122,7 +123,7 @@ def main() -> None:
             t0 = time.monotonic()
             log_records = spam_check.simulated_lake(
                 settings,
-                spam_check.load_site(settings),
+                load_history(settings),
                 days=args.days,
                 sessions_per_day=args.sessions,
                 scenarios=spam_check.ring(strength, ring_start, movie),

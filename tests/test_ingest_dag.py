@@ -28,12 +28,11 @@ from movierec.ingest.stream import TopicWriter
 from movierec.ops import airflow_ops
 from movierec.ops.broker import broker
 from simulator.backfill import run_backfill
-from simulator.catalog import load_world
+from simulator.commands import load_history
 from simulator.damage import line_kind
 from simulator.history import History
 from simulator.injection_log import MAX_STORED_CHARS, open_log, read_log
 from simulator.scenarios import Scenarios
-from simulator.truth import load_truth
 from tests.test_catalog_sync import Api, running_api
 from tests.test_simulator_catalog import small_settings
 
@@ -130,9 +129,7 @@ def produce(
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    settings = small_settings(tmp_path_factory.mktemp("dag-world"))
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
+    return load_history(small_settings(tmp_path_factory.mktemp("dag-world")))
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,8 @@ from movierec.ingest.watch_sessions import update_watch_sessions
 from movierec.movielog import Malformed, parse_line
 from movierec.ops.broker import broker
 from simulator.backfill import history_lines
-from simulator.catalog import load_world
+from simulator.commands import load_history
 from simulator.history import History
-from simulator.truth import load_truth
 from tests.test_simulator_catalog import small_settings
 
 pytestmark = pytest.mark.kafka
@@ -45,9 +44,7 @@ CLI = str(Path(sys.executable).parent / "movierec")
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    settings = small_settings(tmp_path_factory.mktemp("ingest-world"))
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
+    return load_history(small_settings(tmp_path_factory.mktemp("ingest-world")))
 
 
 @pytest.fixture

@@ -16,9 +16,8 @@ from movierec.movielog import Malformed, RecoEvent, WatchEvent, parse_line
 from movierec.ops.broker import broker
 from simulator import commands
 from simulator.backfill import BASELINE_SERVER, history_lines
-from simulator.catalog import load_world
+from simulator.commands import load_history
 from simulator.history import History
-from simulator.truth import load_truth
 from tests.test_kafka_broker import consume
 from tests.test_simulator_catalog import small_settings
 
@@ -32,9 +31,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def history(home: Path) -> History:
-    settings = small_settings(home)
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
+    return load_history(small_settings(home))
 
 
 def lines_of(history: History, seed: int, days: float = 0.25) -> list[tuple[datetime, int, str]]:

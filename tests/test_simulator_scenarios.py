@@ -34,6 +34,7 @@ from movierec.settings import REPO_ROOT, Settings
 from simulator import commands
 from simulator.backfill import history_lines
 from simulator.catalog import GENRE_INDEX, load_world
+from simulator.commands import load_history
 from simulator.damage import DAMAGES, drift, fits, line_kind
 from simulator.director import Director, catalog_faults
 from simulator.history import History, Line
@@ -69,9 +70,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def history(home: Path) -> History:
-    settings = small_settings(home)
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
+    return load_history(small_settings(home))
 
 
 @dataclass
