@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,6 +19,9 @@ from movierec import settings as settings_module
 from movierec.ops import airflow_ops
 from movierec.ops.broker import broker
 from movierec.ops.broker.broker import free_port
+
+if TYPE_CHECKING:
+    from simulator.history import History
 
 __all__ = ["AIRFLOW_TEST_SETTINGS", "broker_settings", "free_port"]
 
@@ -80,3 +84,18 @@ def spark(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     session = build_session(learning_settings(tmp_path_factory.mktemp("spark")), name)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private MOVIEREC_HOME for the test module; its small simulated world is cached there."""
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def history(home: Path) -> History:
+    """The small simulated site (tests.test_simulator_catalog.small_settings) of the module's home."""
+    from simulator.commands import load_history
+    from tests.test_simulator_catalog import small_settings
+
+    return load_history(small_settings(home))

@@ -10,16 +10,9 @@ from pathlib import Path
 import pytest
 
 from simulator import ab_check
-from simulator.commands import load_history
 from simulator.history import History
-from tests.test_simulator_catalog import small_settings
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    return load_history(small_settings(tmp_path_factory.mktemp("ab")))
 
 
 def test_aa_false_positives_near_alpha_and_power_at_the_design_size(history: History) -> None:

@@ -28,7 +28,6 @@ from movierec.ingest.stream import TopicWriter
 from movierec.ops import airflow_ops
 from movierec.ops.broker import broker
 from simulator.backfill import run_backfill
-from simulator.commands import load_history
 from simulator.damage import line_kind
 from simulator.history import History
 from simulator.injection_log import MAX_STORED_CHARS, open_log, read_log
@@ -125,11 +124,6 @@ def produce(
             real[kind_of(line)] += 1
     assert waiting.total() == 0, "every injected line the ground truth names was sent"
     return Produced(real, Counter(r["reason"] for r in injected))
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    return load_history(small_settings(tmp_path_factory.mktemp("dag-world")))
 
 
 @pytest.fixture(scope="module")

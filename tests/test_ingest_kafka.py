@@ -24,9 +24,7 @@ from movierec.ingest.watch_sessions import update_watch_sessions
 from movierec.movielog import Malformed, parse_line
 from movierec.ops.broker import broker
 from simulator.backfill import history_lines
-from simulator.commands import load_history
 from simulator.history import History
-from tests.test_simulator_catalog import small_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -40,11 +38,6 @@ MALFORMED = [
 ]
 _topics = itertools.count()
 CLI = str(Path(sys.executable).parent / "movierec")
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    return load_history(small_settings(tmp_path_factory.mktemp("ingest-world")))
 
 
 @pytest.fixture

@@ -16,22 +16,11 @@ from movierec.movielog import Malformed, RecoEvent, WatchEvent, parse_line
 from movierec.ops.broker import broker
 from simulator import commands
 from simulator.backfill import BASELINE_SERVER, history_lines
-from simulator.commands import load_history
 from simulator.history import History
 from tests.test_kafka_broker import consume
 from tests.test_simulator_catalog import small_settings
 
 START = datetime(2026, 11, 20, 0, 0, 0)
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("backfill")
-
-
-@pytest.fixture(scope="module")
-def history(home: Path) -> History:
-    return load_history(small_settings(home))
 
 
 def lines_of(history: History, seed: int, days: float = 0.25) -> list[tuple[datetime, int, str]]:

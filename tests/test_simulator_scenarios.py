@@ -34,7 +34,6 @@ from movierec.settings import REPO_ROOT, Settings
 from simulator import commands
 from simulator.backfill import history_lines
 from simulator.catalog import GENRE_INDEX, load_world
-from simulator.commands import load_history
 from simulator.damage import DAMAGES, drift, fits, line_kind
 from simulator.director import Director, catalog_faults
 from simulator.history import History, Line
@@ -61,16 +60,6 @@ ALL_SCENARIOS = [
     "scraper:start=+1h,end=+5h,strength=50",
     "follow:start=+4h,strength=0.9",
 ]
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("scenarios")
-
-
-@pytest.fixture(scope="module")
-def history(home: Path) -> History:
-    return load_history(small_settings(home))
 
 
 @dataclass
