@@ -30,6 +30,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from world_scale import scale_env, scale_parser  # bench/ is the script's folder
+
 from movierec import settings as settings_module
 from movierec.models import candidates
 from simulator import spam_check
@@ -43,8 +45,7 @@ def bench_settings(home: Path, args: argparse.Namespace) -> settings_module.Sett
     return settings_module.load(
         {
             "MOVIEREC_HOME": str(home),
-            "MOVIEREC_SCALE_USERS": str(args.users),
-            "MOVIEREC_SCALE_MOVIES": str(args.movies),
+            **scale_env(args),
             "MOVIEREC_SPARK_MASTER": "local[2]",
             "MOVIEREC_SPARK_DRIVER_MEMORY": args.driver_memory,
             "MOVIEREC_ALS_ITERATIONS": str(args.iterations),
@@ -74,9 +75,7 @@ def exposure_row(label: str, exposure: spam_check.Exposure) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=2_000)
-    parser.add_argument("--movies", type=int, default=300)
+    parser = scale_parser(__doc__, users=2_000, movies=300)
     parser.add_argument("--sessions", type=int, default=3_000, help="sessions per day")
     parser.add_argument("--days", type=float, default=5.0)
     parser.add_argument("--ring-day", type=int, default=3, help="day (0-based) the ring starts on")
