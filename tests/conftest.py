@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from movierec.ops.broker.broker import free_port
 if TYPE_CHECKING:
     from simulator.history import History
 
-__all__ = ["AIRFLOW_TEST_SETTINGS", "broker_settings", "free_port"]
+__all__ = ["AIRFLOW_TEST_SETTINGS", "broker_settings", "free_port", "topics_on_broker"]
 
 
 def _private_airflow_home() -> settings_module.Settings:
@@ -60,6 +61,17 @@ def dagbag() -> object:
 def broker_settings(home: Path) -> settings_module.Settings:
     """Settings for a private embedded broker under ``home`` on free ports."""
     return broker.private_settings(home, MOVIEREC_KAFKA_HEAP="512m")
+
+
+def topics_on_broker(kafka: settings_module.Settings, home: Path, **topics: str) -> settings_module.Settings:
+    """Settings of a fresh ``home`` on the session's broker, with ``topics`` (settings fields, e.g.
+    ``topic="ingest.test.1"``) set and created with 3 partitions."""
+    settings = replace(
+        settings_module.load({"MOVIEREC_HOME": str(home)}), kafka_bootstrap=kafka.kafka_bootstrap, **topics
+    )
+    for name in topics.values():
+        broker.ensure_topic(settings, name, partitions=3)
+    return settings
 
 
 @pytest.fixture(scope="session")
