@@ -10,12 +10,13 @@ The ratio shows where the time goes. Run on demand:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+from world_scale import scale_env, scale_parser  # bench/ is the script's folder
 
 from movierec.ingest.stream import TopicWriter
 from movierec.ops.broker import broker
@@ -26,16 +27,12 @@ START = datetime(2026, 11, 1)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = scale_parser(__doc__)
     parser.add_argument("--days", type=float, default=0.5)
-    parser.add_argument("--users", type=int, default=1_000_000)
-    parser.add_argument("--movies", type=int, default=27_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     home = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
-    settings = broker.private_settings(
-        home, MOVIEREC_SCALE_USERS=str(args.users), MOVIEREC_SCALE_MOVIES=str(args.movies)
-    )
+    settings = broker.private_settings(home, **scale_env(args))
     began = time.perf_counter()
     history = load_history(settings)
     load_seconds = time.perf_counter() - began

@@ -22,9 +22,8 @@ from movierec import lake
 from movierec import settings as settings_module
 from movierec.ingest import consume, drift, watch_sessions
 from simulator.backfill import history_lines
-from simulator.catalog import load_world
-from simulator.history import History, Line
-from simulator.truth import load_truth
+from simulator.commands import load_history
+from simulator.history import Line
 
 START = datetime(2026, 11, 20)
 PARTITIONS = 4
@@ -83,8 +82,7 @@ def main() -> None:
                 "MOVIEREC_DRIFT_REFERENCE_DAYS": str(args.days),
             }
         )
-        world = load_world(settings)
-        history = History.build(world, load_truth(settings, world))
+        history = load_history(settings)
         rng = np.random.default_rng(1)
         offsets = dict.fromkeys(range(PARTITIONS), 0)
         planned = datetime(2026, 12, 1)

@@ -15,21 +15,20 @@ at least 6 s of wall time). State goes to a fresh temporary MOVIEREC_HOME unless
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
 import time
 from dataclasses import asdict
 
+from world_scale import scale_env, scale_parser  # bench/ is the script's folder
+
 from movierec import settings as settings_module
 from simulator import online_check
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--movies", type=int, default=27_000)
+    parser = scale_parser(__doc__, users=100_000)
     parser.add_argument("--sessions", type=int, default=9_000, help="answers to collect")
     parser.add_argument("--minute-seconds", type=float, default=0.01)
     parser.add_argument("--lines-per-second", type=float, default=1_000.0)
@@ -42,8 +41,7 @@ def main() -> None:
     settings = settings_module.load(
         {
             "MOVIEREC_HOME": home,
-            "MOVIEREC_SCALE_USERS": str(args.users),
-            "MOVIEREC_SCALE_MOVIES": str(args.movies),
+            **scale_env(args),
             "MOVIEREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{args.ports}",
             "MOVIEREC_KAFKA_CONTROLLER_PORT": str(args.ports + 1),
             "MOVIEREC_SERVER_PORT": str(args.ports + 2),

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from world_scale import scale_parser  # bench/ is the script's folder
 
 from movierec import settings as settings_module
 from movierec.models import topk, versions
@@ -235,9 +236,7 @@ def time_topk_numpy(sample: int, movies: int, rank: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=1_000_000)
-    parser.add_argument("--movies", type=int, default=27_000)
+    parser = scale_parser(__doc__)
     parser.add_argument("--rank", type=int, default=64)
     parser.add_argument("--interactions", type=int, default=3_000_000)
     parser.add_argument("--spark-sample", type=int, default=100_000, help="users for recommendForUserSubset")

@@ -16,13 +16,14 @@ detector's windows of each run are drawn to ``scraping-planted.png`` and ``scrap
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+from world_scale import scale_env, scale_parser  # bench/ is the script's folder
 
 from movierec.ops.broker import broker
 from movierec.security import scraping
@@ -44,12 +45,10 @@ ARMS = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = scale_parser(__doc__, users=100_000, movies=5_000)
     parser.add_argument("--seconds", type=float, default=180.0, help="how long the scrapers run")
     parser.add_argument("--lead", type=float, default=30.0, help="seconds of site traffic before they start")
     parser.add_argument("--tail", type=float, default=30.0, help="seconds of site traffic after they stop")
-    parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--movies", type=int, default=5_000)
     parser.add_argument("--ports", type=int, default=29_110, help="first of five free ports")
     parser.add_argument("--limit-rate", default="1", help="MOVIEREC_SERVER_CLIENT_RATE (0: no limit)")
     parser.add_argument("--home", help="MOVIEREC_HOME to use (default: a new temporary folder)")
@@ -62,8 +61,7 @@ def main() -> None:
         Path(home),
         MOVIEREC_KAFKA_BOOTSTRAP=f"127.0.0.1:{args.ports}",
         MOVIEREC_KAFKA_HEAP="512m",
-        MOVIEREC_SCALE_USERS=str(args.users),
-        MOVIEREC_SCALE_MOVIES=str(args.movies),
+        **scale_env(args),
         MOVIEREC_SERVER_WORKERS="2",
         MOVIEREC_SERVER_CLIENT_RATE=args.limit_rate,
         **ports,

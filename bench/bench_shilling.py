@@ -30,9 +30,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from world_scale import scale_env, scale_parser  # bench/ is the script's folder
+
 from movierec import settings as settings_module
 from movierec.models import candidates
 from simulator import spam_check
+from simulator.commands import load_history
 
 log = logging.getLogger("bench_shilling")
 VERSIONS = {"clean": "20261201T000000Z", "off": "20261201T010000Z", "on": "20261201T020000Z"}
@@ -42,8 +45,7 @@ def bench_settings(home: Path, args: argparse.Namespace) -> settings_module.Sett
     return settings_module.load(
         {
             "MOVIEREC_HOME": str(home),
-            "MOVIEREC_SCALE_USERS": str(args.users),
-            "MOVIEREC_SCALE_MOVIES": str(args.movies),
+            **scale_env(args),
             "MOVIEREC_SPARK_MASTER": "local[2]",
             "MOVIEREC_SPARK_DRIVER_MEMORY": args.driver_memory,
             "MOVIEREC_ALS_ITERATIONS": str(args.iterations),
@@ -73,9 +75,7 @@ def exposure_row(label: str, exposure: spam_check.Exposure) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=2_000)
-    parser.add_argument("--movies", type=int, default=300)
+    parser = scale_parser(__doc__, users=2_000, movies=300)
     parser.add_argument("--sessions", type=int, default=3_000, help="sessions per day")
     parser.add_argument("--days", type=float, default=5.0)
     parser.add_argument("--ring-day", type=int, default=3, help="day (0-based) the ring starts on")
@@ -113,7 +113,7 @@ def main() -> None:
         homes, truths = {}, {}
         runs = [(strength, "") for strength in wanted]
         if args.popular_rank is not None:
-            site = spam_check.load_site(bench_settings(Path(scratch) / "site", args))
+            site = load_history(bench_settings(Path(scratch) / "site", args))
             popular = spam_check.popular_movie(site, args.popular_rank)
             runs += [(strength, popular) for strength in wanted if strength.accounts]
         for strength, movie in runs:
@@ -122,7 +122,7 @@ def main() -> None:
             t0 = time.monotonic()
             log_records = spam_check.simulated_lake(
                 settings,
-                spam_check.load_site(settings),
+                load_history(settings),
                 days=args.days,
                 sessions_per_day=args.sessions,
                 scenarios=spam_check.ring(strength, ring_start, movie),

@@ -9,19 +9,19 @@ with growing delays, and no other DAG waits for it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import dag, task
+
+from movierec.ops.dag_wiring import SCHEDULING
 
 
 @dag(
     dag_id="catalog",
     description="users and movies seen in the lake's events, fetched from the catalog API into the lake",
     schedule="@hourly",  # a run fetches at most ~42 min of records: 1M users in ~7 h
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
+    **SCHEDULING,
     default_args={
         # an outage delays the catalog by up to a few hours, then the run is red
         "retries": 4,

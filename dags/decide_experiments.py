@@ -14,24 +14,19 @@ DAG file of that name hides the ``experiments`` package from every task (the ret
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import dag, task
 
-
-def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(report, default=str))
+from movierec.ops.dag_wiring import SCHEDULING, jsonable
 
 
 @dag(
     dag_id="experiments",
     description="A/B experiments: the verdict at the horizon (promote, roll back, keep running), the reports",
     schedule="15 * * * *",  # after the online metrics of the hour's ingest runs
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
+    **SCHEDULING,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(hours=1)},
     tags=["movierec", "experiments"],
 )
@@ -41,14 +36,14 @@ def experiments() -> None:
         from experiments import lifecycle
         from movierec import settings
 
-        return _jsonable(lifecycle.decide_experiment(settings.load()))
+        return jsonable(lifecycle.decide_experiment(settings.load()))
 
     @task
     def reports() -> dict[str, Any]:
         from experiments import lifecycle
         from movierec import settings
 
-        return _jsonable(lifecycle.write_reports(settings.load()))
+        return jsonable(lifecycle.write_reports(settings.load()))
 
     decide() >> reports()
 

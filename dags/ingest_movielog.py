@@ -14,19 +14,12 @@ are harmless; one active run at a time keeps batches in offset order.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import dag, task
 
-# updated by every ingest batch; the online_metrics DAG runs on it
-LAKE_EVENTS = Asset(name="movierec_lake_events", uri="movierec://lake/events")
-
-
-def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
-    # XCom stores JSON; reports may hold datetimes or paths
-    return json.loads(json.dumps(report, default=str))
+from movierec.ops.dag_wiring import LAKE_EVENTS, SCHEDULING, jsonable
 
 
 @dag(
@@ -35,9 +28,7 @@ def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
         "Kafka movielog -> Parquet lake (raw, watch, rate, reco, quarantine), sessions, drift, availability"
     ),
     schedule="*/10 * * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
+    **SCHEDULING,
     max_active_tasks=1,
     default_args={
         "retries": 2,
@@ -53,28 +44,28 @@ def ingest_movielog() -> None:
         from movierec import settings
         from movierec.ingest import consume
 
-        return _jsonable(consume.ingest_batch(settings.load()))
+        return jsonable(consume.ingest_batch(settings.load()))
 
     @task
     def update_watch_sessions(batch: dict[str, Any]) -> dict[str, Any]:
         from movierec import settings
         from movierec.ingest import watch_sessions
 
-        return _jsonable(watch_sessions.update_watch_sessions(settings.load(), batch["batch_id"]))
+        return jsonable(watch_sessions.update_watch_sessions(settings.load(), batch["batch_id"]))
 
     @task
     def check_drift(batch: dict[str, Any]) -> dict[str, Any]:
         from movierec import settings
         from movierec.ingest import drift
 
-        return _jsonable(drift.check_drift(settings.load(), batch["batch_id"]))
+        return jsonable(drift.check_drift(settings.load(), batch["batch_id"]))
 
     @task
     def compute_availability(batch: dict[str, Any]) -> dict[str, Any]:
         from movierec import settings
         from movierec.monitoring import availability_store
 
-        return _jsonable(availability_store.compute_availability(settings.load(), batch["batch_id"]))
+        return jsonable(availability_store.compute_availability(settings.load(), batch["batch_id"]))
 
     batch = ingest_batch()
     # drift reads the batch's tables, and may read its watch sessions (watch length)

@@ -19,27 +19,19 @@ each ingest without a sensor and without slowing ingest down:
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import dag, task
 
-# the same asset as in ingest_movielog.py: the lake's event tables after an ingest batch
-LAKE_EVENTS = Asset(name="movierec_lake_events", uri="movierec://lake/events")
-
-
-def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(report, default=str))
+from movierec.ops.dag_wiring import LAKE_EVENTS, SCHEDULING, jsonable
 
 
 @dag(
     dag_id="online_metrics",
     description="served records into the lake, per-answer outcomes, online metrics per version and variant",
     schedule=[LAKE_EVENTS],
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
+    **SCHEDULING,
     max_active_tasks=1,
     default_args={
         "retries": 2,  # every task replaces what it wrote: a retry is harmless
@@ -54,28 +46,28 @@ def online_metrics() -> None:
         from movierec import settings
         from movierec.ingest import served
 
-        return _jsonable(served.ingest_served(settings.load()))
+        return jsonable(served.ingest_served(settings.load()))
 
     @task
     def answer_outcomes() -> dict[str, Any]:
         from movierec import settings
         from movierec.online import compute
 
-        return _jsonable(compute.compute_answer_outcomes(settings.load()))
+        return jsonable(compute.compute_answer_outcomes(settings.load()))
 
     @task
     def online_metrics() -> dict[str, Any]:
         from movierec import settings
         from movierec.online import compute
 
-        return _jsonable(compute.compute_online_metrics(settings.load()))
+        return jsonable(compute.compute_online_metrics(settings.load()))
 
     @task
     def scan_scraping() -> dict[str, Any]:
         from movierec import settings
         from movierec.security import scraping_scan
 
-        return _jsonable(scraping_scan.scan(settings.load()))
+        return jsonable(scraping_scan.scan(settings.load()))
 
     served = ingest_served()
     served >> answer_outcomes() >> online_metrics()

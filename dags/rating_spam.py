@@ -16,24 +16,19 @@ ring is named within the hour it crosses the threshold (docs/security.md).
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import dag, task
 
-
-def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(report, default=str))
+from movierec.ops.dag_wiring import SCHEDULING, jsonable
 
 
 @dag(
     dag_id="rating_spam",
     description="rating-spam rings in the lake's ratings and sessions: the accounts training leaves out",
     schedule="20 * * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
+    **SCHEDULING,
     max_active_tasks=1,
     default_args={
         "retries": 2,  # each task replaces one day's file: a retry is harmless
@@ -48,14 +43,14 @@ def rating_spam() -> None:
         from movierec import settings
         from movierec.security import shilling_check
 
-        return _jsonable(shilling_check.check_recent(settings.load(), days_back=1))
+        return jsonable(shilling_check.check_recent(settings.load(), days_back=1))
 
     @task
     def check_latest_day() -> dict[str, Any]:
         from movierec import settings
         from movierec.security import shilling_check
 
-        return _jsonable(shilling_check.check_recent(settings.load(), days_back=0))
+        return jsonable(shilling_check.check_recent(settings.load(), days_back=0))
 
     check_previous_day() >> check_latest_day()
 

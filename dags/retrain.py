@@ -17,19 +17,19 @@ from the experiment's verdict.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
+
+from movierec.ops.dag_wiring import SCHEDULING
 
 
 @dag(
     dag_id="retrain",
     description="learn from the lake: prepare, train candidates, evaluate and choose, precompute, publish",
     schedule=timedelta(days=3),
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
+    **SCHEDULING,
     params={
         "rank": Param(None, type=["null", "integer"], minimum=1, description="ALS rank (empty: settings)"),
         "reg": Param(None, type=["null", "number"], minimum=0, description="ALS regParam (empty: settings)"),

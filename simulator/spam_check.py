@@ -39,7 +39,6 @@ from simulator.backfill import run_backfill
 from simulator.catalog import load_world
 from simulator.history import History
 from simulator.scenarios import Scenarios, make
-from simulator.truth import load_truth
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +135,6 @@ def write_catalog(settings: Settings) -> None:
     lake.write_parquet_atomically(
         users.cast(schemas.USERS), lake.table_dir(settings, "users") / "part-sim.parquet"
     )
-
-
-def load_site(settings: Settings) -> History:
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
 
 
 # --- the truth ------------------------------------------------------------------------------------

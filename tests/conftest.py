@@ -10,7 +10,9 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,7 +21,10 @@ from movierec.ops import airflow_ops
 from movierec.ops.broker import broker
 from movierec.ops.broker.broker import free_port
 
-__all__ = ["AIRFLOW_TEST_SETTINGS", "broker_settings", "free_port"]
+if TYPE_CHECKING:
+    from simulator.history import History
+
+__all__ = ["AIRFLOW_TEST_SETTINGS", "broker_settings", "free_port", "topics_on_broker"]
 
 
 def _private_airflow_home() -> settings_module.Settings:
@@ -58,6 +63,17 @@ def broker_settings(home: Path) -> settings_module.Settings:
     return broker.private_settings(home, MOVIEREC_KAFKA_HEAP="512m")
 
 
+def topics_on_broker(kafka: settings_module.Settings, home: Path, **topics: str) -> settings_module.Settings:
+    """Settings of a fresh ``home`` on the session's broker, with ``topics`` (settings fields, e.g.
+    ``topic="ingest.test.1"``) set and created with 3 partitions."""
+    settings = replace(
+        settings_module.load({"MOVIEREC_HOME": str(home)}), kafka_bootstrap=kafka.kafka_bootstrap, **topics
+    )
+    for name in topics.values():
+        broker.ensure_topic(settings, name, partitions=3)
+    return settings
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[settings_module.Settings]:
     """A running real broker for the whole test session; its settings."""
@@ -68,3 +84,30 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[settings_module.
         yield settings
     finally:
         broker.stop(settings)
+
+
+@pytest.fixture(scope="module")
+def spark(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A local SparkSession with the learning tests' small settings, one per test module."""
+    from spark_jobs.session import build_session
+    from tests.learning_data import learning_settings
+
+    name = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+    session = build_session(learning_settings(tmp_path_factory.mktemp("spark")), name)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private MOVIEREC_HOME for the test module; its small simulated world is cached there."""
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def history(home: Path) -> History:
+    """The small simulated site (tests.test_simulator_catalog.small_settings) of the module's home."""
+    from simulator.commands import load_history
+    from tests.test_simulator_catalog import small_settings
+
+    return load_history(small_settings(home))

@@ -10,19 +10,9 @@ from pathlib import Path
 import pytest
 
 from simulator import ab_check
-from simulator.catalog import load_world
 from simulator.history import History
-from simulator.truth import load_truth
-from tests.test_simulator_catalog import small_settings
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    settings = small_settings(tmp_path_factory.mktemp("ab"))
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
 
 
 def test_aa_false_positives_near_alpha_and_power_at_the_design_size(history: History) -> None:

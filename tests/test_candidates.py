@@ -4,7 +4,6 @@ same candidate; popularity counts what it says on planted rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ import pytest
 
 from movierec.models import candidates
 from movierec.models.candidates.popularity import most_popular, recent_viewers
-from spark_jobs.session import build_session
-from tests.learning_data import learning_settings
 
 pytestmark = pytest.mark.slow
 
@@ -35,13 +32,6 @@ ROWS = [
 USERS = sorted({row[0] for row in ROWS})
 FEATURE_USER = 9  # has features but no interaction in the window: no factors from the window
 FEATURES = [(u, 6 + u % 2, 3.0) for u in [*USERS, FEATURE_USER]]
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    session = build_session(learning_settings(tmp_path_factory.mktemp("spark")), "test-candidates")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,8 +25,9 @@ from movierec import settings as settings_module
 from movierec.ingest import catalog_sync
 from movierec.ingest.catalog_sync import CatalogDelayed, RetryPolicy, TokenBucket
 from movierec.schemas import RATE, RECO, WATCH
-from movierec.settings import REPO_ROOT, Settings
+from movierec.settings import Settings
 from simulator.catalog import World, load_world
+from tests.catalog_api import running_catalog_api
 from tests.conftest import free_port
 from tests.test_simulator_catalog import USERS, small_settings
 
@@ -55,44 +52,10 @@ class Api:
 @contextmanager
 def running_api(home: Path, rate: float = API_RATE, burst: int = API_BURST) -> Iterator[Api]:
     """The simulator's real catalog API over the small world, in a subprocess, on a free port."""
-    world = load_world(small_settings(home))  # built here, loaded from the cache by the server
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "SANIC_"))}
-    env |= {
-        "MOVIEREC_HOME": str(home),
-        "MOVIEREC_SCALE_USERS": str(USERS),
-        "MOVIEREC_SCALE_MOVIES": str(world.n_movies),
-        "MOVIEREC_API_PORT": str(port),
-    }
-    serve = (
-        "from movierec import settings; from simulator.api import serve; "
-        f"serve(settings.load(), rate={rate}, burst={burst})"
-    )
-    log_path = home / "api.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-c", serve], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(timeout=10) as admin:
-            deadline = time.monotonic() + 60
-            while True:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"catalog API did not start:\n{log_path.read_text()}")
-                try:
-                    admin.get(f"{url}/_faults")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            yield Api(url, world, admin)
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    settings = small_settings(home)
+    world = load_world(settings)  # built here, loaded from the cache by the server
+    with running_catalog_api(settings, rate, burst) as url, httpx.Client(timeout=10) as admin:
+        yield Api(url, world, admin)
 
 
 @pytest.fixture(scope="module")

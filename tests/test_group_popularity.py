@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +27,6 @@ from spark_jobs import files
 from spark_jobs.evaluate import evaluate
 from spark_jobs.precompute import precompute
 from spark_jobs.prepare import prepare
-from spark_jobs.session import build_session
 from spark_jobs.train import train
 from tests.learning_data import learning_settings
 
@@ -126,13 +124,6 @@ def write_lake(settings: Any) -> None:
     for table, rows, schema in (("movies", movies, schemas.MOVIES), ("users", users, schemas.USERS)):
         path = lake.table_dir(settings, table) / "part-hand.parquet"
         lake.write_parquet_atomically(pa.Table.from_pylist(rows, schema=schema), path)
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    session = build_session(learning_settings(tmp_path_factory.mktemp("spark")), "test-group-popularity")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

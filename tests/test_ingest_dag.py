@@ -28,12 +28,10 @@ from movierec.ingest.stream import TopicWriter
 from movierec.ops import airflow_ops
 from movierec.ops.broker import broker
 from simulator.backfill import run_backfill
-from simulator.catalog import load_world
 from simulator.damage import line_kind
 from simulator.history import History
 from simulator.injection_log import MAX_STORED_CHARS, open_log, read_log
 from simulator.scenarios import Scenarios
-from simulator.truth import load_truth
 from tests.test_catalog_sync import Api, running_api
 from tests.test_simulator_catalog import small_settings
 
@@ -126,13 +124,6 @@ def produce(
             real[kind_of(line)] += 1
     assert waiting.total() == 0, "every injected line the ground truth names was sent"
     return Produced(real, Counter(r["reason"] for r in injected))
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    settings = small_settings(tmp_path_factory.mktemp("dag-world"))
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
 
 
 @pytest.fixture(scope="module")

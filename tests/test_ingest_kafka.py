@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -22,12 +21,9 @@ from movierec.ingest import consume
 from movierec.ingest.stream import TopicWriter
 from movierec.ingest.watch_sessions import update_watch_sessions
 from movierec.movielog import Malformed, parse_line
-from movierec.ops.broker import broker
 from simulator.backfill import history_lines
-from simulator.catalog import load_world
 from simulator.history import History
-from simulator.truth import load_truth
-from tests.test_simulator_catalog import small_settings
+from tests.conftest import topics_on_broker
 
 pytestmark = pytest.mark.kafka
 
@@ -43,23 +39,10 @@ _topics = itertools.count()
 CLI = str(Path(sys.executable).parent / "movierec")
 
 
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    settings = small_settings(tmp_path_factory.mktemp("ingest-world"))
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
-
-
 @pytest.fixture
 def site(kafka: settings_module.Settings, tmp_path: Path) -> settings_module.Settings:
     """Settings of a fresh topic and lake on the session's broker."""
-    settings = replace(
-        settings_module.load({"MOVIEREC_HOME": str(tmp_path)}),
-        kafka_bootstrap=kafka.kafka_bootstrap,
-        topic=f"ingest.test.{next(_topics)}",
-    )
-    broker.ensure_topic(settings, settings.topic, partitions=3)
-    return settings
+    return topics_on_broker(kafka, tmp_path, topic=f"ingest.test.{next(_topics)}")
 
 
 def produce(settings: settings_module.Settings, history: History, seed: int, hours: float = 3) -> list[bytes]:

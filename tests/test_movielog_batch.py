@@ -27,11 +27,8 @@ from movierec.movielog import (
 )
 from movierec.schemas import EVENT_TABLES
 from simulator.backfill import history_lines
-from simulator.catalog import load_world
 from simulator.damage import DAMAGES, drift, fits, line_kind
 from simulator.history import History
-from simulator.truth import load_truth
-from tests.test_simulator_catalog import small_settings
 
 START = datetime(2026, 2, 27, 18, 0, 0)  # across a month end (28 days) so the calendar is exercised
 SERVER = "recommendation request 17645-team19.isri.cmu.edu:8082"
@@ -39,13 +36,6 @@ SERVER = "recommendation request 17645-team19.isri.cmu.edu:8082"
 # does not (\v, \x1c), control bytes, non-ASCII letters and digits, and a newline.
 MUTANTS = [",", "/", "=", "+", " ", ".", ":", "-", "T", "0", "9"]
 MUTANTS += ["\v", "\x1c", "\x01", "\x7f", "\u00e9", "\u0663", "\n", ""]
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> History:
-    settings = small_settings(tmp_path_factory.mktemp("movielog-batch"))
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ movie watched only after T (if it leaked, it would appear in the training pairs)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,20 +32,12 @@ from spark_jobs.prepare import (
     split_time,
     strength,
 )
-from spark_jobs.session import build_session
 from tests.learning_data import build_small_lake, learning_settings
 
 pytestmark = pytest.mark.slow
 
 VERSION = "20261125T000000Z"
 PROBE_MOVIE = "leak+probe+2026"
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    session = build_session(learning_settings(tmp_path_factory.mktemp("spark")), "test-prepare")
-    yield session
-    session.stop()
 
 
 def lake_bounds(settings: Settings) -> tuple[datetime, datetime]:

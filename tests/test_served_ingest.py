@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from confluent_kafka import Producer
 from movierec import lake
 from movierec import settings as settings_module
 from movierec.ingest import consume, served
-from movierec.ops.broker import broker
 from server.provenance import ServedRecorder
+from tests.conftest import topics_on_broker
 
 pytestmark = pytest.mark.kafka
 _topics = itertools.count()
@@ -25,13 +24,7 @@ START = datetime(2026, 11, 20, 9, 58, tzinfo=UTC)
 
 @pytest.fixture
 def site(kafka: settings_module.Settings, tmp_path: Path) -> settings_module.Settings:
-    settings = replace(
-        settings_module.load({"MOVIEREC_HOME": str(tmp_path)}),
-        kafka_bootstrap=kafka.kafka_bootstrap,
-        served_topic=f"served.test.{next(_topics)}",
-    )
-    broker.ensure_topic(settings, settings.served_topic, partitions=3)
-    return settings
+    return topics_on_broker(kafka, tmp_path, served_topic=f"served.test.{next(_topics)}")
 
 
 def record(n: int) -> dict:

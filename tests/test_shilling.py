@@ -20,6 +20,7 @@ from movierec import lake
 from movierec import settings as settings_module
 from movierec.security import shilling, shilling_check
 from simulator import spam_check
+from simulator.commands import load_history
 
 CLI = str(Path(sys.executable).parent / "movierec")
 D1 = date(2026, 11, 20)
@@ -195,7 +196,7 @@ def ring_lake(
     strong = spam_check.STRENGTHS[-1]
     log = spam_check.simulated_lake(
         settings,
-        spam_check.load_site(settings),
+        load_history(settings),
         days=5,
         sessions_per_day=3000,
         scenarios=spam_check.ring(strong, RING_START),
@@ -208,10 +209,7 @@ def ring_lake(
 @pytest.fixture(scope="module")
 def clean_lake(tmp_path_factory: pytest.TempPathFactory) -> settings_module.Settings:
     settings = small_settings(tmp_path_factory.mktemp("clean"))
-    assert (
-        spam_check.simulated_lake(settings, spam_check.load_site(settings), days=5, sessions_per_day=3000)
-        == []
-    )
+    assert spam_check.simulated_lake(settings, load_history(settings), days=5, sessions_per_day=3000) == []
     return settings
 
 

@@ -7,30 +7,20 @@ port, exactly what ``movierec world api`` runs.
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
 from movierec.ratelimit import TokenBuckets
-from movierec.settings import REPO_ROOT
 from simulator.api import Faults, FaultState
 from simulator.catalog import World, load_world
-from tests.conftest import free_port
+from tests.catalog_api import running_catalog_api
 from tests.test_simulator_catalog import MOVIE_FIELDS, USERS, small_settings
 
 RATE, BURST = 2, 5  # small, so exceeding it does not depend on how fast the test machine is
-SERVE = (
-    "from movierec import settings; from simulator.api import serve; "
-    f"serve(settings.load(), rate={RATE}, burst={BURST})"
-)
 _clients = itertools.count()
 
 
@@ -48,46 +38,10 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    home = tmp_path_factory.mktemp("api")
-    world = load_world(small_settings(home))  # built here, loaded from the cache by the server
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "SANIC_"))}
-    env |= {
-        "MOVIEREC_HOME": str(home),
-        "MOVIEREC_SCALE_USERS": str(USERS),
-        "MOVIEREC_SCALE_MOVIES": str(world.n_movies),
-        "MOVIEREC_API_PORT": str(port),
-    }
-    log_path = Path(home) / "api.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVE], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(timeout=10) as http:
-            _wait_until_up(http, url, server, log_path)
-            yield Api(url, world, http)
-    finally:
-        server.send_signal(signal.SIGINT)  # Sanic's graceful shutdown
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def _wait_until_up(http: httpx.Client, url: str, server: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"catalog API exited with {server.returncode}:\n{log_path.read_text()}")
-        try:
-            http.get(f"{url}/user/1", headers={"X-Client-Id": f"probe-{next(_clients)}"})
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    pytest.fail(f"catalog API did not start:\n{log_path.read_text()}")
+    settings = small_settings(tmp_path_factory.mktemp("api"))
+    world = load_world(settings)  # built here, loaded from the cache by the server
+    with running_catalog_api(settings, RATE, BURST) as url, httpx.Client(timeout=10) as http:
+        yield Api(url, world, http)
 
 
 @pytest.fixture

@@ -16,25 +16,11 @@ from movierec.movielog import Malformed, RecoEvent, WatchEvent, parse_line
 from movierec.ops.broker import broker
 from simulator import commands
 from simulator.backfill import BASELINE_SERVER, history_lines
-from simulator.catalog import load_world
 from simulator.history import History
-from simulator.truth import load_truth
 from tests.test_kafka_broker import consume
 from tests.test_simulator_catalog import small_settings
 
 START = datetime(2026, 11, 20, 0, 0, 0)
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("backfill")
-
-
-@pytest.fixture(scope="module")
-def history(home: Path) -> History:
-    settings = small_settings(home)
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
 
 
 def lines_of(history: History, seed: int, days: float = 0.25) -> list[tuple[datetime, int, str]]:

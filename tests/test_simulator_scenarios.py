@@ -8,10 +8,6 @@ API in a subprocess. The Kafka test drives the command end to end.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -30,7 +26,7 @@ from confluent_kafka import Consumer
 from movierec import cli
 from movierec.movielog import Malformed, RateEvent, Reason, RecoEvent, WatchEvent, parse_line
 from movierec.ops.broker import broker
-from movierec.settings import REPO_ROOT, Settings
+from movierec.settings import Settings
 from simulator import commands
 from simulator.backfill import history_lines
 from simulator.catalog import GENRE_INDEX, load_world
@@ -42,6 +38,7 @@ from simulator.live import SCRAPER_USER_AGENT, run_live
 from simulator.scenarios import KINDS, Scenario, ScenarioError, Scenarios, make, parse_spec
 from simulator.truth import load_truth
 from simulator.viewers import Behaviour
+from tests.catalog_api import running_catalog_api
 from tests.conftest import free_port
 from tests.test_simulator_catalog import USERS, small_settings
 
@@ -60,18 +57,6 @@ ALL_SCENARIOS = [
     "scraper:start=+1h,end=+5h,strength=50",
     "follow:start=+4h,strength=0.9",
 ]
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("scenarios")
-
-
-@pytest.fixture(scope="module")
-def history(home: Path) -> History:
-    settings = small_settings(home)
-    world = load_world(settings)
-    return History.build(world, load_truth(settings, world))
 
 
 @dataclass
@@ -541,45 +526,11 @@ def test_live_scraper_enumerates_consecutive_ids_and_writes_no_movielog_lines(
     )
 
 
-SERVE_API = "from movierec import settings; from simulator.api import serve; serve(settings.load())"
-
-
 @pytest.fixture(scope="module")
 def catalog_api(home: Path, history: History) -> Iterator[str]:
     """The real catalog API (``movierec world api``) on a free port, over the cached small world."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "SANIC_"))}
-    settings = small_settings(home)
-    env |= {
-        "MOVIEREC_HOME": str(home),
-        "MOVIEREC_SCALE_USERS": str(settings.scale_users),
-        "MOVIEREC_SCALE_MOVIES": str(settings.scale_movies),
-        "MOVIEREC_API_PORT": str(port),
-    }
-    log_path = home / "api.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVE_API], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/_faults", timeout=2)
-                break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"catalog API did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
+    with running_catalog_api(small_settings(home)) as url:
         yield url
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def test_live_catalog_outage_is_switched_on_the_real_api_and_off_when_the_run_stops(

@@ -25,11 +25,6 @@ from tests.test_simulator_catalog import small_settings
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("truth")
-
-
-@pytest.fixture(scope="module")
 def world(home: Path) -> World:
     return load_world(small_settings(home))
 

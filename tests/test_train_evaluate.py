@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +22,6 @@ from spark_jobs import files
 from spark_jobs import ranking_metrics as metrics
 from spark_jobs.evaluate import evaluate
 from spark_jobs.prepare import prepare
-from spark_jobs.session import build_session
 from spark_jobs.train import train
 from tests.learning_data import build_small_lake, learning_settings
 
@@ -100,13 +98,6 @@ def test_the_default_candidates_are_popularities_rank_16_the_given_rank_and_rank
 
 
 # --- Spark ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    session = build_session(learning_settings(tmp_path_factory.mktemp("spark")), "test-train")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")
