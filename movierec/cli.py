@@ -92,6 +92,28 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     return 0 if state.healthy else 3
 
 
+def cmd_spark(args: argparse.Namespace) -> int:
+    from movierec.ops import spark_cluster
+
+    settings = settings_module.load()
+    if args.action == "stop":
+        stopped = spark_cluster.stop(settings)
+        print("spark cluster stopped" if stopped else "spark cluster was not running")
+        return 0
+    if args.action == "start":
+        try:
+            spark_cluster.start(settings)
+        except spark_cluster.ClusterError as exc:
+            print(f"movierec: {exc}", file=sys.stderr)
+            return 1
+    state = spark_cluster.status(settings)
+    print(state.describe())
+    if state.healthy and settings.spark_master != state.url:
+        print(f"jobs run on {settings.spark_master}; to run them here:")
+        print(f"  export MOVIEREC_SPARK_MASTER={state.url}")
+    return 0 if state.healthy else 3
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from movierec.ops import loop
 
@@ -438,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     airflow = commands.add_parser("airflow", help="Airflow (api-server, scheduler, dag-processor, triggerer)")
     airflow.add_argument("action", choices=["start", "stop", "status", "unpause"])
     airflow.set_defaults(handler=cmd_airflow)
+
+    spark = commands.add_parser(
+        "spark", help="a local Spark standalone cluster (a master and MOVIEREC_SPARK_WORKERS workers)"
+    )
+    spark.add_argument("action", choices=["start", "stop", "status"])
+    spark.set_defaults(handler=cmd_spark)
 
     up = commands.add_parser("up", help="start the whole loop (what `make up` runs); idempotent")
     up.add_argument("--days", type=float, default=3.0, help="days of history the first start backfills")

@@ -124,6 +124,25 @@ class Settings:
         "prepare: leave out of training every account the rating-spam detector flagged (shilling_flags)",
     )
     spark_driver_memory: str = _setting("MOVIEREC_SPARK_DRIVER_MEMORY", "4g", "Spark driver memory")
+    spark_executor_memory: str = _setting(
+        "MOVIEREC_SPARK_EXECUTOR_MEMORY",
+        "2g",
+        "Spark executor memory on a cluster master (and what each local standalone worker offers)",
+    )
+    spark_cluster_port: int = _setting(
+        "MOVIEREC_SPARK_CLUSTER_PORT",
+        7077,
+        "`movierec spark start`: the standalone master's port (worker i: this + i)",
+    )
+    spark_cluster_ui_port: int = _setting(
+        "MOVIEREC_SPARK_CLUSTER_UI_PORT",
+        7080,
+        "`movierec spark start`: the master's web UI and /json/ status (worker i's UI: this + i)",
+    )
+    spark_workers: int = _setting("MOVIEREC_SPARK_WORKERS", 2, "`movierec spark start`: worker processes")
+    spark_worker_cores: int = _setting(
+        "MOVIEREC_SPARK_WORKER_CORES", 1, "`movierec spark start`: cores each worker offers"
+    )
     als_rank: int = _setting("MOVIEREC_ALS_RANK", 64, "ALS: latent factors")
     als_reg: float = _setting("MOVIEREC_ALS_REG", 0.05, "ALS: regularization (regParam)")
     als_alpha: float = _setting("MOVIEREC_ALS_ALPHA", 10.0, "ALS: implicit confidence scale (alpha)")

@@ -467,6 +467,7 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
         "spark": {
             "master": spark.sparkContext.master,
             "driver_memory": settings.spark_driver_memory,
+            "executor_memory": settings.spark_executor_memory,
             "version": spark.version,
         },
     }

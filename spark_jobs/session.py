@@ -43,6 +43,7 @@ def build_session(settings: Settings, app_name: str) -> SparkSession:
         SparkSession.builder.appName(f"movierec-{app_name}")
         .master(settings.spark_master)
         .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.executor.memory", settings.spark_executor_memory)  # a cluster's executors
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")  # our own progress lines instead
         .config("spark.local.dir", local_dir(settings))

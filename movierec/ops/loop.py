@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from movierec.ops import airflow_ops, services, supervisor
+from movierec.ops import airflow_ops, services, spark_cluster, supervisor
 from movierec.ops.broker import broker
 from movierec.settings import Settings, child_env
 
@@ -167,6 +167,8 @@ def down(settings: Settings) -> list[str]:
             stopped.append(name)
     if airflow_ops.stop(settings):
         stopped.append("airflow")
+    if spark_cluster.stop(settings):  # `movierec spark start`, if the operator ran it in this home
+        stopped.append("spark-cluster")
     if broker.stop(settings):
         stopped.append("kafka")
     if supervisor.shutdown(settings):  # normally gone with its last program

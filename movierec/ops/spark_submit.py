@@ -55,6 +55,8 @@ def command(settings: Settings, job: str, args: list[str]) -> list[str]:
         settings.spark_master,
         "--driver-memory",
         settings.spark_driver_memory,
+        "--executor-memory",
+        settings.spark_executor_memory,
         "--conf",
         "spark.ui.enabled=false",
         "--conf",
