@@ -55,8 +55,17 @@ TARGETS = {
     ("experiments", "reports"): ("experiments.lifecycle", "write_reports"),
     ("rating_spam", "check_previous_day"): ("movierec.security.shilling_check", "check_recent"),
     ("rating_spam", "check_latest_day"): ("movierec.security.shilling_check", "check_recent"),
+    ("reports", "fairness_report"): ("movierec.fairness.report", "write_report"),
 }
-DAG_IDS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "rating_spam", "retrain"]
+DAG_IDS = [
+    "catalog",
+    "experiments",
+    "ingest_movielog",
+    "online_metrics",
+    "rating_spam",
+    "reports",
+    "retrain",
+]
 
 
 def test_the_dag_folder_imports_without_errors(dagbag: Any) -> None:
