@@ -357,6 +357,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def show(found: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], str]) -> None:
+    """A report as JSON or as its text."""
+    print(json.dumps(found, indent=2, default=str) if as_json else render(found), end="\n" if as_json else "")
+
+
 def cmd_shilling(args: argparse.Namespace) -> int:
     from movierec.security import shilling_check
 
@@ -366,10 +371,7 @@ def cmd_shilling(args: argparse.Namespace) -> int:
     except shilling_check.ShillingError as exc:
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(found, indent=2, default=str))
-    else:
-        print(shilling_check.render(found), end="")
+    show(found, args.json, shilling_check.render)
     return 1 if args.strict and found["targets"] else 0
 
 
@@ -382,10 +384,7 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     except report.FairnessError as exc:
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(found, indent=2, default=str))
-    else:
-        print(report.render(found), end="")
+    show(found, args.json, report.render)
     breached = any(v for data in found["versions"].values() for v in data["breached"].values())
     return 1 if args.strict and breached else 0
 
