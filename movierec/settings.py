@@ -99,6 +99,11 @@ class Settings:
     catalog_max_fetches: int = _setting(
         "MOVIEREC_CATALOG_MAX_FETCHES", 100_000, "catalog sync: most users+movies fetched in one run"
     )
+    catalog_sweep_users: bool = _setting(
+        "MOVIEREC_CATALOG_SWEEP_USERS",
+        True,
+        "catalog sync: spend a run's spare fetches on users never seen (ids up to the largest seen)",
+    )
     ingest_max_lines: int = _setting(
         "MOVIEREC_INGEST_MAX_LINES", 3_000_000, "ingest: most lines in one batch (it is held in memory whole)"
     )

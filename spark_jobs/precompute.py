@@ -349,6 +349,8 @@ def precompute(
         "group_levels": cold.summary()["levels"] if cold is not None else None,
     }
     log.info("precompute %s: lists %s", serving_id, json.dumps(lists))
+    # the online metric tells a user's own list from a group's by these (one per group, small)
+    group_lines = table.filter(pc.equal(table.column("list"), GROUP)).column("items").unique()
     meta = serving_file.build_meta(
         serving_id,
         served_model(model, name, entry, chosen=candidate is None),
@@ -364,6 +366,7 @@ def precompute(
                 "rerank_depth": settings.fairness_rerank_depth if settings.fairness_tail_slots else None,
             },
             "lists": lists,
+            "group_lines": sorted(group_lines.to_pylist()),
         },
     )
     write_began = time.monotonic()

@@ -120,14 +120,15 @@ def test_a_task_runs_under_the_scheduler_with_our_settings(running: Settings) ->
     moment = datetime(2026, 11, 28, 9)
     rates = [
         {"time": moment, "user_id": u, "movie_id": "some+film+1999", "rating": 3, "partition": 0, "offset": u}
-        for u in (5, 6)
+        for u in (1, 2)
     ]
     path = lake.partition_dir(running, "rate", moment) / lake.batch_file_name("b1")
     lake.write_parquet_atomically(pa.Table.from_pylist(rates, schema=RATE), path)
-    # all of it stored already, so the (unreachable) catalog API is not needed
+    # all of it stored already (users 1 and 2: no lower id to sweep), so the (unreachable) catalog
+    # API is not needed
     stamp = datetime(2026, 11, 28, tzinfo=UTC)
     users = [
-        {"user_id": u, "age": 25, "occupation": "writer", "gender": "F", "fetched_at": stamp} for u in (5, 6)
+        {"user_id": u, "age": 25, "occupation": "writer", "gender": "F", "fetched_at": stamp} for u in (1, 2)
     ]
     lake.write_parquet_atomically(
         pa.Table.from_pylist(users, schema=schemas.USERS),

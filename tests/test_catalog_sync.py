@@ -108,9 +108,12 @@ def faults(api: Api) -> Iterator[Api]:
 
 
 def sync_settings(home: Path, api_url: str, **extra: str) -> Settings:
+    """Settings against ``api_url``; the sweep of unseen users is off unless ``extra`` turns it on
+    (these tests count what is fetched of the ids the events hold; the sweep has its own test)."""
     return settings_module.load(
-        {"MOVIEREC_HOME": str(home), "MOVIEREC_API_URL": api_url, "MOVIEREC_CATALOG_RATE": "10", **extra}
-    )
+        {"MOVIEREC_HOME": str(home), "MOVIEREC_API_URL": api_url, "MOVIEREC_CATALOG_RATE": "10",
+         "MOVIEREC_CATALOG_SWEEP_USERS": "false", **extra}
+    )  # fmt: skip
 
 
 def client() -> str:
@@ -347,6 +350,30 @@ def test_a_run_fetches_at_most_the_cap_movies_first(api: Api, tmp_path: Path) ->
     second = catalog_sync.sync_catalog(settings, client_id=client())
     assert (second["status"], second["fetched"], second["remaining"]) == ("complete", 5, 0)
     assert stored_users(settings) == users
+
+
+def test_spare_fetches_sweep_unseen_users_up_to_the_largest_id_seen(api: Api, tmp_path: Path) -> None:
+    settings = sync_settings(
+        tmp_path, api.url, MOVIEREC_CATALOG_MAX_FETCHES="8", MOVIEREC_CATALOG_SWEEP_USERS="true"
+    )
+    movies = [str(m) for m in api.world.movie_ids[60:63]]
+    write_events(settings, "b1", [3, 6, 9], movies)  # ids 1-2, 4-5 and 7-8 never showed up
+
+    first = catalog_sync.sync_catalog(settings, client_id=client())
+    # the seen ones first (3 movies, users 3, 6, 9), then the lowest unseen ids with the 2 left: 1, 2
+    assert (first["status"], first["requests"], first["remaining"]) == ("complete", 8, 0)
+    assert first["users"]["fetched"] == 3 and first["users"]["swept_fetched"] == 2
+    assert stored_users(settings) == [1, 2, 3, 6, 9]
+
+    second = catalog_sync.sync_catalog(settings, client_id=client())
+    assert (second["requests"], second["users"]["swept_fetched"]) == (4, 4)  # 4, 5, 7, 8
+    third = catalog_sync.sync_catalog(settings, client_id=client())
+    assert (third["requests"], third["users"]["swept"]) == (0, 0)  # nothing above 9 is asked for
+    assert stored_users(settings) == list(range(1, 10))
+    for row in lake.read_table(settings, "users").to_pylist():  # what the API holds for each
+        assert {k: row[k] for k in ("user_id", "age", "occupation", "gender")} == api.world.user_record(
+            row["user_id"]
+        )
 
 
 # --- the token bucket, on a clock we control ---------------------------------------------------

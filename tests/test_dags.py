@@ -83,9 +83,9 @@ def test_ingest_runs_every_ten_minutes_one_run_at_a_time_without_catch_up(dagbag
     assert all(task.retries >= 1 for task in dag.tasks)  # a batch is replay-safe
 
 
-def test_catalog_runs_daily_and_an_outage_only_delays_it(dagbag: Any) -> None:
+def test_catalog_runs_hourly_and_an_outage_only_delays_it(dagbag: Any) -> None:
     dag = dagbag.dags["catalog"]
-    assert dag.timetable.expression == "0 0 * * *"
+    assert dag.timetable.expression == "0 * * * *"  # runs back to back until every user is fetched
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     (task,) = dag.tasks

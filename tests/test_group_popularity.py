@@ -222,6 +222,8 @@ def test_the_reports_count_personalised_group_and_catalog_users(version: dict[st
     with sqlite3.connect(serving_file.file_path(settings.serving_dir, VERSION)) as connection:
         meta = dict(connection.execute("SELECT key, value FROM meta"))
     assert json.loads(meta["lists"])["group_users"] == 5
+    # the group lines the online metric tells from a user's own list: those the 5 newcomers got
+    assert sorted(json.loads(meta["group_lines"])) == sorted({",".join(line) for line in GROUP_LIST.values()})
     report = files.read_json(versions.report_dir(settings, VERSION) / versions.REPORT_JSON)
     assert report["lists"]["catalog_users"] == 14 and report["lists"]["group_users"] == 5
     markdown = (versions.report_dir(settings, VERSION) / versions.REPORT_MD).read_text()

@@ -7,6 +7,7 @@ number below is counted by hand from the rows written, not by the code under tes
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from movierec import lake
+from movierec import lake, serving_file
 from movierec import settings as settings_module
 from movierec.ingest.consume import split_by_hour
 from movierec.online import compute
@@ -254,6 +255,22 @@ def test_a_list_is_the_same_whether_the_site_or_the_service_wrote_it() -> None:
         == oc.list_key(["a+1+2000", "b+2+2001"])
     )
     assert oc.list_key(None) == ""
+
+
+def test_group_lines_of_a_kept_serving_file_do_not_count_as_personalised(tmp_path: Path) -> None:
+    settings = settings_module.load({"MOVIEREC_HOME": str(tmp_path)})
+    version, fallback, group = "20261120T000000Z", "f+1+2000,f+2+2001", "g+1+2000,g+2+2001"
+    meta = {"model_version": version, "fallback": fallback, "group_lines": json.dumps([group])}
+    serving_file.write(serving_file.file_path(settings.serving_dir, version), [([1], [group])], meta)
+    fallbacks, groups = compute.serving_lists(settings, {version, "not-a-serving-id"})
+    assert fallbacks == {version: fallback} and groups == {version: frozenset({group})}
+
+    lines = pd.Series([fallback, "g+1+2000, g+2+2001", "own+1+1999,g+1+2000", "own+1+1999"])
+    versions = pd.Series([version, version, version, "unknown"])
+    # the fallback, a group line (spaced as the site writes it), a user's own list, a version unknown
+    with_groups = oc.personalised(lines, versions, fallbacks, groups)
+    assert with_groups.iloc[:3].tolist() == [False, False, True] and pd.isna(with_groups.iloc[3])
+    assert oc.personalised(lines, versions, fallbacks).iloc[:3].tolist() == [False, True, True]
 
 
 def test_answers_of_a_day_without_served_records_are_kept_unmatched(tmp_path: Path) -> None:

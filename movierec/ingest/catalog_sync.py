@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -82,6 +83,19 @@ def seen_ids(settings: Settings) -> tuple[set[int], set[str]]:
     user_ids = pc.unique(pa.chunked_array(users, pa.int64())).to_pylist() if users else []
     movie_ids = pc.unique(pa.chunked_array(movies, pa.string())).to_pylist() if movies else []
     return set(user_ids), set(movie_ids)
+
+
+def unseen_users(known: set[int], skip: set[int], limit: int) -> list[int]:
+    """The first ``limit`` user ids in 1..max(``known``) not in ``skip``, ascending.
+
+    The site hands out user ids in sequence, so every id up to the largest one seen is a
+    user the catalog can answer for (or 404s once, remembered in ``catalog_unknown``): a
+    list for every user the site knows needs them, not only those who have shown up yet.
+    """
+    if limit <= 0 or not known:
+        return []
+    ids = np.arange(1, max(known) + 1, dtype=np.int64)
+    return ids[~np.isin(ids, np.fromiter(skip, np.int64, len(skip)))][:limit].tolist()
 
 
 def _stored(settings: Settings, table: str, column: str) -> set[Any]:
@@ -308,7 +322,8 @@ def sync_catalog(
     client_id: str = CLIENT_ID,
     concurrency: int = CONCURRENCY,
 ) -> dict[str, Any]:
-    """Fetch and store the users and movies seen in events but not stored yet; returns a report.
+    """Fetch and store the users and movies seen in events but not stored yet, then (with
+    MOVIEREC_CATALOG_SWEEP_USERS, within the cap) users never seen; returns a report.
 
     ``status`` is "complete", or "capped" when more than MOVIEREC_CATALOG_MAX_FETCHES
     were missing (the next run goes on). If the API is down, what was fetched is
@@ -322,18 +337,28 @@ def sync_catalog(
     stored_movies = _stored(settings, "movies", "id")
     unknown = recently_unknown(settings, started)
     missing_movies = sorted(seen_movies - stored_movies - unknown["movie"])
-    missing_users = sorted(seen_users - stored_users - {int(u) for u in unknown["user"]})
+    unknown_users = {int(u) for u in unknown["user"]}
+    missing_users = sorted(seen_users - stored_users - unknown_users)
     todo: list[tuple[str, Any]] = [("movie", m) for m in missing_movies]
     todo += [("user", u) for u in missing_users]
     capped = len(todo) > settings.catalog_max_fetches
     todo = todo[: settings.catalog_max_fetches]
+    # spare fetches go to users never seen yet, so the serving file can list every user
+    swept = (
+        unseen_users(seen_users | stored_users, seen_users | stored_users | unknown_users,
+                     settings.catalog_max_fetches - len(todo))
+        if settings.catalog_sweep_users else []
+    )  # fmt: skip
+    todo += [("user", u) for u in swept]
     log.info(
-        "catalog run %s: %d users and %d movies seen, %d users and %d movies missing, fetching %d",
+        "catalog run %s: %d users and %d movies seen, %d users and %d movies missing, "
+        "%d unseen users swept, fetching %d",
         run,
         len(seen_users),
         len(seen_movies),
         len(missing_users),
         len(missing_movies),
+        len(swept),
         len(todo),
     )
 
@@ -355,11 +380,16 @@ def sync_catalog(
 
     report = _store(settings, run, started, outcomes)
     down = [o.message for o in outcomes.values() if o.kind == "down"]
+    sweep = [outcomes[("user", u)].kind for u in swept]
+    swept_ok, swept_unknown = sweep.count("ok"), sweep.count("unknown")
+    report["users"]["fetched"] -= swept_ok  # of the seen users; the sweep's count on its own
+    report["users"]["unknown_new"] -= swept_unknown
     for kind, seen, missing, known in (
-        ("users", seen_users, missing_users, {int(u) for u in unknown["user"]}),
+        ("users", seen_users, missing_users, unknown_users),
         ("movies", seen_movies, missing_movies, unknown["movie"]),
     ):
         report[kind] |= {"seen": len(seen), "missing": len(missing), "unknown_known": len(known & seen)}
+    report["users"] |= {"swept": len(swept), "swept_fetched": swept_ok, "swept_unknown": swept_unknown}
     report |= {
         "status": "delayed" if down else "capped" if capped else "complete",
         "remaining": sum(report[k]["missing"] - report[k]["fetched"] - report[k]["unknown_new"]

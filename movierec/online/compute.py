@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 OUTCOMES_FILE = "part-outcomes.parquet"
 METRICS_FILE = "part-metrics.parquet"
 VIEWING_HORIZON = timedelta(hours=6)  # minutes of a viewing counted up to this long after its start
-CODE_VERSION = 1  # part of the fingerprint: a change of definition recomputes every day
+CODE_VERSION = 2  # part of the fingerprint: a change of definition recomputes every day
 INPUTS_KEY = b"movierec.inputs"
 STARTS_KEY = b"movierec.starts_by_hour"
 
@@ -122,9 +122,11 @@ def stored_metadata(path: Path) -> dict[bytes, bytes]:
 # --- outcomes -----------------------------------------------------------------------------
 
 
-def serving_fallbacks(settings: Settings, versions: set[str]) -> dict[str, str]:
-    """Fallback line per version from the serving files still kept (meta ``fallback``)."""
-    found = {}
+def serving_lists(settings: Settings, versions: set[str]) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
+    """Per version, from the serving files still kept: its fallback line (meta ``fallback``) and
+    its demographic group lines (meta ``group_lines``, as ``list_key``s)."""
+    fallbacks: dict[str, str] = {}
+    groups: dict[str, frozenset[str]] = {}
     for version in versions:
         try:
             path = serving_file.file_path(settings.serving_dir, version)
@@ -133,13 +135,16 @@ def serving_fallbacks(settings: Settings, versions: set[str]) -> dict[str, str]:
         if not path.is_file():
             continue
         try:
-            fallback = serving_file.read_meta(path).get("fallback")
-        except (OSError, sqlite3.Error) as exc:
-            log.warning("fallback of %s unreadable: %s", path.name, exc)
+            meta = serving_file.read_meta(path)
+            lines = json.loads(meta.get("group_lines") or "[]")
+        except (OSError, sqlite3.Error, ValueError) as exc:
+            log.warning("lists of %s unreadable: %s", path.name, exc)
             continue
-        if fallback:
-            found[version] = fallback
-    return found
+        if meta.get("fallback"):
+            fallbacks[version] = meta["fallback"]
+        if lines:
+            groups[version] = frozenset(oc.list_key(line) for line in lines)
+    return fallbacks, groups
 
 
 def day_outcomes(settings: Settings, inputs: DayInputs) -> tuple[pa.Table, dict[datetime, tuple[int, int]]]:
@@ -168,8 +173,11 @@ def day_outcomes(settings: Settings, inputs: DayInputs) -> tuple[pa.Table, dict[
     tolerance = timedelta(seconds=settings.online_match_seconds)
     matched = oc.match_served(reco, served, tolerance, settings.site_timezone)
     versions = set(served["model_version"].dropna())
-    fallbacks = oc.fallback_lines(served, serving_fallbacks(settings, versions))
-    personal = oc.personalised(reco["items"], matched["model_version"].reset_index(drop=True), fallbacks)
+    known_fallbacks, group_lines = serving_lists(settings, versions)
+    fallbacks = oc.fallback_lines(served, known_fallbacks)
+    personal = oc.personalised(
+        reco["items"], matched["model_version"].reset_index(drop=True), fallbacks, group_lines
+    )
 
     today = (reco["time"] >= inputs.start).to_numpy()
     frame = pd.DataFrame(

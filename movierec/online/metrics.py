@@ -9,7 +9,8 @@ answers no served record matched, e.g. the site's own baseline), and over every 
     mean_position                   mean 1-based position of the first listed movie started
     list_minutes_per_answer         minutes watched of listed movies started after an answer, per answer
     minutes_per_answer              minutes of every viewing attributed to an answer, per answer
-    personalised_share              share of answers (whose version's fallback is known) that differ from it
+    personalised_share              share of answers (whose version's fallback is known) that are the
+                                    user's own list: neither the fallback nor a demographic group line
     list_start_share                of the viewings that started (scope all: in the period, whoever
                                     started them; scope version: attributed to the version's answers),
                                     the share that were of a movie in the answer's list
@@ -115,7 +116,7 @@ GAUGES = {
     "mean_position": "mean position (1-based) of the first listed movie started",
     "list_minutes_per_answer": "minutes watched of listed movies started after an answer, per answer",
     "minutes_per_answer": "minutes of every viewing attributed to an answer, per answer",
-    "personalised_share": "share of answers that differ from their model version's fallback list",
+    "personalised_share": "share of answers that are the user's own list (neither fallback nor group line)",
     "list_start_share": "share of viewings started that were of a movie in the list just shown",
 }
 

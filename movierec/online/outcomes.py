@@ -192,12 +192,23 @@ def fallback_lines(served: pd.DataFrame, known: dict[str, str] | None = None) ->
     return lines
 
 
-def personalised(items: pd.Series, versions: pd.Series, fallbacks: dict[str, str]) -> pd.Series:
-    """True where the list differs from its version's fallback; null where that is not known."""
+def personalised(
+    items: pd.Series,
+    versions: pd.Series,
+    fallbacks: dict[str, str],
+    group_lines: dict[str, frozenset[str]] | None = None,
+) -> pd.Series:
+    """True where the list is the user's own: neither its version's fallback nor one of its
+    demographic group lines (what users without history get); null where the fallback is not known."""
+    groups = group_lines or {}
     values = []
     for line, version in zip(items, versions, strict=True):
         fallback = fallbacks.get(version) if isinstance(version, str) else None
-        values.append(None if fallback is None else list_key(line) != fallback)
+        if fallback is None:
+            values.append(None)
+            continue
+        key = list_key(line)
+        values.append(key != fallback and key not in groups.get(version, frozenset()))
     return pd.Series(values, index=items.index, dtype="boolean")
 
 
