@@ -97,6 +97,8 @@ def test_quality_by_group_compares_each_group_with_the_rest_and_judges_only_big_
     assert not occupation["writer"]["judged"]  # 5 users < 30
     assert found["attributes"]["gender"]["min_ratio"] == pytest.approx(0.25)
     assert found["breached"] and not found["attributes"]["age_band"]["breached"]
+    # judged: F, M and other; not writer (5 users), unknown (no group), 25-34 (no one else to compare)
+    assert found["judged"] == 3
 
 
 def test_equal_quality_is_no_breach() -> None:

@@ -166,6 +166,7 @@ def quality_by_group(
             "breached": any(r["breached"] for r in rows),
         }
     result["breached"] = any(a["breached"] for a in result["attributes"].values())
+    result["judged"] = sum(row["judged"] for a in result["attributes"].values() for row in a["groups"])
     return result
 
 

@@ -45,6 +45,7 @@ TEXTFILE = "fairness.prom"
 REPORT_FILE = "fairness.json"
 FIGURE_FILE = "fairness.png"
 DEFAULT_DAYS = 7
+PLOT_MAX_RATIO = 3.0
 REQUIREMENTS = {
     "quality_online": "every group's list minutes per answer >= 0.8 x the other users' (online)",
     "quality_offline": "every group's Recall@20 >= 0.8 x the other users' (model report)",
@@ -162,8 +163,12 @@ def verdicts(version: dict[str, Any]) -> dict[str, bool | None]:
     offline = version.get("offline") or {}
     served = offline.get("mitigation") or offline.get("as_evaluated") or {}  # what precompute served
     return {
-        "quality_online": version["quality_online"]["breached"] if version["answers"] else None,
-        "quality_offline": served.get("quality", {}).get("breached"),
+        "quality_online": version["quality_online"]["breached"]
+        if version["quality_online"]["judged"]
+        else None,
+        "quality_offline": quality["breached"]
+        if (quality := served.get("quality")) and quality["judged"]
+        else None,
         "exposure": version["exposure"]["breached"] if version["exposure"]["slots"] else None,
     }
 
@@ -209,6 +214,16 @@ def textfile_registry(report: dict[str, Any], computed_at: datetime) -> Collecto
     return registry
 
 
+def panel_rows(found: dict[str, Any], panel: str) -> list[tuple[str, dict[str, Any]]]:
+    """(label, ratio estimate) of one version for one panel of the figure, measured ones only."""
+    if panel == "exposure":
+        rows = [(name, r["ratio"]) for name, r in found["exposure"]["segments"].items()]
+    else:
+        groups = found["quality_online"]["attributes"][panel]["groups"]
+        rows = [(g["group"], g["ratio"]) for g in groups]
+    return [(label, ratio) for label, ratio in rows if ratio["value"] is not None]
+
+
 def draw(report: dict[str, Any], path: Path) -> None:
     """Per attribute, each group's online quality ratio; and each segment's exposure ratio; one
     colour per model version, 95% intervals, the thresholds dashed."""
@@ -221,24 +236,20 @@ def draw(report: dict[str, Any], path: Path) -> None:
     figure, axes = pyplot.subplots(1, len(panels), figsize=(5 * len(panels), 7))
     names = list(report["versions"])
     for axis, panel in zip(axes, panels, strict=True):
+        rows_of = {version: panel_rows(report["versions"][version], panel) for version in names}
+        labels = list(dict.fromkeys(label for rows in rows_of.values() for label, _ in rows))
         for offset, version in enumerate(names):
-            found = report["versions"][version]
-            if panel == "exposure":
-                rows = [(name, r["ratio"]) for name, r in found["exposure"]["segments"].items()]
-                threshold = found["exposure"]["threshold"]
-            else:
-                groups = found["quality_online"]["attributes"][panel]["groups"]
-                rows = [(g["group"], g["ratio"]) for g in groups if g["ratio"]["value"] is not None]
-                threshold = found["quality_online"]["threshold"]
-            shown = [(label, r) for label, r in rows if r["value"] is not None]
-            positions = [i + 0.8 * offset / max(len(names), 1) for i in range(len(shown))]
+            shown = rows_of[version]
+            positions = [labels.index(label) + 0.6 * offset / max(len(names), 1) for label, _ in shown]
             values = [r["value"] for _, r in shown]
             lows = [r["value"] - (r["low"] if r["low"] is not None else r["value"]) for _, r in shown]
             highs = [(r["high"] if r["high"] is not None else r["value"]) - r["value"] for _, r in shown]
             axis.errorbar(values, positions, xerr=[lows, highs], fmt="o", capsize=3, label=version)
-            axis.set_yticks(range(len(shown)), [label for label, _ in shown])
-            axis.axvline(threshold, color="red", linestyle="--", linewidth=1)
+        axis.set_yticks(range(len(labels)), labels)
+        threshold = report["thresholds"]["exposure_ratio" if panel == "exposure" else "quality_ratio"]
+        axis.axvline(threshold, color="red", linestyle="--", linewidth=1)
         axis.axvline(1.0, color="grey", linewidth=0.5)
+        axis.set_xlim(0, PLOT_MAX_RATIO)  # a small group's interval can reach 20: beyond 3 it says little
         title = "exposure: slot share / choice share" if panel == "exposure" else f"{panel}: quality / rest"
         axis.set_title(title)
         axis.invert_yaxis()
