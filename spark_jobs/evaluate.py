@@ -47,11 +47,14 @@ class EvaluationData:
         prepared = versions.prepared_dir(settings, version)
         self.n_users = pq.read_metadata(folder / versions.USERS_FILE).num_rows
         self.n_movies = pq.read_metadata(folder / versions.MOVIES_FILE).num_rows
-        test = pq.read_table(prepared / "test.parquet", columns=["uidx", "iidx"]).to_pandas()
+        test = pq.read_table(prepared / "test.parquet", columns=["uidx", "iidx", "listed"]).to_pandas()
         train = pq.read_table(prepared / "train.parquet", columns=["uidx", "iidx"]).to_pandas()
         self.users = np.sort(test["uidx"].unique()).astype(np.int64)
         by_user = test.groupby("uidx")["iidx"].apply(set)
         self.relevant: list[set[int]] = [by_user[u] for u in self.users]
+        # the relevant movies no list shown to the user held before they took them up
+        unlisted = test[~test["listed"]].groupby("uidx")["iidx"].apply(set)
+        self.unlisted: list[set[int]] = [unlisted.get(u, set()) for u in self.users]
         self.history = np.isin(self.users, train["uidx"].unique())  # met a movie before T
         mine = train[train["uidx"].isin(self.users)]
         self.seen_rows = np.searchsorted(self.users, mine["uidx"].to_numpy())
@@ -59,6 +62,12 @@ class EvaluationData:
         viewers = train.groupby("iidx")["uidx"].nunique()
         self.popularity = np.zeros(self.n_movies)  # share of training users who met each movie
         self.popularity[viewers.index.to_numpy()] = viewers.to_numpy() / max(train["uidx"].nunique(), 1)
+        # exposure-corrected recall: a watch of a movie everyone is shown says less than one of a
+        # movie few meet (Yang et al. 2018); propensities from the training interactions
+        counts = np.zeros(self.n_movies)
+        counts[viewers.index.to_numpy()] = viewers.to_numpy()
+        self.propensity_gamma = ranking_metrics.power_law_exponent(counts) if len(viewers) else 1.0
+        self.inverse_propensity = 1.0 / ranking_metrics.popularity_propensity(counts, self.propensity_gamma)
         groups = pq.read_table(prepared / "user_groups.parquet").to_pandas().set_index("uidx")
         self.groups = groups.reindex(self.users).fillna("unknown")
         self.fallback: list[int] = files.read_json(prepared / versions.FALLBACK_BEFORE_T)["iidx"]
@@ -143,10 +152,15 @@ def served_lists(
 
 def score(data: EvaluationData, lists: list[list[int]]) -> dict[str, Any]:
     """Overall and per-subgroup metrics of ``lists`` (row i: test user i)."""
-    per_user = ranking_metrics.per_user(lists, data.relevant)
+    per_user = ranking_metrics.per_user(lists, data.relevant, inverse_propensity=data.inverse_propensity)
     overall = ranking_metrics.summarize(per_user)
     overall["coverage"] = ranking_metrics.catalog_coverage(lists, data.n_movies)
     overall["mean_popularity"] = ranking_metrics.mean_popularity(lists, data.popularity)
+    overall["propensity_gamma"] = data.propensity_gamma
+    rows = [i for i, movies in enumerate(data.unlisted) if movies]
+    overall["unlisted_users"] = len(rows)
+    unlisted = [ranking_metrics.recall_at_k(lists[i], data.unlisted[i]) for i in rows]
+    overall["unlisted_recall_at_20"] = float(np.mean(unlisted)) if rows else None
     subgroups: dict[str, dict[str, Any]] = {}
     for dimension in SUBGROUPS:
         column = data.groups[dimension].to_numpy()

@@ -19,7 +19,7 @@ from movierec.files import sha256_of
 from movierec.settings import Settings
 
 # The lake tables learning reads (shilling_flags: the accounts it leaves out).
-LEARNING_TABLES = ("watch_session", "rate", "users", "movies", "shilling_flags")
+LEARNING_TABLES = ("watch_session", "rate", "reco", "users", "movies", "shilling_flags")
 
 
 def lake_files(settings: Settings) -> dict[str, list[Path]]:

@@ -97,7 +97,8 @@ def interactions(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> DataFrame:
-    """(user_id, movie_id, minutes_seen, rating, last_time, fraction, strength) of rows in [start, end).
+    """(user_id, movie_id, minutes_seen, rating, first_time, last_time, fraction, strength) of rows
+    in [start, end).
 
     A session row counts only if it lies entirely inside the window (first_time >= start and
     last_time < end): minutes streamed after ``end`` never reach a window that ends there.
@@ -120,12 +121,17 @@ def interactions(
             F.sum("minutes_seen").alias("minutes_seen"),
             F.max("max_minute").alias("max_minute"),
             F.max("last_time").alias("watch_time"),
+            F.min("first_time").alias("watch_first"),
         )
     )
     rated = (
         within(rates, "time", "time")
         .groupBy("user_id", "movie_id")
-        .agg(F.max_by("rating", "time").alias("rating"), F.max("time").alias("rate_time"))
+        .agg(
+            F.max_by("rating", "time").alias("rating"),
+            F.max("time").alias("rate_time"),
+            F.min("time").alias("rate_first"),
+        )
     )
     both = watched.join(rated, ["user_id", "movie_id"], "full_outer")
     observed = watched.groupBy("movie_id").agg((F.max("max_minute") + 1).alias("observed_runtime"))
@@ -136,7 +142,23 @@ def interactions(
         .withColumn("fraction", F.col("minutes_seen") / runtime)
         .withColumn("strength", strength(F.col("fraction"), F.col("rating")))
         .withColumn("last_time", F.greatest("watch_time", "rate_time"))
-        .select("user_id", "movie_id", "minutes_seen", "rating", "last_time", "fraction", "strength")
+        .withColumn("first_time", F.least("watch_first", "rate_first"))
+        .select(
+            "user_id", "movie_id", "minutes_seen", "rating", "first_time", "last_time", "fraction", "strength"
+        )
+    )
+
+
+def first_listed(reco: DataFrame) -> DataFrame:
+    """(user_id, movie_id, first_listed): when each movie was first in a list shown to the user
+    (a successful recommendation line of the movielog, whoever answered it)."""
+    from pyspark.sql import functions as F
+
+    return (
+        reco.filter(F.col("status") == 200)
+        .select("user_id", "time", F.explode("items").alias("movie_id"))
+        .groupBy("user_id", "movie_id")
+        .agg(F.min("time").alias("first_listed"))
     )
 
 
@@ -234,6 +256,7 @@ EMPTY_SCHEMAS = {
     "watch_session": "user_id long, movie_id string, first_time timestamp_ntz, last_time timestamp_ntz, "
     "max_minute int, minutes_seen int",
     "rate": "user_id long, movie_id string, rating byte, time timestamp_ntz",
+    "reco": "user_id long, time timestamp_ntz, status short, items array<string>",
     "movies": "id string, runtime int, fetched_at timestamp",
     "users": "user_id long, age short, gender string, occupation string, fetched_at timestamp",
     "shilling_flags": "user_id long, movie_id string",
@@ -269,7 +292,14 @@ def read_lake(spark: SparkSession, snapshot: dict[str, list[Path]]) -> dict[str,
         .select(F.col("id").alias("user_id"), "age", "gender", "occupation")
     )
     flagged = table("shilling_flags")
-    return {"sessions": sessions, "rates": rates, "runtimes": movies, "users": users, "flagged": flagged}
+    return {
+        "sessions": sessions,
+        "rates": rates,
+        "reco": table("reco"),
+        "runtimes": movies,
+        "users": users,
+        "flagged": flagged,
+    }
 
 
 # --- the job ---------------------------------------------------------------------------------
@@ -359,11 +389,14 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
     )
     train_idx = indexed(train).select("uidx", "iidx", "strength", "last_time").cache()
     train_idx.write.mode("overwrite").parquet(str(prepared / "train.parquet"))
-    # Relevant in the test window: movies a user took up after T (positively) and had not met before.
+    # Relevant in the test window: movies a user took up after T (positively) and had not met before;
+    # "listed" if a list shown to the user held the movie before they first took it up (a watch our
+    # lists could have caused; evaluate also measures recall on the others).
+    listed = F.coalesce(F.col("first_listed") <= F.col("first_time"), F.lit(False))
     test_idx = (
-        indexed(after)
+        indexed(after.join(first_listed(lake["reco"]), ["user_id", "movie_id"], "left"))
         .filter(F.col("strength") > 0)
-        .select("uidx", "iidx")
+        .select("uidx", "iidx", listed.alias("listed"))
         .join(train_idx.select("uidx", "iidx"), ["uidx", "iidx"], "left_anti")
         .cache()
     )
@@ -411,6 +444,7 @@ def prepare(spark: SparkSession, settings: Settings, version: str) -> dict[str, 
         "train_interactions": train_idx.count(),
         "train_negative": train_idx.filter(F.col("strength") <= 0).count(),
         "test_pairs": test_idx.count(),
+        "test_pairs_listed": test_idx.filter(F.col("listed")).count(),
         "test_users": test_idx.select("uidx").distinct().count(),
         "users_with_features": features.select("uidx").distinct().count(),
     }

@@ -146,6 +146,38 @@ def test_test_pairs_are_new_to_the_user(prepared: dict[str, Any]) -> None:
     assert after and not (after & before)
 
 
+def test_a_test_pair_is_listed_when_a_list_shown_before_held_the_movie(prepared: dict[str, Any]) -> None:
+    settings, cut = prepared["settings"], prepared["cut"]
+    folder = versions.model_dir(settings, VERSION)
+    users = pq.read_table(folder / versions.USERS_FILE).to_pylist()
+    movies = pq.read_table(folder / versions.MOVIES_FILE).to_pylist()
+    user_of, movie_of = {r["uidx"]: r["user_id"] for r in users}, {r["iidx"]: r["movie_id"] for r in movies}
+    # by hand from the lake: when each pair was first taken up after T, when first listed (status 200)
+    first: dict[tuple[int, str], datetime] = {}
+    for row in lake.read_table(settings, "watch_session").to_pylist():
+        if row["first_time"] >= cut:
+            key = (row["user_id"], row["movie_id"])
+            first[key] = min(first.get(key, row["first_time"]), row["first_time"])
+    for row in lake.read_table(settings, "rate").to_pylist():
+        if row["time"] >= cut:
+            key = (row["user_id"], row["movie_id"])
+            first[key] = min(first.get(key, row["time"]), row["time"])
+    shown: dict[tuple[int, str], datetime] = {}
+    for row in lake.read_table(settings, "reco").to_pylist():
+        for movie in row["items"] if row["status"] == 200 else []:
+            key = (row["user_id"], movie)
+            shown[key] = min(shown.get(key, row["time"]), row["time"])
+
+    test = pq.read_table(versions.prepared_dir(settings, VERSION) / "test.parquet").to_pylist()
+    flags = []
+    for row in test:
+        key = (user_of[row["uidx"]], movie_of[row["iidx"]])
+        assert row["listed"] == (key in shown and shown[key] <= first[key]), key
+        flags.append(row["listed"])
+    assert True in flags and False in flags  # both kinds occur in this lake
+    assert prepared["report"]["test_pairs_listed"] == sum(flags)
+
+
 def test_the_index_is_contiguous_sorted_and_invertible(prepared: dict[str, Any]) -> None:
     settings = prepared["settings"]
     folder = versions.model_dir(settings, VERSION)
@@ -254,7 +286,7 @@ def test_the_data_manifest_lists_every_file_read_with_its_checksum_and_offsets(
     listed = {entry["path"] for entries in manifest["files"].values() for entry in entries}
     on_disk = {
         str(p.relative_to(root))
-        for table in ("watch_session", "rate", "users", "movies", "shilling_flags")
+        for table in ("watch_session", "rate", "reco", "users", "movies", "shilling_flags")
         for p in (root / table).rglob("part-*.parquet")
     }
     assert listed == on_disk

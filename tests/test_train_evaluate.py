@@ -52,6 +52,25 @@ def test_metrics_equal_hand_computed_values() -> None:
         metrics.recall_at_k(recommended, set())
 
 
+def test_snips_recall_weights_each_relevant_movie_by_its_inverse_propensity() -> None:
+    import numpy as np
+
+    # Yang et al. 2018, eqn 15 with gamma = 1: P = (n / max n) ** 1; a movie never met counts as 1
+    propensity = metrics.popularity_propensity(np.array([100, 10, 1, 0]), gamma=1.0)
+    assert propensity.tolist() == pytest.approx([1.0, 0.1, 0.01, 0.01])
+    inverse = 1 / propensity  # 1, 10, 100, 100
+    # hits 0 and 2 of relevant {0, 1, 2}: (1 + 100) / (1 + 10 + 100), where plain recall says 2/3
+    assert metrics.snips_recall_at_k([0, 2], {0, 1, 2}, inverse) == pytest.approx(101 / 111)
+    assert metrics.snips_recall_at_k([0, 1], {0, 1, 2}, inverse) == pytest.approx(11 / 111)
+    assert metrics.snips_recall_at_k([3], {3}, inverse) == 1.0  # self-normalised per user
+    with pytest.raises(ValueError, match="no relevant"):
+        metrics.snips_recall_at_k([0], set(), inverse)
+    # the exponent: 1 + n / sum(ln(n_i / 0.5)) (Clauset et al. 2009, eqn 3.7, n_min = 1)
+    assert metrics.power_law_exponent(np.array([1, 1, 2, 0])) == pytest.approx(1 + 3 / (4 * math.log(2)))
+    per_user = metrics.per_user([[0, 2], [1]], [{0, 1, 2}, {1, 3}], inverse_propensity=inverse)
+    assert per_user["snips_recall_at_20"].tolist() == pytest.approx([101 / 111, 10 / 110])
+
+
 def test_coverage_and_mean_popularity() -> None:
     import numpy as np
 
@@ -180,12 +199,18 @@ def test_the_report_has_all_models_definitions_and_the_argument(trained: dict[st
     folder = versions.report_dir(trained["settings"], VERSION)
     text = (folder / versions.REPORT_MD).read_text()
     needles = ["als_r16", "als_r32", "popularity", "Recall@20", "NDCG@20", "MAP@20", "coverage"]
+    needles += ["SNIPS Recall@20", "Yang et al. 2018"]
     needles += ["operationalization", "µs/user", "factor bytes", "new vs returning", "Chosen:"]
     for needle in needles:
         assert needle in text, needle
     report = files.read_json(folder / versions.REPORT_JSON)
+    listed = report["data"]["counts"]["test_pairs_listed"]
+    assert 0 < listed < report["data"]["counts"]["test_pairs"]  # some test watches no list caused
     for name in ("popularity", "als_r16", "als_r32"):
         model = report["models"][name]
+        overall = model["overall"]
+        assert 0 <= overall["snips_recall_at_20"] <= 1 and overall["propensity_gamma"] > 1
+        assert overall["unlisted_users"] > 0 and 0 <= overall["unlisted_recall_at_20"] <= 1
         assert model["inference"]["topk_us_per_user"] > 0
         assert model["training"]["before_t"]["cpu_seconds"] > 0
     assert (
