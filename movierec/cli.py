@@ -379,6 +379,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def show(found: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], str]) -> None:
+    """A report as JSON or as its text."""
+    print(json.dumps(found, indent=2, default=str) if as_json else render(found), end="\n" if as_json else "")
+
+
 def cmd_shilling(args: argparse.Namespace) -> int:
     from movierec.security import shilling_check
 
@@ -388,11 +393,22 @@ def cmd_shilling(args: argparse.Namespace) -> int:
     except shilling_check.ShillingError as exc:
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(found, indent=2, default=str))
-    else:
-        print(shilling_check.render(found), end="")
+    show(found, args.json, shilling_check.render)
     return 1 if args.strict and found["targets"] else 0
+
+
+def cmd_fairness(args: argparse.Namespace) -> int:
+    from movierec.fairness import report
+
+    settings = settings_module.load()
+    try:
+        found = report.write_report(settings, version=args.version, days=args.days, out=args.out)
+    except report.FairnessError as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
+    show(found, args.json, report.render)
+    breached = any(v for data in found["versions"].values() for v in data["breached"].values())
+    return 1 if args.strict and breached else 0
 
 
 def cmd_online(args: argparse.Namespace) -> int:
@@ -619,6 +635,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-rate", type=float, help="unlogged answers/s that flag a window (default 0.25)"
     )
     scraping.set_defaults(handler=cmd_scraping)
+
+    fairness = commands.add_parser("fairness", help="fairness requirements measured on our own telemetry")
+    fairness_reports = fairness.add_subparsers(dest="report", required=True)
+    fairness_report = fairness_reports.add_parser(
+        "report",
+        help="per model version: online quality by gender, age band, occupation; exposure of the long "
+        "tail, older films, languages; JSON + PNG + gauges",
+    )
+    fairness_report.add_argument("--version", help="only this model version (serving id)")
+    fairness_report.add_argument("--days", type=int, default=7, help="days up to the newest served day")
+    fairness_report.add_argument(
+        "--out", type=Path, help="folder for fairness.json and fairness.png (default: reports/fairness)"
+    )
+    fairness_report.add_argument("--json", action="store_true", help="print the report as JSON")
+    fairness_report.add_argument("--strict", action="store_true", help="exit 1 if a requirement is breached")
+    fairness_report.set_defaults(handler=cmd_fairness)
 
     serve = commands.add_parser("serve", help="the recommendation service (MOVIEREC_SERVER_WORKERS workers)")
     serve.set_defaults(handler=cmd_serve)

@@ -123,6 +123,15 @@ class Settings:
         True,
         "prepare: leave out of training every account the rating-spam detector flagged (shilling_flags)",
     )
+    fairness_tail_slots: int = _setting(
+        "MOVIEREC_FAIRNESS_TAIL_SLOTS",
+        0,
+        "precompute: at least this many long-tail movies in each personalised list (tail-quota "
+        "re-ranking, docs/fairness.md); 0: off",
+    )
+    fairness_rerank_depth: int = _setting(
+        "MOVIEREC_FAIRNESS_RERANK_DEPTH", 100, "precompute: best-scored movies the tail quota re-ranks from"
+    )
     spark_driver_memory: str = _setting("MOVIEREC_SPARK_DRIVER_MEMORY", "4g", "Spark driver memory")
     spark_executor_memory: str = _setting(
         "MOVIEREC_SPARK_EXECUTOR_MEMORY",

@@ -229,10 +229,72 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"{_fmt(g['map_at_20'])} | " + " | ".join(beside) + " |"
             )
         lines.append("")
+    lines += _fairness_section(report.get("fairness"))
     lines += ["## Definitions (metric / data / operationalization)", ""]
     for name, (metric, data, how) in report["definitions"].items():
         lines += [f"- **{name}** — {metric}", f"  - data: {data}", f"  - operationalization: {how}"]
     return "\n".join(lines) + "\n"
+
+
+def _interval(estimate: dict[str, Any]) -> str:
+    if estimate.get("value") is None:
+        return "-"
+    if estimate.get("low") is None:
+        return _fmt(estimate["value"], 3)
+    return f"{estimate['value']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
+
+
+def _fairness_section(fairness: dict[str, Any] | None) -> list[str]:
+    """The model requirement (Recall@20 per group against the rest), the long tail's exposure, and
+    the tail-quota mitigation's cost (docs/fairness.md)."""
+    if not fairness:
+        return []
+    tail = fairness["long_tail"]
+    out = [
+        "## Fairness (chosen candidate, test window)",
+        "",
+        f"Long tail: {tail['movies']} of {tail['catalog']} movies ({tail['definition']}). Requirement: "
+        "every judged group's Recall@20 at least 0.8 x the other users' (breached: the 95% interval, "
+        "delta method over users, lies below); the tail's share of slots at least 0.5 x its share of "
+        "what test users chose.",
+        "",
+        "| lists | Recall@20 | NDCG@20 | tail share of slots | tail share of choices | ratio [95% CI] | "
+        "smallest group ratio | breached |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for label, part in (
+        ("as evaluated", fairness["as_evaluated"]),
+        ("tail quota", fairness.get("mitigation")),
+    ):
+        if not part:
+            continue
+        if label == "tail quota":
+            label = f"tail quota {part['tail_slots']} of top-{part['depth']}"
+        segment = part["exposure"]["segments"]["long_tail"]
+        smallest = [
+            a["min_ratio"] for a in part["quality"]["attributes"].values() if a["min_ratio"] is not None
+        ]
+        broken = [
+            n
+            for n, b in (("quality", part["quality"]["breached"]), ("exposure", part["exposure"]["breached"]))
+            if b
+        ]
+        out.append(
+            f"| {label} | {_fmt(part['recall_at_20'])} | {_fmt(part['ndcg_at_20'])} | "
+            f"{_fmt(segment['slot_share']['value'], 3)} | {_fmt(segment['choice_share']['value'], 3)} | "
+            f"{_interval(segment['ratio'])} | {_fmt(min(smallest) if smallest else None, 3)} | "
+            f"{', '.join(broken) or 'no'} |"
+        )
+    out += ["", "| attribute | group | users | Recall@20 | ratio to the rest [95% CI] | judged |",
+            "| --- | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
+    for attribute, data in fairness["as_evaluated"]["quality"]["attributes"].items():
+        for g in data["groups"]:
+            out.append(
+                f"| {attribute} | {g['group']} | {g['estimate']['users']} | {_fmt(g['estimate']['value'])} | "
+                f"{_interval(g['ratio'])} | "
+                f"{'BREACHED' if g['breached'] else ('yes' if g['judged'] else 'no')} |"
+            )
+    return [*out, ""]
 
 
 def _lists_section(lists: dict[str, Any]) -> list[str]:

@@ -22,9 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from movierec import settings as settings_module
+from movierec.fairness import measures, rerank
 from movierec.models import candidates, topk, versions
 from movierec.settings import Settings
 from spark_jobs import compare, files, ranking_metrics
@@ -168,6 +170,80 @@ def score(data: EvaluationData, lists: list[list[int]]) -> dict[str, Any]:
     return {"overall": overall, "subgroups": subgroups}
 
 
+# --- fairness (the model requirement and the mitigation's cost) -------------------------------
+
+
+def padded(lists: list[list[int]], width: int) -> np.ndarray:
+    """Lists as a (users, width) array of item indices, -1 padding."""
+    out = np.full((len(lists), width), -1, dtype=np.int64)
+    for row, items in enumerate(lists):
+        out[row, : min(len(items), width)] = items[:width]
+    return out
+
+
+def offline_fairness(data: EvaluationData, lists: list[list[int]], tail: np.ndarray) -> dict[str, Any]:
+    """Recall@20 and NDCG@20 of ``lists``; Recall@20 per group against the rest (the model's
+    quality requirement); the long tail's share of list slots against its share of what the test
+    users chose after T (the model's exposure). Unit: the test user."""
+    per_user = ranking_metrics.per_user(lists, data.relevant)
+    recall = per_user[f"recall_at_{ranking_metrics.K}"]
+    rows = pd.Index(data.users, name="user_id")
+    quality = measures.quality_by_group(
+        pd.DataFrame({"y": recall, "x": 1.0}, index=rows), data.groups[list(measures.ATTRIBUTES)]
+    )
+    slots = pd.DataFrame(
+        {"user_id": np.repeat(data.users, [len(x) for x in lists]), "movie_id": [i for x in lists for i in x]}
+    )
+    choices = pd.DataFrame(
+        {
+            "user_id": np.repeat(data.users, [len(r) for r in data.relevant]),
+            "movie_id": [i for r in data.relevant for i in sorted(r)],
+        }
+    )
+    segments = pd.DataFrame({"long_tail": tail}, index=np.arange(len(tail)))
+    return {
+        **{name: float(values.mean()) for name, values in per_user.items()},
+        "quality": quality,
+        "exposure": measures.exposure(slots, choices, segments, judged=("long_tail",)),
+    }
+
+
+def fairness_section(
+    data: EvaluationData,
+    ranked: list[list[int]],
+    fixed: dict[int, list[int]],
+    k: int,
+    tail_slots: int,
+    depth: int,
+) -> dict[str, Any]:
+    """The model report's fairness section: the served candidate's lists as evaluated (``ranked``
+    cut to ``k``; rows of ``fixed`` get that list, as served) and, with ``tail_slots``, the same
+    lists re-ranked by the tail quota as precompute would serve them (``fixed`` rows unchanged)."""
+    tail = measures.long_tail_mask(data.popularity)
+    lists = [row[:k] for row in ranked]
+    for row, items in fixed.items():
+        lists[row] = items
+    section: dict[str, Any] = {
+        "long_tail": {
+            "definition": f"movies outside the most met ones that hold {measures.HEAD_SHARE:.0%} of "
+            "training users' interactions before T",
+            "movies": int(tail.sum()),
+            "catalog": len(tail),
+        },
+        "as_evaluated": offline_fairness(data, lists, tail),
+        "mitigation": None,
+    }
+    if tail_slots:
+        quota = rerank.tail_quota(padded(ranked, depth), tail, k, tail_slots)
+        mitigated = [[int(i) for i in row if i >= 0] for row in quota]
+        for row, items in fixed.items():
+            mitigated[row] = items
+        section["mitigation"] = {"tail_slots": tail_slots, "depth": depth} | offline_fairness(
+            data, mitigated, tail
+        )
+    return section
+
+
 def evaluate(settings: Settings, version: str, k: int = ranking_metrics.K) -> dict[str, Any]:
     """Score every trained candidate on the test window, choose one, write the choice and the report.
 
@@ -206,7 +282,12 @@ def evaluate(settings: Settings, version: str, k: int = ranking_metrics.K) -> di
     results[REFERENCE] = score(data, random_lists(data, k, settings.seed)) | {"model": REFERENCE}
     chosen, argument = compare.choose({n: r for n, r in results.items() if n != REFERENCE})
     who_gets = served_lists(settings, version, data, cold_name, len(cold_rows))
-    _install(settings, version, chosen, results[chosen], results, argument, who_gets)
+    depth = max(k, settings.fairness_rerank_depth) if settings.fairness_tail_slots else k
+    ranked, _micros = candidate_lists(data, candidates.load(settings, version, chosen, "before_t"), depth)
+    fairness = fairness_section(
+        data, ranked, {int(r): group_lists[r] for r in cold_rows}, k, settings.fairness_tail_slots, depth
+    )
+    _install(settings, version, chosen, results[chosen], results, argument, who_gets, fairness)
     return {"version": version, "chosen": chosen, "recall_at_20": results[chosen]["overall"]["recall_at_20"]}
 
 
@@ -218,6 +299,7 @@ def _install(
     results: dict[str, Any],
     argument: str,
     lists: dict[str, Any],
+    fairness: dict[str, Any],
 ) -> None:
     """The choice, written: model.json (which candidate serves), metrics.json, the report."""
     folder = versions.model_dir(settings, version)
@@ -231,6 +313,7 @@ def _install(
             "split_time": params["split_time"],
             "candidates": {name: r["overall"] for name, r in results.items()},
             "lists": lists,
+            "fairness": fairness,
         },
     )
     from movierec.models.versions import pipeline_commit
@@ -246,7 +329,7 @@ def _install(
             "split_time": params["split_time"],
         },
     )
-    report = compare.build_report(version, params, results, chosen, argument, lists)
+    report = compare.build_report(version, params, results, chosen, argument, lists) | {"fairness": fairness}
     compare.write_report(settings, version, report)
 
 

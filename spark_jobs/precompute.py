@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +43,7 @@ import pyarrow.parquet as pq
 
 from movierec import serving_file
 from movierec import settings as settings_module
+from movierec.fairness import measures, rerank
 from movierec.models import candidates, registry, topk, versions
 from movierec.settings import Settings
 from spark_jobs import compare, files
@@ -98,6 +100,16 @@ def response_lines(items: np.ndarray, slugs: np.ndarray) -> list[str]:
     return [",".join(row[:count]) for row, count in zip(names, counts.tolist(), strict=True)]
 
 
+@dataclass(frozen=True)
+class TailQuota:
+    """The exposure mitigation (``movierec.fairness.rerank``): at least ``min_tail`` movies of
+    ``tail`` (per item factor row) in each list, re-ranked from the ``depth`` best-scored."""
+
+    tail: np.ndarray
+    min_tail: int
+    depth: int
+
+
 def score_batches(
     batches: Iterator[pa.RecordBatch],
     item_factors: np.ndarray,
@@ -105,9 +117,12 @@ def score_batches(
     row_of_iidx: np.ndarray,
     k: int = K,
     block_users: int = topk.DEFAULT_BLOCK_USERS,
+    quota: TailQuota | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """(id, features, seen) batches of users -> (uidx, items) batches: the top-k lines, seen excluded."""
+    """(id, features, seen) batches of users -> (uidx, items) batches: the top-k lines, seen excluded
+    (with ``quota``: re-ranked from the top ``quota.depth`` to hold ``quota.min_tail`` tail movies)."""
     rank = item_factors.shape[1]
+    depth = k if quota is None else max(k, quota.depth)
     for batch in batches:
         if batch.num_rows == 0:
             continue
@@ -117,10 +132,13 @@ def score_batches(
             raise ValueError(f"user factors are not all of rank {rank}")
         users = flat.astype(np.float32, copy=False).reshape(batch.num_rows, rank)
         result = topk.top_k(
-            users, item_factors, k, seen_rows(batch.column("seen"), row_of_iidx), block_users=block_users
+            users, item_factors, depth, seen_rows(batch.column("seen"), row_of_iidx), block_users=block_users
+        )
+        items = (
+            result.items if quota is None else rerank.tail_quota(result.items, quota.tail, k, quota.min_tail)
         )
         yield pa.RecordBatch.from_arrays(
-            [batch.column("id").cast(pa.int32()), pa.array(response_lines(result.items, slugs), pa.string())],
+            [batch.column("id").cast(pa.int32()), pa.array(response_lines(items, slugs), pa.string())],
             names=["uidx", "items"],
         )
 
@@ -133,6 +151,7 @@ def _ship_by_value() -> None:
     from pyspark import cloudpickle
 
     cloudpickle.register_pickle_by_value(topk)
+    cloudpickle.register_pickle_by_value(rerank)
     if __name__ != "__main__":
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -155,6 +174,18 @@ def group_lines(
     return lines.rename_columns(["group", "items"])
 
 
+def tail_rows(folder: Path, row_of_iidx: np.ndarray, n_rows: int) -> np.ndarray:
+    """Per item factor row: is the movie in the long tail of the model's interactions (the seen
+    pairs: users who met it; ``measures.long_tail``, the head holds 80% of them)."""
+    iidx = pq.read_table(folder / versions.SEEN_FILE, columns=["iidx"]).column("iidx").to_numpy()
+    counts = np.bincount(iidx, minlength=len(row_of_iidx))[: len(row_of_iidx)]
+    tail = measures.long_tail_mask(counts)
+    rows = np.zeros(n_rows, dtype=bool)
+    known = row_of_iidx >= 0
+    rows[row_of_iidx[known]] = tail[known]
+    return rows
+
+
 def recommend_all(
     spark: SparkSession,
     folder: Path,
@@ -165,10 +196,13 @@ def recommend_all(
     k: int = K,
     block_users: int = topk.DEFAULT_BLOCK_USERS,
     users_per_task: int = USERS_PER_TASK,
+    tail_slots: int = 0,
+    rerank_depth: int = 100,
 ) -> DataFrame:
     """(user_id, items, list) for every user of ``users.parquet``: the top-k line of ``factors``
     (a candidate fitted on all data; list "personalised"); with ``cold``, users without history
-    get their group's line instead ("group"); users left without a line get the fallback."""
+    get their group's line instead ("group"); users left without a line get the fallback. With
+    ``tail_slots``, personalised lines hold at least that many long-tail movies (``TailQuota``)."""
     from pyspark.sql import functions as F
 
     users = spark.read.parquet(str(folder / versions.USERS_FILE))
@@ -176,11 +210,14 @@ def recommend_all(
     movies = pq.read_table(folder / versions.MOVIES_FILE, columns=["movie_id", "iidx"])
     movie_iidx, movie_ids = movies.column("iidx").to_numpy(), movies.column("movie_id").to_pylist()
     item_factors, slugs, row_of_iidx = item_table(*factors.items(), movie_iidx, movie_ids)
-    shared = spark.sparkContext.broadcast((item_factors, slugs, row_of_iidx))
+    quota = None
+    if tail_slots > 0:
+        quota = TailQuota(tail_rows(folder, row_of_iidx, len(item_factors)), tail_slots, rerank_depth)
+    shared = spark.sparkContext.broadcast((item_factors, slugs, row_of_iidx, quota))
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        factors, names, rows = shared.value
-        yield from score_batches(batches, factors, names, rows, k, block_users)
+        factors, names, rows, tail_quota = shared.value
+        yield from score_batches(batches, factors, names, rows, k, block_users, tail_quota)
 
     n_users = pq.ParquetFile(folder / versions.USERS_FILE).metadata.num_rows
     tasks = max(2 * spark.sparkContext.defaultParallelism, math.ceil(n_users / users_per_task))
@@ -247,6 +284,11 @@ def precompute(
         raise ValueError(
             f"k must be 1..{serving_file.MAX_ITEMS} (a serving list holds at most that), got {k}"
         )
+    if not 0 <= settings.fairness_tail_slots <= k or settings.fairness_rerank_depth < k:
+        raise ValueError(
+            f"MOVIEREC_FAIRNESS_TAIL_SLOTS must be 0..{k} and MOVIEREC_FAIRNESS_RERANK_DEPTH at least "
+            f"{k}, got {settings.fairness_tail_slots} and {settings.fairness_rerank_depth}"
+        )
     folder = versions.model_dir(settings, version)
     model = versions.read_model_folder(folder)
     serving_id = serving_file.serving_id(version, candidate)
@@ -281,6 +323,8 @@ def precompute(
                 k=k,
                 block_users=block_users,
                 users_per_task=users_per_task,
+                tail_slots=settings.fairness_tail_slots,
+                rerank_depth=settings.fairness_rerank_depth,
             )
             frame.write.parquet(f"{scratch}/recs")
         table = pq.read_table(f"{scratch}/recs").sort_by("user_id")
@@ -314,7 +358,13 @@ def precompute(
         created_at=datetime.now(UTC),
         extra={
             "candidate": name,
-            "precompute": {"k": k, "block_users": block_users, "spark_master": spark.sparkContext.master},
+            "precompute": {
+                "k": k,
+                "block_users": block_users,
+                "spark_master": spark.sparkContext.master,
+                "tail_slots": settings.fairness_tail_slots,
+                "rerank_depth": settings.fairness_rerank_depth if settings.fairness_tail_slots else None,
+            },
             "lists": lists,
             "group_lines": sorted(group_lines.to_pylist()),
         },

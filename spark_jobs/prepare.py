@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from movierec import serving_file
 from movierec import settings as settings_module
+from movierec.fairness.measures import AGE_BANDS, OLDEST_BAND  # the catalog's bands: one owner
 from movierec.models import registry, versions
 from movierec.models.candidates import popularity
 from movierec.settings import Settings
@@ -49,7 +50,6 @@ RATING_WEIGHT = 0.5  # a 5 adds what watching the whole movie adds; a 1 takes it
 ACTIVITY_LEVELS = ((1, "light 1-2"), (3, "medium 3-9"), (10, "heavy 10+"))
 UNKNOWN = "unknown"  # a demographic value the catalog does not have (or a user it has not fetched)
 DEMOGRAPHIC_COLUMNS = ("age_band", "gender", "occupation")
-AGE_BANDS = ((18, "under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (50, "45-49"), (56, "50-55"))
 # A user's demographic pseudo-item weighs as much as three fully watched movies: with one or two
 # interactions per user (most users here) it is what places a user among people of their kind.
 FEATURE_STRENGTH = 3.0
@@ -195,7 +195,7 @@ def age_band(age: Column) -> Column:
     band = F.when(age.isNull(), F.lit(UNKNOWN))
     for below, name in AGE_BANDS:
         band = band.when(age < below, F.lit(name))
-    return band.otherwise(F.lit("56+"))
+    return band.otherwise(F.lit(OLDEST_BAND))
 
 
 def demographic_groups(users: DataFrame) -> DataFrame:

@@ -40,6 +40,16 @@ def _private_airflow_home() -> settings_module.Settings:
 
 
 AIRFLOW_TEST_SETTINGS = _private_airflow_home()
+# Every DAG of dags/ (a new DAG file goes here once; test_dags and test_airflow_ops both read it).
+DAG_IDS = [
+    "catalog",
+    "experiments",
+    "ingest_movielog",
+    "online_metrics",
+    "rating_spam",
+    "reports",
+    "retrain",
+]
 
 
 @pytest.fixture(scope="session")

@@ -26,11 +26,10 @@ from movierec.ops import airflow_ops, supervisor
 from movierec.ops.processes import descendants, is_alive, port_open
 from movierec.schemas import RATE
 from movierec.settings import Settings
+from tests.conftest import DAG_IDS as OUR_DAGS
 from tests.conftest import free_port
 
 DEAD = "127.0.0.1:9"  # the discard port: nothing listens there
-
-OUR_DAGS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "rating_spam", "retrain"]
 
 
 def airflow_settings(home: Path) -> Settings:

@@ -27,7 +27,7 @@ from movierec import lake
 from movierec import settings as settings_module
 from movierec.ops import airflow_ops
 from movierec.schemas import WATCH
-from tests.conftest import AIRFLOW_TEST_SETTINGS
+from tests.conftest import AIRFLOW_TEST_SETTINGS, DAG_IDS
 from tests.test_catalog_sync import Api, api  # noqa: F401  (the real catalog API, a module fixture)
 
 _TEST_SETTINGS = AIRFLOW_TEST_SETTINGS  # the private Airflow home conftest set up
@@ -55,8 +55,8 @@ TARGETS = {
     ("experiments", "reports"): ("experiments.lifecycle", "write_reports"),
     ("rating_spam", "check_previous_day"): ("movierec.security.shilling_check", "check_recent"),
     ("rating_spam", "check_latest_day"): ("movierec.security.shilling_check", "check_recent"),
+    ("reports", "fairness_report"): ("movierec.fairness.report", "write_report"),
 }
-DAG_IDS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "rating_spam", "retrain"]
 
 
 def test_the_dag_folder_imports_without_errors(dagbag: Any) -> None:

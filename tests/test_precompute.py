@@ -370,3 +370,69 @@ def test_the_cli_precomputes_any_candidate_through_spark_submit(spark, settings)
 
     refused = subprocess.run([CLI, "precompute", "20261207"], env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "not a version id" in refused.stderr
+
+
+# --- the exposure mitigation (docs/fairness.md) --------------------------------------------------
+
+
+def test_score_batches_with_a_tail_quota_keeps_a_tail_movie_in_each_list(settings) -> None:
+    item_factors, slugs, row_of_iidx = job.item_table(
+        np.array([2, 0, 1]), np.array([[1.0], [3.0], [2.0]]), np.array([0, 1, 2]), ["a+1", "b+2", "c+3"]
+    )
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": pa.array([7, 8], pa.int32()),
+            "features": pa.array([[1.0], [-1.0]], pa.list_(pa.float32())),
+            "seen": pa.nulls(2, pa.list_(pa.int32())),
+        }
+    )
+    tail = np.array([True, False, False])  # factor row 0 is iidx 2, c+3, the lowest score for user 7
+    plain = job.score_batches(iter([batch]), item_factors, slugs, row_of_iidx, k=2)
+    assert next(plain).column("items").to_pylist() == ["a+1,b+2", "c+3,b+2"]
+    quota = job.TailQuota(tail, min_tail=1, depth=3)
+    (out,) = job.score_batches(iter([batch]), item_factors, slugs, row_of_iidx, k=2, quota=quota)
+    assert out.column("items").to_pylist() == ["a+1,c+3", "c+3,b+2"]
+
+
+def test_precompute_with_tail_slots_serves_that_many_tail_movies(spark, settings) -> None:
+    """The tail computed here from seen.parquet by plain counting: the most met movies up to 80% of
+    the pairs are the head."""
+    from dataclasses import replace
+
+    version = "20261207T000000Z"
+    folder = build_model_folder(spark, settings, version, seed=7)
+    with pytest.raises(ValueError, match=r"MOVIEREC_FAIRNESS_TAIL_SLOTS must be 0\.\.20"):
+        job.precompute(replace(settings, fairness_tail_slots=21), version, spark=spark)
+    seen = pq.read_table(folder / "seen.parquet").to_pandas()
+    counts = sorted(seen.groupby("iidx")["uidx"].nunique().items(), key=lambda kv: (-kv[1], kv[0]))
+    head, before = set(), 0
+    for iidx, count in counts:
+        if before < 0.8 * len(seen):
+            head.add(iidx)
+        before += count
+    movies = pq.read_table(folder / "movies.parquet").to_pydict()
+    iidx_of = dict(zip(movies["movie_id"], movies["iidx"], strict=True))
+    tail_slugs = {slug for slug, i in iidx_of.items() if i < TRAINED_MOVIES and i not in head}
+    users = pq.read_table(folder / "users.parquet", columns=["user_id", "uidx"]).to_pydict()
+    uidx_of = dict(zip(users["user_id"], users["uidx"], strict=True))
+    seen_by = seen.groupby("uidx")["iidx"].apply(set).to_dict()
+
+    report = job.precompute(
+        replace(settings, fairness_tail_slots=5, fairness_rerank_depth=45),
+        version,
+        spark=spark,
+        users_per_task=16,
+    )
+    rows, meta = read_file(serving_file.file_path(settings.serving_dir, version))
+    assert json.loads(meta["precompute"])["tail_slots"] == 5
+    plain = expected_lists(spark, folder)
+    changed = 0
+    for user, line in rows.items():
+        if user == NO_FACTOR_USER:
+            continue
+        items = line.split(",")
+        met = seen_by.get(uidx_of[user], set())
+        unseen_tail = {slug for slug in tail_slugs if iidx_of[slug] not in met}
+        assert len(set(items) & tail_slugs) >= min(5, len(unseen_tail)), user
+        changed += items != plain[user]
+    assert changed > 0 and report["users"] == N_USERS + 1

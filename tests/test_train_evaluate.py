@@ -323,3 +323,39 @@ def test_the_random_floor_never_lists_what_a_user_met_across_blocks(monkeypatch:
     seen = {0: {1, 2}, 4: {5}, 6: {0, 3, 11}}
     assert all(not set(lists[user]) & met for user, met in seen.items())
     assert lists == evaluate_module.random_lists(data, 5, seed=3)  # seeded
+
+
+# --- the fairness section (docs/fairness.md) ---------------------------------------------------
+
+
+def test_the_model_report_has_a_fairness_section_and_the_quota_moves_slots_to_the_tail(
+    trained: dict[str, Any],
+) -> None:
+    settings = trained["settings"]
+    metrics = files.read_json(versions.model_dir(settings, VERSION) / versions.METRICS_FILE)
+    section = metrics["fairness"]
+    assert section["as_evaluated"]["recall_at_20"] == pytest.approx(metrics["recall_at_20"])
+    assert section["mitigation"] is None  # MOVIEREC_FAIRNESS_TAIL_SLOTS is off by default
+    assert set(section["as_evaluated"]["quality"]["attributes"]) == {"gender", "age_band", "occupation"}
+    assert "## Fairness" in (versions.report_dir(settings, VERSION) / versions.REPORT_MD).read_text()
+
+    data = evaluate_module.EvaluationData(settings, VERSION)
+    factors = candidates.load(settings, VERSION, metrics["model"], "before_t")
+    ranked, _ = evaluate_module.candidate_lists(data, factors, 100)
+    quota = evaluate_module.fairness_section(data, ranked, {}, 20, 5, 100)
+    # the tail by plain counting: the most met movies before T up to 80% of the meetings are the head
+    head, before, total = set(), 0.0, data.popularity.sum()
+    for i in sorted(range(data.n_movies), key=lambda i: (-data.popularity[i], i)):
+        if data.popularity[i] > 0 and before < 0.8 * total:
+            head.add(i)
+        before += data.popularity[i]
+    tail = set(range(data.n_movies)) - head
+    assert quota["long_tail"]["movies"] == len(tail)
+    slots = sum(len(c[:20]) for c in ranked)
+    share_before = sum(1 for c in ranked for i in c[:20] if i in tail) / slots
+    found = quota["as_evaluated"]["exposure"]["segments"]["long_tail"]["slot_share"]["value"]
+    assert found == pytest.approx(share_before)
+    after = quota["mitigation"]["exposure"]["segments"]["long_tail"]["slot_share"]["value"]
+    # every list holds at least 5 tail movies where its top 100 has them
+    assert after >= sum(min(5, sum(1 for i in c if i in tail)) for c in ranked) / slots - 1e-12
+    assert after > share_before
