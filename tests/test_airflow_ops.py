@@ -30,7 +30,15 @@ from tests.conftest import free_port
 
 DEAD = "127.0.0.1:9"  # the discard port: nothing listens there
 
-OUR_DAGS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "rating_spam", "retrain"]
+OUR_DAGS = [
+    "catalog",
+    "experiments",
+    "ingest_movielog",
+    "online_metrics",
+    "rating_spam",
+    "reports",
+    "retrain",
+]
 
 
 def airflow_settings(home: Path) -> Settings:

@@ -56,7 +56,7 @@ TARGETS = {
     ("rating_spam", "check_previous_day"): ("movierec.security.shilling_check", "check_recent"),
     ("rating_spam", "check_latest_day"): ("movierec.security.shilling_check", "check_recent"),
 }
-DAG_IDS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "rating_spam", "retrain"]
+DAG_IDS = ["catalog", "experiments", "ingest_movielog", "online_metrics", "rating_spam", "reports", "retrain"]
 
 
 def test_the_dag_folder_imports_without_errors(dagbag: Any) -> None:
