@@ -118,6 +118,12 @@ class Settings:
         True,
         "prepare: leave out of training every account the rating-spam detector flagged (shilling_flags)",
     )
+    exploration_slots: int = _setting(
+        "MOVIEREC_EXPLORATION_SLOTS",
+        0,
+        "precompute: last slots of each personalised list drawn at random outside the model's top "
+        "(logged in the serving file's meta; a feedback-loop mitigation)",
+    )
     spark_driver_memory: str = _setting("MOVIEREC_SPARK_DRIVER_MEMORY", "4g", "Spark driver memory")
     als_rank: int = _setting("MOVIEREC_ALS_RANK", 64, "ALS: latent factors")
     als_reg: float = _setting("MOVIEREC_ALS_REG", 0.05, "ALS: regularization (regParam)")

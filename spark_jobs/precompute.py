@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from movierec import serving_file
 from movierec import settings as settings_module
-from movierec.models import candidates, registry, topk, versions
+from movierec.models import candidates, exploration, registry, topk, versions
 from movierec.settings import Settings
 from spark_jobs import compare, files
 from spark_jobs.progress import measured, setup_logging
@@ -105,8 +105,13 @@ def score_batches(
     row_of_iidx: np.ndarray,
     k: int = K,
     block_users: int = topk.DEFAULT_BLOCK_USERS,
+    explore: tuple[int, int] = (0, 0),
 ) -> Iterator[pa.RecordBatch]:
-    """(id, features, seen) batches of users -> (uidx, items) batches: the top-k lines, seen excluded."""
+    """(id, features, seen) batches of users -> (uidx, items) batches: the top-k lines, seen excluded.
+
+    ``explore`` (slots, seed): the last ``slots`` places drawn outside the model's top
+    (movierec.models.exploration), from a generator seeded by ``seed`` and the batch's first user."""
+    slots, seed = explore
     rank = item_factors.shape[1]
     for batch in batches:
         if batch.num_rows == 0:
@@ -116,11 +121,14 @@ def score_batches(
         if flat.size != batch.num_rows * rank:
             raise ValueError(f"user factors are not all of rank {rank}")
         users = flat.astype(np.float32, copy=False).reshape(batch.num_rows, rank)
-        result = topk.top_k(
-            users, item_factors, k, seen_rows(batch.column("seen"), row_of_iidx), block_users=block_users
-        )
+        seen = seen_rows(batch.column("seen"), row_of_iidx)
+        items = topk.top_k(users, item_factors, k, seen, block_users=block_users).items
+        if slots:
+            first = int(batch.column("id")[0].as_py())
+            rng = np.random.default_rng([seed, first])
+            items = exploration.explore(items, seen, len(slugs), slots, rng)
         yield pa.RecordBatch.from_arrays(
-            [batch.column("id").cast(pa.int32()), pa.array(response_lines(result.items, slugs), pa.string())],
+            [batch.column("id").cast(pa.int32()), pa.array(response_lines(items, slugs), pa.string())],
             names=["uidx", "items"],
         )
 
@@ -133,6 +141,7 @@ def _ship_by_value() -> None:
     from pyspark import cloudpickle
 
     cloudpickle.register_pickle_by_value(topk)
+    cloudpickle.register_pickle_by_value(exploration)
     if __name__ != "__main__":
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -165,10 +174,12 @@ def recommend_all(
     k: int = K,
     block_users: int = topk.DEFAULT_BLOCK_USERS,
     users_per_task: int = USERS_PER_TASK,
+    explore: tuple[int, int] = (0, 0),
 ) -> DataFrame:
     """(user_id, items, list) for every user of ``users.parquet``: the top-k line of ``factors``
     (a candidate fitted on all data; list "personalised"); with ``cold``, users without history
-    get their group's line instead ("group"); users left without a line get the fallback."""
+    get their group's line instead ("group"); users left without a line get the fallback.
+    ``explore``: (slots, seed) of the personalised lines' exploration slots (``score_batches``)."""
     from pyspark.sql import functions as F
 
     users = spark.read.parquet(str(folder / versions.USERS_FILE))
@@ -180,7 +191,7 @@ def recommend_all(
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         factors, names, rows = shared.value
-        yield from score_batches(batches, factors, names, rows, k, block_users)
+        yield from score_batches(batches, factors, names, rows, k, block_users, explore)
 
     n_users = pq.ParquetFile(folder / versions.USERS_FILE).metadata.num_rows
     tasks = max(2 * spark.sparkContext.defaultParallelism, math.ceil(n_users / users_per_task))
@@ -281,6 +292,7 @@ def precompute(
                 k=k,
                 block_users=block_users,
                 users_per_task=users_per_task,
+                explore=(settings.exploration_slots, settings.seed),
             )
             frame.write.parquet(f"{scratch}/recs")
         table = pq.read_table(f"{scratch}/recs").sort_by("user_id")
@@ -314,6 +326,12 @@ def precompute(
             "candidate": name,
             "precompute": {"k": k, "block_users": block_users, "spark_master": spark.sparkContext.master},
             "lists": lists,
+            "exploration": {
+                "positions": exploration.positions(k, settings.exploration_slots),
+                "lists": PERSONALISED,
+                "draw": exploration.DRAW,
+                "movies": len(factors.items()[0]) if settings.exploration_slots else None,
+            },
         },
     )
     write_began = time.monotonic()

@@ -370,3 +370,36 @@ def test_the_cli_precomputes_any_candidate_through_spark_submit(spark, settings)
 
     refused = subprocess.run([CLI, "precompute", "20261207"], env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "not a version id" in refused.stderr
+
+
+def test_exploration_slots_replace_the_last_places_and_are_logged_in_the_meta(spark, settings) -> None:
+    """MOVIEREC_EXPLORATION_SLOTS=3: a personalised list keeps the model's first 17 and holds 3
+    movies outside the model's top 20 and the seen; the meta says where they are and how drawn."""
+    from dataclasses import replace
+
+    version = "20261208T000000Z"
+    folder = build_model_folder(spark, settings, version, seed=8)
+    want = expected_lists(spark, folder)
+    exploring = replace(settings, exploration_slots=3)
+    job.precompute(exploring, version, spark=spark, users_per_task=16, block_users=8)
+    rows, meta = read_file(serving_file.file_path(settings.serving_dir, version))
+    users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
+    slugs = pq.read_table(folder / "movies.parquet").column("movie_id").to_pylist()
+    seen: dict[int, set[str]] = {}
+    for uidx, iidx in zip(*pq.read_table(folder / "seen.parquet").to_pydict().values(), strict=True):
+        seen.setdefault(users[uidx], set()).add(slugs[iidx])
+    explored = 0
+    for user_id, line in rows.items():
+        got = line.split(",")
+        if user_id == NO_FACTOR_USER or len(want[user_id]) < 20:
+            continue  # the fallback line and short lists (every unseen movie is already in)
+        assert got[:17] == want[user_id][:17], f"user {user_id}"
+        extra = got[17:]
+        assert len(extra) == 3 and len(set(got)) == 20
+        assert not set(extra) & (set(want[user_id][:17]) | seen.get(user_id, set()))
+        explored += len(set(extra) - set(want[user_id]))  # outside what the model would have listed
+    assert explored > 0
+    logged = json.loads(meta["exploration"])
+    assert logged["positions"] == [18, 19, 20] and logged["lists"] == "personalised"
+    assert logged["movies"] == TRAINED_MOVIES
+    registry.validate_version(settings, version)
