@@ -39,17 +39,7 @@ VERSIONS = {"clean": "20261201T000000Z", "off": "20261201T010000Z", "on": "20261
 
 
 def bench_settings(home: Path, args: argparse.Namespace) -> settings_module.Settings:
-    return settings_module.load(
-        {
-            "MOVIEREC_HOME": str(home),
-            "MOVIEREC_SCALE_USERS": str(args.users),
-            "MOVIEREC_SCALE_MOVIES": str(args.movies),
-            "MOVIEREC_SPARK_MASTER": "local[2]",
-            "MOVIEREC_SPARK_DRIVER_MEMORY": args.driver_memory,
-            "MOVIEREC_ALS_ITERATIONS": str(args.iterations),
-            "MOVIEREC_TEST_DAYS": "1",
-        }
-    )
+    return spam_check.bench_settings(home, args.users, args.movies, args.iterations, args.driver_memory)
 
 
 def detection_row(

@@ -63,6 +63,23 @@ STRENGTHS = (
 )
 
 
+def bench_settings(home: Path, users: int, movies: int, iterations: int, driver_memory: str) -> Settings:
+    """Settings of a bench's small world in ``home``: local Spark, one test day."""
+    from movierec import settings as settings_module
+
+    return settings_module.load(
+        {
+            "MOVIEREC_HOME": str(home),
+            "MOVIEREC_SCALE_USERS": str(users),
+            "MOVIEREC_SCALE_MOVIES": str(movies),
+            "MOVIEREC_SPARK_MASTER": "local[2]",
+            "MOVIEREC_SPARK_DRIVER_MEMORY": driver_memory,
+            "MOVIEREC_ALS_ITERATIONS": str(iterations),
+            "MOVIEREC_TEST_DAYS": "1",
+        }
+    )
+
+
 def popular_movie(history: History, rank: int) -> str:
     """The id of the ``rank``-th most popular movie (0: the most popular), a harder target to see:
     its organic newcomers rating it 5 are many."""
