@@ -201,7 +201,7 @@ def print_table(rows: list[dict[str, Any]], arms: list[str]) -> None:
         for cycle in cycles:
             cells = []
             for arm in arms:
-                value = by[(arm, cycle)][key]
+                value = by.get((arm, cycle), {}).get(key)  # an arm may have run fewer cycles
                 cells.append("-" if value is None else f"{value:.3f}")
             print(f"| {label} | {cycle} | " + " | ".join(cells) + " |")
 
