@@ -68,7 +68,8 @@ def run_arm(
     fitting: list[Any],
 ) -> list[dict[str, Any]]:
     """The cycles of one arm, from a copy of the base lake and first model."""
-    shutil.copytree(base.home, home)
+    # not Spark's scratch: another arm's JVM may be using it
+    shutil.copytree(base.home, home, ignore=shutil.ignore_patterns("spark-local"))
     settings = replace(base, home=home, exploration_slots=arm["explore"])
     site = feedback_check.load_site(settings, args.fit_power)
     path = settings.serving_dir / f"recs-{version(0)}.sqlite"
