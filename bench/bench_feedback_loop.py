@@ -97,8 +97,6 @@ def run_arm(
         truth = feedback_check.truth_of(site, sessions)
         offset = feedback_check.append_sessions(settings, rng, site, sessions, offset)
         start += timedelta(days=args.cycle_days)
-        if cycle < args.cycles:
-            path = spam_check.served_version(settings, spark, version(cycle), fitting, defence=False)
         row = {
             "arm": arm["name"],
             "cycle": cycle,
@@ -107,8 +105,10 @@ def run_arm(
             "mean_enjoyment": truth.mean_enjoyment,
             "seconds": round(time.monotonic() - t0, 1),
         }
-        log.info("%s", row)
+        log.info("cycle row %s", json.dumps(row))  # before the retrain: a long run shows rows early
         rows.append(row)
+        if cycle < args.cycles:
+            path = spam_check.served_version(settings, spark, version(cycle), fitting, defence=False)
     return rows
 
 
