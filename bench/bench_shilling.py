@@ -30,7 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from world_scale import scale_env, scale_parser  # bench/ is the script's folder
+from world_scale import scale_parser  # bench/ is the script's folder
 
 from movierec import settings as settings_module
 from movierec.models import candidates
@@ -42,16 +42,7 @@ VERSIONS = {"clean": "20261201T000000Z", "off": "20261201T010000Z", "on": "20261
 
 
 def bench_settings(home: Path, args: argparse.Namespace) -> settings_module.Settings:
-    return settings_module.load(
-        {
-            "MOVIEREC_HOME": str(home),
-            **scale_env(args),
-            "MOVIEREC_SPARK_MASTER": "local[2]",
-            "MOVIEREC_SPARK_DRIVER_MEMORY": args.driver_memory,
-            "MOVIEREC_ALS_ITERATIONS": str(args.iterations),
-            "MOVIEREC_TEST_DAYS": "1",
-        }
-    )
+    return spam_check.bench_settings(home, args.users, args.movies, args.iterations, args.driver_memory)
 
 
 def detection_row(

@@ -1,9 +1,12 @@
-"""DAG ``reports``: once a day, the reports that read a week of telemetry.
+"""DAG ``reports``: once a day, the reports over a week of our own telemetry (issue 16).
 
-Wiring only (imports inside the tasks, so parsing touches nothing):
+Wiring only (imports inside the tasks, so parsing touches nothing). Each task replaces its own
+report files and gauges:
 
     fairness_report     movierec.fairness.report.write_report: reports/fairness/fairness.{json,png}
-                        and $MOVIEREC_HOME/metrics/fairness.prom (replaced by every run)
+                        and $MOVIEREC_HOME/metrics/fairness.prom
+    feedback_report     movierec.feedback.report.feedback_report: the feedback-loop measures per
+                        day, reports/feedback/feedback-loops.{json,png} and metrics/feedback.prom
 
 Daily, not after every ingest: the measures are over a week of answers and viewings per user;
 an hour more changes them little, and the alert on a breached requirement is a ticket, not a page.
@@ -11,30 +14,19 @@ an hour more changes them little, and the alert on a breached requirement is a t
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import dag, task
 
-
-def _summary(report: dict[str, Any]) -> dict[str, Any]:
-    """What XCom keeps: the window, the verdicts, the files (the report itself is on disk)."""
-    kept = {
-        "window": report.get("window"),
-        "breached": {v: d["breached"] for v, d in report.get("versions", {}).items()},
-        "files": report.get("files"),
-    }
-    return json.loads(json.dumps(kept, default=str))
+from movierec.ops.dag_wiring import SCHEDULING, jsonable
 
 
 @dag(
     dag_id="reports",
-    description="daily reports over a week of telemetry: fairness (and the feedback-loop measures)",
+    description="daily reports over a week of telemetry: fairness and the feedback-loop measures",
     schedule="30 2 * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
+    **SCHEDULING,
     default_args={
         "retries": 2,  # each task replaces its own files: a retry is harmless
         "retry_delay": timedelta(minutes=5),
@@ -49,11 +41,33 @@ def reports() -> None:
         from movierec.fairness import report
 
         try:
-            return _summary(report.write_report(settings.load()))
+            found = report.write_report(settings.load())
         except report.FairnessError as exc:  # nothing served yet: nothing to report, not a failure
             return {"skipped": str(exc)}
+        # what XCom keeps: the window, the verdicts, the files (the report itself is on disk)
+        return jsonable(
+            {
+                "window": found.get("window"),
+                "breached": {v: d["breached"] for v, d in found.get("versions", {}).items()},
+                "files": found.get("files"),
+            }
+        )
+
+    @task
+    def feedback_report() -> dict[str, Any]:
+        from movierec import settings
+        from movierec.feedback import report
+
+        try:
+            found = report.feedback_report(settings.load())
+        except report.FeedbackError as exc:  # nothing served or watched yet: not a failure
+            return {"skipped": str(exc)}
+        return jsonable(
+            {"first_day": found["first_day"], "last_day": found["last_day"], "days": len(found["days"])}
+        )
 
     fairness_report()
+    feedback_report()
 
 
 reports()

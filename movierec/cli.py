@@ -411,6 +411,23 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     return 1 if args.strict and breached else 0
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from movierec.feedback import report
+
+    settings = settings_module.load()
+    try:
+        found = report.feedback_report(settings, days=args.days, until=args.until)
+    except report.FeedbackError as exc:
+        print(f"movierec: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(found, indent=2))
+    else:
+        print(report.render(found), end="")
+        print(f"written to {report.report_dir(settings)}")
+    return 0
+
+
 def cmd_online(args: argparse.Namespace) -> int:
     from movierec.ingest import served
     from movierec.online import compute
@@ -622,6 +639,18 @@ def build_parser() -> argparse.ArgumentParser:
     shilling.add_argument("--json", action="store_true", help="as one JSON object")
     shilling.add_argument("--strict", action="store_true", help="exit 1 if a ring was found")
     shilling.set_defaults(handler=cmd_shilling)
+
+    feedback = commands.add_parser("feedback", help="feedback loops in our own telemetry")
+    feedback_reports = feedback.add_subparsers(dest="report", required=True)
+    loops = feedback_reports.add_parser(
+        "report",
+        help="per day: concentration of exposure and watches (Gini, top-20 share), starts from our "
+        "lists, genre diversity per user; JSON, plot and gauges",
+    )
+    loops.add_argument("--days", type=int, default=14, help="the newest this many days of the lake")
+    loops.add_argument("--until", type=date.fromisoformat, help="YYYY-MM-DD: the last day (default: newest)")
+    loops.add_argument("--json", action="store_true", help="as one JSON object")
+    loops.set_defaults(handler=cmd_feedback)
 
     scraping = checks.add_parser(
         "scraping",

@@ -132,6 +132,12 @@ class Settings:
     fairness_rerank_depth: int = _setting(
         "MOVIEREC_FAIRNESS_RERANK_DEPTH", 100, "precompute: best-scored movies the tail quota re-ranks from"
     )
+    exploration_slots: int = _setting(
+        "MOVIEREC_EXPLORATION_SLOTS",
+        0,
+        "precompute: last slots of each personalised list drawn at random outside the model's top "
+        "(logged in the serving file's meta; a feedback-loop mitigation)",
+    )
     spark_driver_memory: str = _setting("MOVIEREC_SPARK_DRIVER_MEMORY", "4g", "Spark driver memory")
     spark_executor_memory: str = _setting(
         "MOVIEREC_SPARK_EXECUTOR_MEMORY",

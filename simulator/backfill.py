@@ -59,11 +59,15 @@ def session_lines(
     return scripted_lines(history, decided)
 
 
-def scripted_lines(history: History, scripted: Scripted) -> list[Line]:
-    """A reco line with the site's list, the watch lines one minute apart, maybe a rating."""
+def scripted_lines(
+    history: History, scripted: Scripted, shown: np.ndarray | None = None, server: str = BASELINE_SERVER
+) -> list[Line]:
+    """A reco line with the site's list (or ``shown``, movie indices, as ``server`` answered), the
+    watch lines one minute apart, maybe a rating."""
     start, user_id = scripted.moment, scripted.user_id
-    items = tuple(str(history.slugs[i]) for i in history.baseline)
-    reco = RecoEvent(start, user_id, BASELINE_SERVER, 200, items, None, scripted.latency_ms)
+    listed = history.baseline if shown is None else shown
+    items = tuple(str(history.slugs[i]) for i in listed)
+    reco = RecoEvent(start, user_id, server, 200, items, None, scripted.latency_ms)
     lines: list[Line] = [(start, user_id, format_event(reco))]
     slug = str(history.slugs[scripted.movie])
     first = start + timedelta(milliseconds=scripted.lead_ms)

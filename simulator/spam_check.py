@@ -62,6 +62,23 @@ STRENGTHS = (
 )
 
 
+def bench_settings(home: Path, users: int, movies: int, iterations: int, driver_memory: str) -> Settings:
+    """Settings of a bench's small world in ``home``: local Spark, one test day."""
+    from movierec import settings as settings_module
+
+    return settings_module.load(
+        {
+            "MOVIEREC_HOME": str(home),
+            "MOVIEREC_SCALE_USERS": str(users),
+            "MOVIEREC_SCALE_MOVIES": str(movies),
+            "MOVIEREC_SPARK_MASTER": "local[2]",
+            "MOVIEREC_SPARK_DRIVER_MEMORY": driver_memory,
+            "MOVIEREC_ALS_ITERATIONS": str(iterations),
+            "MOVIEREC_TEST_DAYS": "1",
+        }
+    )
+
+
 def popular_movie(history: History, rank: int) -> str:
     """The id of the ``rank``-th most popular movie (0: the most popular), a harder target to see:
     its organic newcomers rating it 5 are many."""
@@ -107,18 +124,25 @@ def simulated_lake(
         scenarios=scenarios,
         record=truth.append,
     )
-    ends = {p: 0 for p in range(PARTITIONS)}
-    for record in records:
-        ends[record.partition] = max(ends[record.partition], record.offset + 1)
-    ranges = [lake.PartitionRange(p, 0, end) for p, end in ends.items()]
+    commit_batch(settings, records, start)
+    write_catalog(settings)
+    return truth
+
+
+def commit_batch(settings: Settings, records: Sequence[consume.Record], planned_at: datetime) -> str:
+    """``records`` as one committed ingest batch (files, manifest, its days' watch sessions), as
+    ingest writes one; the batch's ranges run from each partition's lowest offset. Its id."""
+    ranges = []
+    for partition in sorted({record.partition for record in records}):
+        offsets = [record.offset for record in records if record.partition == partition]
+        ranges.append(lake.PartitionRange(partition, min(offsets), max(offsets) + 1))
     batch_id = consume.batch_id_for(settings.topic, ranges)
-    manifest = lake.Manifest(batch_id, settings.topic, ranges, planned_at=start.isoformat())
+    manifest = lake.Manifest(batch_id, settings.topic, ranges, planned_at=planned_at.isoformat())
     manifest.files = consume.write_batch_files(settings, batch_id, consume.build_tables(records))
     manifest.state = "committed"
     lake.save_manifest(settings, manifest)
     watch_sessions.update_watch_sessions(settings, batch_id)
-    write_catalog(settings)
-    return truth
+    return batch_id
 
 
 def write_catalog(settings: Settings) -> None:
@@ -297,7 +321,6 @@ def served_version(
     """A retrain as the DAG runs it (prepare, train, evaluate, precompute) with the defence on or
     off; the serving file's path."""
     from spark_jobs.evaluate import evaluate
-    from spark_jobs.precompute import precompute
     from spark_jobs.prepare import prepare
     from spark_jobs.train import train
 
@@ -305,4 +328,11 @@ def served_version(
     prepare(spark, settings, version)
     train(spark, settings, version, fitting)
     evaluate(settings, version)
+    return precompute_only(settings, spark, version)
+
+
+def precompute_only(settings: Settings, spark: Any, version: str) -> Path:
+    """Precompute ``version`` (again, e.g. with other exploration slots); the serving file's path."""
+    from spark_jobs.precompute import precompute
+
     return Path(str(precompute(settings, version, spark=spark)["path"]))

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from movierec import serving_file
 from movierec import settings as settings_module
 from movierec.fairness import measures, rerank
-from movierec.models import candidates, registry, topk, versions
+from movierec.models import candidates, exploration, registry, topk, versions
 from movierec.settings import Settings
 from spark_jobs import compare, files
 from spark_jobs.progress import measured, setup_logging
@@ -118,9 +118,14 @@ def score_batches(
     k: int = K,
     block_users: int = topk.DEFAULT_BLOCK_USERS,
     quota: TailQuota | None = None,
+    explore: tuple[int, int] = (0, 0),
 ) -> Iterator[pa.RecordBatch]:
     """(id, features, seen) batches of users -> (uidx, items) batches: the top-k lines, seen excluded
-    (with ``quota``: re-ranked from the top ``quota.depth`` to hold ``quota.min_tail`` tail movies)."""
+    (with ``quota``: re-ranked from the top ``quota.depth`` to hold ``quota.min_tail`` tail movies).
+
+    ``explore`` (slots, seed): the last ``slots`` places drawn outside the model's top
+    (movierec.models.exploration), from a generator seeded by ``seed`` and the batch's first user."""
+    slots, seed = explore
     rank = item_factors.shape[1]
     depth = k if quota is None else max(k, quota.depth)
     for batch in batches:
@@ -131,12 +136,15 @@ def score_batches(
         if flat.size != batch.num_rows * rank:
             raise ValueError(f"user factors are not all of rank {rank}")
         users = flat.astype(np.float32, copy=False).reshape(batch.num_rows, rank)
-        result = topk.top_k(
-            users, item_factors, depth, seen_rows(batch.column("seen"), row_of_iidx), block_users=block_users
-        )
+        seen = seen_rows(batch.column("seen"), row_of_iidx)
+        result = topk.top_k(users, item_factors, depth, seen, block_users=block_users)
         items = (
             result.items if quota is None else rerank.tail_quota(result.items, quota.tail, k, quota.min_tail)
         )
+        if slots:
+            first = int(batch.column("id")[0].as_py())
+            rng = np.random.default_rng([seed, first])
+            items = exploration.explore(items, seen, len(slugs), slots, rng)
         yield pa.RecordBatch.from_arrays(
             [batch.column("id").cast(pa.int32()), pa.array(response_lines(items, slugs), pa.string())],
             names=["uidx", "items"],
@@ -152,6 +160,7 @@ def _ship_by_value() -> None:
 
     cloudpickle.register_pickle_by_value(topk)
     cloudpickle.register_pickle_by_value(rerank)
+    cloudpickle.register_pickle_by_value(exploration)
     if __name__ != "__main__":
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -198,11 +207,13 @@ def recommend_all(
     users_per_task: int = USERS_PER_TASK,
     tail_slots: int = 0,
     rerank_depth: int = 100,
+    explore: tuple[int, int] = (0, 0),
 ) -> DataFrame:
     """(user_id, items, list) for every user of ``users.parquet``: the top-k line of ``factors``
     (a candidate fitted on all data; list "personalised"); with ``cold``, users without history
     get their group's line instead ("group"); users left without a line get the fallback. With
-    ``tail_slots``, personalised lines hold at least that many long-tail movies (``TailQuota``)."""
+    ``tail_slots``, personalised lines hold at least that many long-tail movies (``TailQuota``);
+    ``explore``: (slots, seed) of the personalised lines' exploration slots (``score_batches``)."""
     from pyspark.sql import functions as F
 
     users = spark.read.parquet(str(folder / versions.USERS_FILE))
@@ -217,7 +228,7 @@ def recommend_all(
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         factors, names, rows, tail_quota = shared.value
-        yield from score_batches(batches, factors, names, rows, k, block_users, tail_quota)
+        yield from score_batches(batches, factors, names, rows, k, block_users, tail_quota, explore)
 
     n_users = pq.ParquetFile(folder / versions.USERS_FILE).metadata.num_rows
     tasks = max(2 * spark.sparkContext.defaultParallelism, math.ceil(n_users / users_per_task))
@@ -289,6 +300,11 @@ def precompute(
             f"MOVIEREC_FAIRNESS_TAIL_SLOTS must be 0..{k} and MOVIEREC_FAIRNESS_RERANK_DEPTH at least "
             f"{k}, got {settings.fairness_tail_slots} and {settings.fairness_rerank_depth}"
         )
+    exploration.positions(k, settings.exploration_slots)  # 0..k, refused before any scoring
+    if settings.fairness_tail_slots and settings.exploration_slots:
+        # exploration replaces the last slots, where the quota may have put its tail movies:
+        # one mitigation at a time until the two together are measured
+        raise ValueError("MOVIEREC_FAIRNESS_TAIL_SLOTS and MOVIEREC_EXPLORATION_SLOTS cannot both be on")
     folder = versions.model_dir(settings, version)
     model = versions.read_model_folder(folder)
     serving_id = serving_file.serving_id(version, candidate)
@@ -325,6 +341,7 @@ def precompute(
                 users_per_task=users_per_task,
                 tail_slots=settings.fairness_tail_slots,
                 rerank_depth=settings.fairness_rerank_depth,
+                explore=(settings.exploration_slots, settings.seed),
             )
             frame.write.parquet(f"{scratch}/recs")
         table = pq.read_table(f"{scratch}/recs").sort_by("user_id")
@@ -367,6 +384,12 @@ def precompute(
             },
             "lists": lists,
             "group_lines": sorted(group_lines.to_pylist()),
+            "exploration": {
+                "positions": exploration.positions(k, settings.exploration_slots),
+                "lists": PERSONALISED,
+                "draw": exploration.DRAW,
+                "movies": len(factors.items()[0]) if settings.exploration_slots else None,
+            },
         },
     )
     write_began = time.monotonic()

@@ -56,6 +56,7 @@ TARGETS = {
     ("rating_spam", "check_previous_day"): ("movierec.security.shilling_check", "check_recent"),
     ("rating_spam", "check_latest_day"): ("movierec.security.shilling_check", "check_recent"),
     ("reports", "fairness_report"): ("movierec.fairness.report", "write_report"),
+    ("reports", "feedback_report"): ("movierec.feedback.report", "feedback_report"),
 }
 
 

@@ -436,3 +436,40 @@ def test_precompute_with_tail_slots_serves_that_many_tail_movies(spark, settings
         assert len(set(items) & tail_slugs) >= min(5, len(unseen_tail)), user
         changed += items != plain[user]
     assert changed > 0 and report["users"] == N_USERS + 1
+
+
+def test_exploration_slots_replace_the_last_places_and_are_logged_in_the_meta(spark, settings) -> None:
+    """MOVIEREC_EXPLORATION_SLOTS=3: a personalised list keeps the model's first 17 and holds 3
+    movies outside the model's top 20 and the seen; the meta says where they are and how drawn."""
+    from dataclasses import replace
+
+    version = "20261208T000000Z"
+    folder = build_model_folder(spark, settings, version, seed=8)
+    want = expected_lists(spark, folder)
+    exploring = replace(settings, exploration_slots=3)
+    with pytest.raises(ValueError, match="cannot both be on"):  # before any scoring
+        job.precompute(replace(exploring, fairness_tail_slots=2), version, spark=spark)
+    with pytest.raises(ValueError, match=r"exploration slots must be within 0\.\.20"):
+        job.precompute(replace(settings, exploration_slots=21), version, spark=spark)
+    job.precompute(exploring, version, spark=spark, users_per_task=16, block_users=8)
+    rows, meta = read_file(serving_file.file_path(settings.serving_dir, version))
+    users = pq.read_table(folder / "users.parquet").column("user_id").to_pylist()
+    slugs = pq.read_table(folder / "movies.parquet").column("movie_id").to_pylist()
+    seen: dict[int, set[str]] = {}
+    for uidx, iidx in zip(*pq.read_table(folder / "seen.parquet").to_pydict().values(), strict=True):
+        seen.setdefault(users[uidx], set()).add(slugs[iidx])
+    explored = 0
+    for user_id, line in rows.items():
+        got = line.split(",")
+        if user_id == NO_FACTOR_USER or len(want[user_id]) < 20:
+            continue  # the fallback line and short lists (every unseen movie is already in)
+        assert got[:17] == want[user_id][:17], f"user {user_id}"
+        extra = got[17:]
+        assert len(extra) == 3 and len(set(got)) == 20
+        assert not set(extra) & (set(want[user_id][:17]) | seen.get(user_id, set()))
+        explored += len(set(extra) - set(want[user_id]))  # outside what the model would have listed
+    assert explored > 0
+    logged = json.loads(meta["exploration"])
+    assert logged["positions"] == [18, 19, 20] and logged["lists"] == "personalised"
+    assert logged["movies"] == TRAINED_MOVIES
+    registry.validate_version(settings, version)

@@ -1,0 +1,1 @@
+"""Feedback loops: measures of concentration, list-driven watching and genre diversity over time."""
