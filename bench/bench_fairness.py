@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from bench_shilling import bench_settings  # bench/ is the script's folder: the same small world
+from world_scale import retrain_options, start_logging
 
 from movierec import lake
 from movierec import settings as settings_module
@@ -121,14 +122,9 @@ def main() -> None:
     parser.add_argument(
         "--candidates", choices=["all", "als"], default="all", help="all: what the DAG trains"
     )
-    parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--driver-memory", default="2g")
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--plot", type=Path)
+    retrain_options(parser)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("great_expectations", "py4j", "movierec.ingest.quality"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    start_logging()
     from spark_jobs.evaluate import evaluate
     from spark_jobs.precompute import precompute
     from spark_jobs.prepare import prepare

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from world_scale import retrain_options, start_logging  # bench/ is the script's folder
 
 from movierec import lake
 from movierec import settings as settings_module
@@ -137,15 +138,10 @@ def main() -> None:
         help="viewers look at a list with probability follow x fit ** power; the calibrated 10 makes "
         "a list that fits less than perfectly almost never looked at (simulator.viewers)",
     )
-    parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--driver-memory", default="2g")
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--plot", type=Path)
+    retrain_options(parser)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("great_expectations", "py4j", "movierec.ingest.quality"):
-        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    start_logging(logging.CRITICAL)
     arms = {
         "high": {"name": f"follow {args.high:g}", "follow": args.high, "explore": 0},
         "low": {"name": f"follow {args.low:g}", "follow": args.low, "explore": 0},

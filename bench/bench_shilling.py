@@ -30,7 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from world_scale import scale_parser  # bench/ is the script's folder
+from world_scale import retrain_options, scale_parser, start_logging  # bench/ is the script's folder
 
 from movierec import settings as settings_module
 from movierec.models import candidates
@@ -82,14 +82,9 @@ def main() -> None:
     parser.add_argument(
         "--candidates", choices=["all", "als"], default="all", help="all: what the DAG trains"
     )
-    parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--driver-memory", default="2g")
-    parser.add_argument("--json", type=Path, help="write every figure here")
-    parser.add_argument("--plot", type=Path, help="draw the exposure figure here (PNG)")
+    retrain_options(parser)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("great_expectations", "py4j", "movierec.ingest.quality"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    start_logging()
     strengths = {s.name: s for s in spam_check.STRENGTHS}
     wanted = [strengths[name] for name in args.strength.split(",") if name]
     exposed = [name for name in args.exposure.split(",") if name]
