@@ -399,7 +399,7 @@ def test_precompute_with_tail_slots_serves_that_many_tail_movies(spark, settings
     the pairs are the head."""
     from dataclasses import replace
 
-    version = "20261207T000000Z"
+    version = "20261209T000000Z"
     folder = build_model_folder(spark, settings, version, seed=7)
     with pytest.raises(ValueError, match=r"MOVIEREC_FAIRNESS_TAIL_SLOTS must be 0\.\.20"):
         job.precompute(replace(settings, fairness_tail_slots=21), version, spark=spark)
