@@ -41,7 +41,7 @@ from movierec import settings as settings_module
 from movierec.fairness import measures
 from movierec.files import save_figure
 from movierec.models import candidates
-from simulator import spam_check
+from simulator import commands, spam_check
 
 log = logging.getLogger("bench_fairness")
 VERSION = "20261201T000000Z"
@@ -137,7 +137,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-fairness-") as scratch:
         settings = bench_settings(Path(scratch), args)
         spam_check.simulated_lake(
-            settings, spam_check.load_site(settings), days=args.days, sessions_per_day=args.sessions
+            settings, commands.load_history(settings), days=args.days, sessions_per_day=args.sessions
         )
         results["seconds"]["lake"] = round(time.monotonic() - began, 1)
         fitting = candidates.default_candidates(settings)

@@ -36,7 +36,7 @@ from movierec import lake
 from movierec import settings as settings_module
 from movierec.files import save_figure
 from movierec.models import candidates
-from simulator import feedback_check, spam_check
+from simulator import commands, feedback_check, spam_check
 
 log = logging.getLogger("bench_feedback_loop")
 CANDIDATE = "als_r16"
@@ -161,7 +161,7 @@ def main() -> None:
         ready = work / "base-ready.json"
         if not ready.exists():
             shutil.rmtree(base.home, ignore_errors=True)
-            site = spam_check.load_site(base)
+            site = commands.load_history(base)
             spam_check.simulated_lake(base, site, days=args.history_days, sessions_per_day=args.sessions)
         spark = build_session(base, "bench-feedback-loop")
         try:

@@ -12,7 +12,7 @@ import pytest
 
 from movierec import settings as settings_module
 from movierec.movielog import RecoEvent, WatchEvent, parse_line
-from simulator import feedback_check, spam_check
+from simulator import commands, feedback_check
 from simulator.truth import scores_for_users
 
 START = datetime(2026, 11, 23)
@@ -24,7 +24,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     settings = settings_module.load(
         {"MOVIEREC_HOME": str(home), "MOVIEREC_SCALE_USERS": "300", "MOVIEREC_SCALE_MOVIES": "80"}
     )
-    return spam_check.load_site(settings)
+    return commands.load_history(settings)
 
 
 def serving(path: Path, rows: dict[int, list[str]], fallback: list[str]) -> Path:
