@@ -44,14 +44,7 @@ def reports() -> None:
             found = report.write_report(settings.load())
         except report.FairnessError as exc:  # nothing served yet: nothing to report, not a failure
             return {"skipped": str(exc)}
-        # what XCom keeps: the window, the verdicts, the files (the report itself is on disk)
-        return jsonable(
-            {
-                "window": found.get("window"),
-                "breached": {v: d["breached"] for v, d in found.get("versions", {}).items()},
-                "files": found.get("files"),
-            }
-        )
+        return jsonable(report.summary(found))
 
     @task
     def feedback_report() -> dict[str, Any]:
@@ -62,9 +55,7 @@ def reports() -> None:
             found = report.feedback_report(settings.load())
         except report.FeedbackError as exc:  # nothing served or watched yet: not a failure
             return {"skipped": str(exc)}
-        return jsonable(
-            {"first_day": found["first_day"], "last_day": found["last_day"], "days": len(found["days"])}
-        )
+        return jsonable(report.summary(found))
 
     fairness_report()
     feedback_report()

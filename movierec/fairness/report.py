@@ -294,6 +294,15 @@ def write_report(
     return report | {"files": [str(folder / REPORT_FILE), str(folder / FIGURE_FILE)]}
 
 
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What the DAG task hands to XCom: the window, the verdicts, the files (the report is on disk)."""
+    return {
+        "window": report.get("window"),
+        "breached": {v: d["breached"] for v, d in report.get("versions", {}).items()},
+        "files": report.get("files"),
+    }
+
+
 def render(report: dict[str, Any]) -> str:
     """A short text summary (what the command prints)."""
     lines = [f"fairness report {report['window'][0]} .. {report['window'][1]}"]

@@ -153,6 +153,11 @@ def feedback_report(settings: Settings, days: int = 14, until: date | None = Non
     return report
 
 
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What the DAG task hands to XCom (the report itself is on disk)."""
+    return {"first_day": report["first_day"], "last_day": report["last_day"], "days": len(report["days"])}
+
+
 def registry(newest: dict[str, Any]) -> CollectorRegistry:
     """Gauges of the newest day's measures (an unknown list share is left out)."""
     from prometheus_client import CollectorRegistry, Gauge
