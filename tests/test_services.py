@@ -85,3 +85,23 @@ def test_a_service_that_dies_at_start_is_retried_then_given_up_with_its_log(site
     # supervisord's back-off: it tried again, several times, before it gave up (FATAL)
     assert (site.log_dir / "broken.log").read_text().count("invalid choice") >= 2
     assert not supervisor.is_running(site)
+
+
+def test_the_probe_pages_for_a_program_that_died_not_for_one_stopped_on_request(site: Settings) -> None:
+    from movierec.monitoring.probe import SupervisorState, program_up
+
+    # supervisord's own state names: the ones after an unexpected end are down
+    assert [program_up(s) for s in ("RUNNING", "STARTING", "BACKOFF", "EXITED", "FATAL", "UNKNOWN")] == [
+        1, 0, 0, 0, 0, 0,
+    ]  # fmt: skip
+    state = SupervisorState(site)
+    api = services.catalog_of(site)["api"]
+    services.start(site, api)
+    try:
+        assert state.probe().get_sample_value("movierec_supervised_up", {"program": "api"}) == 1
+        supervisor.rpc(site).supervisor.stopProcess("api")  # an operator's stop (or `up --no-live`)
+        assert state.probe().get_sample_value("movierec_supervised_up", {"program": "api"}) is None
+        supervisor.rpc(site).supervisor.startProcess("api")
+        assert state.probe().get_sample_value("movierec_supervised_up", {"program": "api"}) == 1
+    finally:
+        services.stop(site, api)

@@ -20,6 +20,7 @@ backfill writes history at 100,000 lines/s) it skips to the end and counts what 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -364,6 +365,18 @@ def airflow_state(settings: Settings) -> CollectorRegistry:
     return registry
 
 
+# supervisord's states of a program it was not asked to run (never started, or stopped on
+# request: `up --no-live` leaves the viewers so): not down, so no series and no page
+NOT_ASKED_TO_RUN = frozenset({"STOPPED", "STOPPING"})
+
+
+def program_up(statename: str) -> int | None:
+    """1 running, 0 down (starting again, exited, given up), None when it was not asked to run."""
+    if statename in NOT_ASKED_TO_RUN:
+        return None
+    return 1 if statename == "RUNNING" else 0
+
+
 class SupervisorState:
     """Each supervised program up or not; restarts counted when its start time changes."""
 
@@ -395,7 +408,12 @@ class SupervisorState:
             name = record["name"]
             if name not in self.seen:
                 self.restarts.labels(program=name)  # from 0, so the first restart is an increase
-            self.up.labels(program=name).set(1 if record["statename"] == "RUNNING" else 0)
+            up = program_up(record["statename"])
+            if up is None:
+                with contextlib.suppress(KeyError):  # no series yet: nothing to take back
+                    self.up.remove(name)
+            else:
+                self.up.labels(program=name).set(up)
             self.started.labels(program=name).set(record["start"])
             if name in self.seen and record["start"] != self.seen[name] and record["start"]:
                 self.restarts.labels(program=name).inc()
