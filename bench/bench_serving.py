@@ -16,6 +16,11 @@ One run, same machine, same users:
 5. the swap test: ten re-pointings of ``current`` between the two full files
    while wrk runs; failed or non-200 answers must be 0.
 
+``--profile FILE``: py-spy samples one worker of ``movierec`` (200/s, through its first
+closed-loop run) into FILE (collapsed stacks, ``py-spy record --format raw``) and the report
+lists where that worker's time goes: the share of samples in each of the handler's parts and
+the functions most often on top of the stack.
+
 The per-client rate limit's cost (docs/security-serving.md): two more ``movierec serve``
 instances beside the first, same file and workers. ``movierec`` itself sees wrk as the site's
 client (127.0.0.1, the default allow-list: one set lookup per request); ``movierec-bucket``
@@ -28,10 +33,10 @@ for all three (nginx needs one file per user; the service and Flask look up the
 full file). Run on demand:
 
     .venv/bin/python bench/bench_serving.py [--users 1000000] [--sample 100000] [--seconds 10] \
-        [--servers movierec,movierec-bucket,movierec-nolimit,flask,nginx,sanic-bare]
+        [--servers movierec,movierec-bucket,movierec-nolimit,flask,nginx,sanic-bare] [--profile FILE]
 
 Needs Debian's wrk and nginx (``apt-get install -y wrk nginx``) and the bench-only
-Python packages of requirements.txt (flask, gunicorn).
+Python packages of requirements.txt (flask, gunicorn; py-spy for ``--profile``).
 """
 
 from __future__ import annotations
@@ -79,6 +84,17 @@ end
 %(extra)s
 """
 DELAY_LUA = "delay = function() return %(ms)d end"
+# the parts of a worker's request path, by a function on the sampled stack (server/ and provenance)
+PROFILE_PARTS = {
+    "handler (_answer, all of it)": ("_answer", "server/app.py"),
+    "  SQLite lookup": ("lookup", "server/store.py"),
+    "  provenance: record JSON": ("answer_record", "server/provenance.py"),
+    "  provenance: produce": ("send", "server/provenance.py"),
+    "  metrics tally": ("answered", "server/metrics.py"),
+    "  id parse": ("parse_segment", "server/userid.py"),
+    "rate-limit middleware": ("throttle", "server/app.py"),
+    "background loop (swaps, flushes)": ("_watch", "server/app.py"),
+}
 
 
 def need_tools() -> None:
@@ -281,6 +297,41 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int, threads: int
     return result
 
 
+def start_profile(url: str, seconds: int, out: Path) -> subprocess.Popen:
+    """py-spy on the worker that answers /healthz (one of the service's workers)."""
+    if shutil.which("py-spy", path=str(Path(sys.executable).parent)) is None:
+        sys.exit("--profile needs py-spy: pip install -r requirements.txt -c constraints.txt")
+    pid = httpx.get(f"{url}/healthz", timeout=5).json()["pid"]
+    spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "200"]
+    spy += ["--duration", str(seconds), "--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(spy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_summary(raw: Path, top: int = 12) -> list[str]:
+    """Share of one worker's samples per part of the request path, and the top leaf functions."""
+    samples = 0
+    parts = dict.fromkeys(PROFILE_PARTS, 0)
+    leaves: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        samples += count
+        frames = stack.split(";")
+        for part, (function, file) in PROFILE_PARTS.items():
+            if any(frame.startswith(f"{function} (") and file in frame for frame in frames):
+                parts[part] += count
+        leaf = re.sub(r"\(\S*?([^/ ]+/[^/ ]+?)(:\d+)?\)$", r"(\1)", frames[-1])  # last two path parts
+        leaves[leaf] = leaves.get(leaf, 0) + count
+    if not samples:
+        return ["profile: no samples"]
+    lines = [f"where one worker's time goes (py-spy, {samples:,} samples, idle included):"]
+    lines += [f"  {part:<34} {count / samples:6.1%}" for part, count in parts.items()]
+    lines.append("  top of the stack:")
+    for leaf, count in sorted(leaves.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"    {count / samples:6.1%}  {leaf[:110]}")
+    return lines
+
+
 def lua_script(work: Path, ids_file: Path, name: str, delay_ms: int | None = None) -> Path:
     extra = DELAY_LUA % {"ms": delay_ms} if delay_ms else ""
     script = work / f"{name}.lua"
@@ -311,6 +362,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="closed-loop runs per server (median), orders rotated"
     )
+    parser.add_argument("--profile", type=Path, help="py-spy one movierec worker in round 1 into FILE")
     args = parser.parse_args()
     chosen = [name for name in SERVERS if name in args.servers.split(",")]
     if "movierec" not in chosen or set(args.servers.split(",")) - set(SERVERS):
@@ -367,13 +419,20 @@ def main() -> None:
         for server in servers:
             run_wrk(server.url, pick, 2, args.connections)  # warm-up: page cache, connections
         runs: dict[str, list[Result]] = {server.name: [] for server in servers}
+        profile_lines: list[str] = []
         for round_number in range(args.rounds):  # each round in another order: drift hits all alike
             turn = round_number % len(servers)
             for server in servers[turn:] + servers[:turn]:
                 progress(
                     f"round {round_number + 1}: wrk -c{args.connections} -d{args.seconds}s, {server.name}"
                 )
+                spy = None
+                if args.profile and round_number == 0 and server is service:
+                    spy = start_profile(server.url, args.seconds, args.profile)
                 runs[server.name].append(run_wrk(server.url, pick, args.seconds, args.connections))
+                if spy is not None:
+                    spy.wait(timeout=60)
+                    profile_lines = profile_summary(args.profile)
         results = {name: median_run(found) for name, found in runs.items()}
 
         connections = 20
@@ -399,6 +458,8 @@ def main() -> None:
         swaps_seen = metric(ops_url, "movierec_model_swaps_total") - swaps_before
 
         report(results, fixed, args.rate, swapped, swaps_seen, args)
+        if profile_lines:
+            print("\n" + "\n".join(profile_lines))
     finally:
         for server in servers:
             server.stop()
