@@ -89,10 +89,11 @@ PROFILE_PARTS = {
     "handler (_answer, all of it)": ("_answer", "server/app.py"),
     "  SQLite lookup": ("lookup", "server/store.py"),
     "  provenance: record JSON": ("answer_record", "server/provenance.py"),
-    "  provenance: produce": ("send", "server/provenance.py"),
+    "  provenance: produce (librdkafka's queue)": ("send", "server/provenance.py"),
     "  metrics tally": ("answered", "server/metrics.py"),
     "  id parse": ("parse_segment", "server/userid.py"),
     "rate-limit middleware": ("throttle", "server/app.py"),
+    "Sanic: response headers and write": ("send", "sanic/response/types.py"),
     "background loop (swaps, flushes)": ("_watch", "server/app.py"),
 }
 
@@ -318,17 +319,18 @@ def profile_summary(raw: Path, top: int = 12) -> list[str]:
         samples += count
         frames = stack.split(";")
         for part, (function, file) in PROFILE_PARTS.items():
-            if any(frame.startswith(f"{function} (") and file in frame for frame in frames):
+            # py-spy names a frame "Class.function (path/file.py:line)"
+            if any(file in frame and frame.split(" (")[0].rsplit(".", 1)[-1] == function for frame in frames):
                 parts[part] += count
         leaf = re.sub(r"\(\S*?([^/ ]+/[^/ ]+?)(:\d+)?\)$", r"(\1)", frames[-1])  # last two path parts
         leaves[leaf] = leaves.get(leaf, 0) + count
     if not samples:
         return ["profile: no samples"]
-    lines = [f"where one worker's time goes (py-spy, {samples:,} samples, idle included):"]
-    lines += [f"  {part:<34} {count / samples:6.1%}" for part, count in parts.items()]
+    lines = [f"where one worker's time goes (py-spy, {samples:,} samples of its busy time):"]
+    lines += [f"  {part:<42} {count / samples:6.1%}" for part, count in parts.items()]
     lines.append("  top of the stack:")
     for leaf, count in sorted(leaves.items(), key=lambda item: -item[1])[:top]:
-        lines.append(f"    {count / samples:6.1%}  {leaf[:110]}")
+        lines.append(f"    {count / samples:6.1%}  {leaf[:100]}")
     return lines
 
 

@@ -123,6 +123,8 @@ def create_app(settings: Settings) -> Sanic:
     metrics = ServerMetrics()
     app.ctx.metrics = metrics  # this process's own registry, for tests without the operator port
     limiter = ClientLimiter.from_settings(settings)
+    # No trusted proxy: no header can name the client, so skip Sanic's per-request header parsing.
+    client = client_of if settings.server_proxies else peer_of
 
     @app.before_server_start
     async def open_files(app: Sanic) -> None:
@@ -144,7 +146,7 @@ def create_app(settings: Settings) -> Sanic:
     async def throttle(request: Request) -> HTTPResponse | None:
         if request.route is None or not getattr(request.route.ctx, "limited", False):
             return None
-        request.ctx.client = client_of(request)  # once per request: the handler records it
+        request.ctx.client = client(request)  # once per request: the handler records it
         wait = limiter.wait(request.ctx.client)
         if not wait:
             return None
@@ -216,6 +218,11 @@ async def _watch(service: Service) -> None:
 def client_of(request: Request) -> str:
     """The client's address: the peer, or what the trusted proxies say (Sanic's ``remote_addr``)."""
     return request.remote_addr or request.ip
+
+
+def peer_of(request: Request) -> str:
+    """The client's address when no proxy is trusted (``PROXIES_COUNT`` 0): the peer's."""
+    return request.ip
 
 
 def _answer(service: Service, segment: str, client: str) -> HTTPResponse:

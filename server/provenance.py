@@ -50,8 +50,38 @@ class AnswerTime:
         return f"{self._prefix}.{milli:03d}+00:00"
 
 
+# printable ASCII but '"' and '\\': the characters a JSON string holds as they are
+_PLAIN = bytes(range(0x20, 0x7F)).replace(b'"', b"").replace(b"\\", b"")
+_QUOTED_LIMIT = 4096
+_quoted: dict[str, str] = {}  # versions, variants and client addresses repeat: each quoted once
+
+
 def _json(value: str | None) -> str:
-    return "null" if value is None else json.dumps(value, ensure_ascii=False)
+    """A JSON string for a value that repeats (a version, a variant, an address)."""
+    if value is None:
+        return "null"
+    quoted = _quoted.get(value)
+    if quoted is None:
+        quoted = json.dumps(value, ensure_ascii=False)
+        if len(_quoted) < _QUOTED_LIMIT:
+            _quoted[value] = quoted
+    return quoted
+
+
+def _json_once(value: str) -> str:
+    """A JSON string for a value seen once (a request id): letters and digits need no escaping."""
+    if value.isascii() and value.isalnum():
+        return f'"{value}"'
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json_line(line: bytes | None) -> str:
+    """The stored line as a JSON string; a line of plain characters (every valid one) as it is."""
+    if line is None:
+        return "null"
+    if not line.translate(None, _PLAIN):
+        return f'"{line.decode("ascii")}"'
+    return json.dumps(line.decode(errors="replace"), ensure_ascii=False)
 
 
 def answer_record(
@@ -73,15 +103,15 @@ def answer_record(
     for the record as a dict (tests/test_server_provenance.py), built without the dict.
     """
     text = (
-        f'{{"request_id":{_json(request_id)},"time":"{time_text}",'
+        f'{{"request_id":{_json_once(request_id)},"time":"{time_text}",'
         f'"user_id":{"null" if user_id is None else user_id},"variant":{_json(variant)},'
         f'"model_version":{_json(model_version)},'
-        f'"items":{"null" if items is None else _json(items.decode(errors="replace"))},'
+        f'"items":{_json_line(items)},'
         f'"fallback":{"true" if fallback else "false"},"latency_ms":{latency_ms!r},'
         f'"status":{status},"client":{_json(client)}'
     )
     if reason:
-        text += f',"reason":{_json(reason)}'
+        text += f',"reason":{json.dumps(reason, ensure_ascii=False)}'
     return (text + "}").encode()
 
 

@@ -20,18 +20,20 @@ from server.provenance import AnswerTime, answer_record
 
 texts = st.text(max_size=30)
 optional_texts = st.none() | texts
+plain = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7F), max_size=80)  # the usual lines
+lines = st.none() | st.binary(max_size=80) | plain.map(str.encode) | st.text(max_size=40).map(str.encode)
 
 
 @given(
-    request_id=texts,
+    request_id=texts | st.binary(min_size=16, max_size=16).map(bytes.hex),
     user_id=st.none() | st.integers(1, 2**63 - 1),
     variant=optional_texts,
     version=optional_texts,
-    items=st.none() | st.binary(max_size=80),
+    items=lines,
     fallback=st.booleans(),
     latency=st.floats(0, 5, allow_nan=False),
     status=st.sampled_from([200, 400, 503]),
-    client=texts,
+    client=texts | st.sampled_from(["127.0.0.1", "::1", "10.0.0.7"]),
     reason=texts,
 )
 def test_the_record_is_the_json_of_its_fields_in_order(
