@@ -10,7 +10,9 @@ One run, same machine, same users:
    ``sanic-bare`` (bench/sanic_bare.py: the same route answering a constant
    line), is the framework's ceiling on this machine: what is left for the
    service's own work (lookup, experiment, provenance, metrics);
-3. ``wrk`` (closed loop) against each: req/s, p50, p99, and the ratios;
+3. ``wrk`` (closed loop) against each: req/s, p50, p99, and the ratios; also each server's
+   CPU time per answer (its process group's user + system time over the run), whose ratio
+   holds on a box loaded by others where req/s does not;
 4. a fixed-rate check: ~2,000 req/s (wrk with a per-request delay) against the
    service: p50/p99 at that rate;
 5. the swap test: ten re-pointings of ``current`` between the two full files
@@ -258,6 +260,7 @@ class Result:
     p99_ms: float
     requests: int
     failed: int  # socket errors + non-2xx answers
+    cpu_us: float = 0.0  # CPU time of the server's processes per answer (0: not measured)
 
 
 def median_run(runs: list[Result]) -> Result:
@@ -332,6 +335,32 @@ def profile_summary(raw: Path, top: int = 12) -> list[str]:
     for leaf, count in sorted(leaves.items(), key=lambda item: -item[1])[:top]:
         lines.append(f"    {count / samples:6.1%}  {leaf[:100]}")
     return lines
+
+
+def group_cpu_seconds(group: int) -> float:
+    """User + system CPU seconds so far of every live process in process group ``group`` (a server)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == group:  # pgrp; then utime and stime are fields 11 and 12 after ")"
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def measured_run(server: Server, script: Path, seconds: int, connections: int) -> Result:
+    """``run_wrk`` plus the server's own CPU per answer: robust to a loaded box, unlike req/s."""
+    before = group_cpu_seconds(server.process.pid)
+    result = run_wrk(server.url, script, seconds, connections)
+    spent = group_cpu_seconds(server.process.pid) - before
+    if result.requests:
+        result.cpu_us = spent / result.requests * 1e6
+    return result
 
 
 def lua_script(work: Path, ids_file: Path, name: str, delay_ms: int | None = None) -> Path:
@@ -431,7 +460,7 @@ def main() -> None:
                 spy = None
                 if args.profile and round_number == 0 and server is service:
                     spy = start_profile(server.url, args.seconds, args.profile)
-                runs[server.name].append(run_wrk(server.url, pick, args.seconds, args.connections))
+                runs[server.name].append(measured_run(server, pick, args.seconds, args.connections))
                 if spy is not None:
                     spy.wait(timeout=60)
                     profile_lines = profile_summary(args.profile)
@@ -518,15 +547,24 @@ def report(
         f"{WORKERS} workers, "
         f"{args.users:,} users in the file, {args.sample:,} requested"
     )
-    print(f"{'server':<17} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}  movierec is")
+    print(
+        f"{'server':<17} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7} {'cpu us/req':>10}  "
+        "movierec is (by req/s; by CPU per answer)"
+    )
     for name, result in results.items():
         ratio = ""
         if name != "movierec":
             ratio = f"{ours.requests_per_s / result.requests_per_s:.2f}x {name}" if result.requests else "-"
+            if ours.cpu_us and result.cpu_us:
+                ratio += f"; {result.cpu_us / ours.cpu_us:.2f}x"
         print(
             f"{name:<17} {result.requests_per_s:>10,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
-            f"{result.failed:>7}  {ratio}"
+            f"{result.failed:>7} {result.cpu_us:>10.1f}  {ratio}"
         )
+    print(
+        "cpu us/req: user+system CPU of the server's process group over the run / answers (the median "
+        "run's); movierec's broker is not in it"
+    )
     print("goals: >=0.5x nginx, >=5x flask; sanic-bare (a constant answer) is the framework's ceiling here")
     limited = {name: results[name] for name in LIMIT_ENV if name in results}
     if len(limited) > 1:
