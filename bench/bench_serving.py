@@ -10,11 +10,18 @@ One run, same machine, same users:
    ``sanic-bare`` (bench/sanic_bare.py: the same route answering a constant
    line), is the framework's ceiling on this machine: what is left for the
    service's own work (lookup, experiment, provenance, metrics);
-3. ``wrk`` (closed loop) against each: req/s, p50, p99, and the ratios;
+3. ``wrk`` (closed loop) against each: req/s, p50, p99, and the ratios; also each server's
+   CPU time per answer (its process group's user + system time over the run), whose ratio
+   holds on a box loaded by others where req/s does not;
 4. a fixed-rate check: ~2,000 req/s (wrk with a per-request delay) against the
    service: p50/p99 at that rate;
 5. the swap test: ten re-pointings of ``current`` between the two full files
    while wrk runs; failed or non-200 answers must be 0.
+
+``--profile FILE``: py-spy samples one worker of ``movierec`` (200/s, through its first
+closed-loop run) into FILE (collapsed stacks, ``py-spy record --format raw``) and the report
+lists where that worker's time goes: the share of samples in each of the handler's parts and
+the functions most often on top of the stack.
 
 The per-client rate limit's cost (docs/security-serving.md): two more ``movierec serve``
 instances beside the first, same file and workers. ``movierec`` itself sees wrk as the site's
@@ -28,10 +35,10 @@ for all three (nginx needs one file per user; the service and Flask look up the
 full file). Run on demand:
 
     .venv/bin/python bench/bench_serving.py [--users 1000000] [--sample 100000] [--seconds 10] \
-        [--servers movierec,movierec-bucket,movierec-nolimit,flask,nginx,sanic-bare]
+        [--servers movierec,movierec-bucket,movierec-nolimit,flask,nginx,sanic-bare] [--profile FILE]
 
 Needs Debian's wrk and nginx (``apt-get install -y wrk nginx``) and the bench-only
-Python packages of requirements.txt (flask, gunicorn).
+Python packages of requirements.txt (flask, gunicorn; py-spy for ``--profile``).
 """
 
 from __future__ import annotations
@@ -79,6 +86,18 @@ end
 %(extra)s
 """
 DELAY_LUA = "delay = function() return %(ms)d end"
+# the parts of a worker's request path, by a function on the sampled stack (server/ and provenance)
+PROFILE_PARTS = {
+    "handler (_answer, all of it)": ("_answer", "server/app.py"),
+    "  SQLite lookup": ("lookup", "server/store.py"),
+    "  provenance: record JSON": ("answer_record", "server/provenance.py"),
+    "  provenance: produce (librdkafka's queue)": ("send", "server/provenance.py"),
+    "  metrics tally": ("answered", "server/metrics.py"),
+    "  id parse": ("parse_segment", "server/userid.py"),
+    "rate-limit middleware": ("throttle", "server/app.py"),
+    "Sanic: response headers and write": ("send", "sanic/response/types.py"),
+    "background loop (swaps, flushes)": ("_watch", "server/app.py"),
+}
 
 
 def need_tools() -> None:
@@ -241,6 +260,7 @@ class Result:
     p99_ms: float
     requests: int
     failed: int  # socket errors + non-2xx answers
+    cpu_us: float = 0.0  # CPU time of the server's processes per answer (0: not measured)
 
 
 def median_run(runs: list[Result]) -> Result:
@@ -281,6 +301,68 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int, threads: int
     return result
 
 
+def start_profile(url: str, seconds: int, out: Path) -> subprocess.Popen:
+    """py-spy on the worker that answers /healthz (one of the service's workers)."""
+    if shutil.which("py-spy", path=str(Path(sys.executable).parent)) is None:
+        sys.exit("--profile needs py-spy: pip install -r requirements.txt -c constraints.txt")
+    pid = httpx.get(f"{url}/healthz", timeout=5).json()["pid"]
+    spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "200"]
+    spy += ["--duration", str(seconds), "--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(spy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_summary(raw: Path, top: int = 12) -> list[str]:
+    """Share of one worker's samples per part of the request path, and the top leaf functions."""
+    samples = 0
+    parts = dict.fromkeys(PROFILE_PARTS, 0)
+    leaves: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        samples += count
+        frames = stack.split(";")
+        for part, (function, file) in PROFILE_PARTS.items():
+            # py-spy names a frame "Class.function (path/file.py:line)"
+            if any(file in frame and frame.split(" (")[0].rsplit(".", 1)[-1] == function for frame in frames):
+                parts[part] += count
+        leaf = re.sub(r"\(\S*?([^/ ]+/[^/ ]+?)(:\d+)?\)$", r"(\1)", frames[-1])  # last two path parts
+        leaves[leaf] = leaves.get(leaf, 0) + count
+    if not samples:
+        return ["profile: no samples"]
+    lines = [f"where one worker's time goes (py-spy, {samples:,} samples of its busy time):"]
+    lines += [f"  {part:<42} {count / samples:6.1%}" for part, count in parts.items()]
+    lines.append("  top of the stack:")
+    for leaf, count in sorted(leaves.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"    {count / samples:6.1%}  {leaf[:100]}")
+    return lines
+
+
+def group_cpu_seconds(group: int) -> float:
+    """User + system CPU seconds so far of every live process in process group ``group`` (a server)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == group:  # pgrp; then utime and stime are fields 11 and 12 after ")"
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def measured_run(server: Server, script: Path, seconds: int, connections: int) -> Result:
+    """``run_wrk`` plus the server's own CPU per answer: robust to a loaded box, unlike req/s."""
+    before = group_cpu_seconds(server.process.pid)
+    result = run_wrk(server.url, script, seconds, connections)
+    spent = group_cpu_seconds(server.process.pid) - before
+    if result.requests:
+        result.cpu_us = spent / result.requests * 1e6
+    return result
+
+
 def lua_script(work: Path, ids_file: Path, name: str, delay_ms: int | None = None) -> Path:
     extra = DELAY_LUA % {"ms": delay_ms} if delay_ms else ""
     script = work / f"{name}.lua"
@@ -311,6 +393,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="closed-loop runs per server (median), orders rotated"
     )
+    parser.add_argument("--profile", type=Path, help="py-spy one movierec worker in round 1 into FILE")
     args = parser.parse_args()
     chosen = [name for name in SERVERS if name in args.servers.split(",")]
     if "movierec" not in chosen or set(args.servers.split(",")) - set(SERVERS):
@@ -367,13 +450,20 @@ def main() -> None:
         for server in servers:
             run_wrk(server.url, pick, 2, args.connections)  # warm-up: page cache, connections
         runs: dict[str, list[Result]] = {server.name: [] for server in servers}
+        profile_lines: list[str] = []
         for round_number in range(args.rounds):  # each round in another order: drift hits all alike
             turn = round_number % len(servers)
             for server in servers[turn:] + servers[:turn]:
                 progress(
                     f"round {round_number + 1}: wrk -c{args.connections} -d{args.seconds}s, {server.name}"
                 )
-                runs[server.name].append(run_wrk(server.url, pick, args.seconds, args.connections))
+                spy = None
+                if args.profile and round_number == 0 and server is service:
+                    spy = start_profile(server.url, args.seconds, args.profile)
+                runs[server.name].append(measured_run(server, pick, args.seconds, args.connections))
+                if spy is not None:
+                    spy.wait(timeout=60)
+                    profile_lines = profile_summary(args.profile)
         results = {name: median_run(found) for name, found in runs.items()}
 
         connections = 20
@@ -399,6 +489,8 @@ def main() -> None:
         swaps_seen = metric(ops_url, "movierec_model_swaps_total") - swaps_before
 
         report(results, fixed, args.rate, swapped, swaps_seen, args)
+        if profile_lines:
+            print("\n" + "\n".join(profile_lines))
     finally:
         for server in servers:
             server.stop()
@@ -455,15 +547,24 @@ def report(
         f"{WORKERS} workers, "
         f"{args.users:,} users in the file, {args.sample:,} requested"
     )
-    print(f"{'server':<17} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}  movierec is")
+    print(
+        f"{'server':<17} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7} {'cpu us/req':>10}  "
+        "movierec is (by req/s; by CPU per answer)"
+    )
     for name, result in results.items():
         ratio = ""
         if name != "movierec":
             ratio = f"{ours.requests_per_s / result.requests_per_s:.2f}x {name}" if result.requests else "-"
+            if ours.cpu_us and result.cpu_us:
+                ratio += f"; {result.cpu_us / ours.cpu_us:.2f}x"
         print(
             f"{name:<17} {result.requests_per_s:>10,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
-            f"{result.failed:>7}  {ratio}"
+            f"{result.failed:>7} {result.cpu_us:>10.1f}  {ratio}"
         )
+    print(
+        "cpu us/req: user+system CPU of the server's process group over the run / answers (the median "
+        "run's); movierec's broker is not in it"
+    )
     print("goals: >=0.5x nginx, >=5x flask; sanic-bare (a constant answer) is the framework's ceiling here")
     limited = {name: results[name] for name in LIMIT_ENV if name in results}
     if len(limited) > 1:

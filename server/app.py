@@ -27,8 +27,7 @@ import math
 import os
 import sqlite3
 import time
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +40,7 @@ from movierec.settings import Settings
 from server.clients import ClientLimiter
 from server.experiment import ExperimentConfig
 from server.metrics import ServerMetrics
-from server.provenance import ServedRecorder
+from server.provenance import AnswerTime, ServedRecorder, answer_record
 from server.store import CurrentModel, Model
 from server.userid import parse_segment
 
@@ -54,6 +53,21 @@ TEXT = "text/plain; charset=utf-8"
 _app_numbers = itertools.count(1)
 
 
+class RequestIds:
+    """Request ids of one worker: 16 random hex digits drawn at start, then a 16-digit counter.
+
+    32 hex digits like a uuid4's, unique across workers and restarts (64 random bits per
+    worker), without a system call for random bytes per answer as ``uuid.uuid4`` makes.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._numbers = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._numbers):016x}"
+
+
 @dataclass
 class Service:
     """What one worker serves from; built when the worker starts."""
@@ -63,6 +77,8 @@ class Service:
     current: CurrentModel
     experiment: ExperimentConfig
     recorder: ServedRecorder
+    request_ids: RequestIds = field(default_factory=RequestIds)
+    clock: AnswerTime = field(default_factory=AnswerTime)
 
     def choose(self, user_id: int) -> tuple[str | None, Model | None]:
         """(variant name or None, the model that answers this user)."""
@@ -107,6 +123,8 @@ def create_app(settings: Settings) -> Sanic:
     metrics = ServerMetrics()
     app.ctx.metrics = metrics  # this process's own registry, for tests without the operator port
     limiter = ClientLimiter.from_settings(settings)
+    # No trusted proxy: no header can name the client, so skip Sanic's per-request header parsing.
+    client = client_of if settings.server_proxies else peer_of
 
     @app.before_server_start
     async def open_files(app: Sanic) -> None:
@@ -122,13 +140,13 @@ def create_app(settings: Settings) -> Sanic:
         await asyncio.to_thread(service.recorder.close, SHUTDOWN_FLUSH_SECONDS)
         service.current.close()
         service.experiment.close()
-        metrics.worker_exited()
+        metrics.worker_exited()  # flushes this worker's last counts first
 
     @app.on_request
     async def throttle(request: Request) -> HTTPResponse | None:
         if request.route is None or not getattr(request.route.ctx, "limited", False):
             return None
-        request.ctx.client = client_of(request)  # once per request: the handler records it
+        request.ctx.client = client(request)  # once per request: the handler records it
         wait = limiter.wait(request.ctx.client)
         if not wait:
             return None
@@ -182,7 +200,7 @@ def _start_service(settings: Settings, metrics: ServerMetrics) -> Service:
 
 
 async def _watch(service: Service) -> None:
-    """This worker's background loop: swap files, follow the experiment, count deliveries."""
+    """This worker's background loop: swap files, follow the experiment, count deliveries, flush metrics."""
     while True:
         await asyncio.sleep(POLL_SECONDS)
         try:
@@ -192,6 +210,7 @@ async def _watch(service: Service) -> None:
             if (service.current.model, service.experiment.running) != before:
                 service.publish_model_info()
             service.recorder.poll()
+            service.metrics.flush()
         except Exception:  # the loop must outlive any one bad round
             log.exception("serving watch loop")
 
@@ -201,14 +220,20 @@ def client_of(request: Request) -> str:
     return request.remote_addr or request.ip
 
 
+def peer_of(request: Request) -> str:
+    """The client's address when no proxy is trusted (``PROXIES_COUNT`` 0): the peer's."""
+    return request.ip
+
+
 def _answer(service: Service, segment: str, client: str) -> HTTPResponse:
     started = time.perf_counter()
-    request_id = uuid.uuid4().hex
+    request_id = service.request_ids.next()
     user_id, reason = parse_segment(segment)
     variant: str | None = None
     model: Model | None = None
     line: bytes | None = None
     fallback = False
+    headers = {"X-Request-Id": request_id}
     if user_id is None:
         status, body = 400, reason.encode()
     else:
@@ -218,25 +243,29 @@ def _answer(service: Service, segment: str, client: str) -> HTTPResponse:
         else:
             status, line, fallback = 200, *_lookup(service, model, user_id)
             body = line
-    metrics = service.metrics
-    label = variant or NO_VARIANT
-    metrics.requests.labels(str(status), label).inc()
-    if fallback:
-        metrics.fallback.labels(label).inc()
-    headers = {"X-Request-Id": request_id}
-    if model is not None:
-        headers["X-Model-Version"] = model.version
-    if variant is not None:
-        headers["X-Variant"] = variant
-    if fallback:
-        headers["X-Fallback"] = "1"
+            headers["X-Model-Version"] = model.version
+            if fallback:
+                headers["X-Fallback"] = "1"
+        if variant is not None:
+            headers["X-Variant"] = variant
     elapsed = time.perf_counter() - started
-    metrics.latency.observe(elapsed)
+    service.metrics.answered(str(status), variant or NO_VARIANT, fallback, elapsed)
     now = time.time()
-    service.recorder.record(
-        _record(request_id, now, user_id, variant, model, line, fallback, elapsed, status, reason, client),
-        int(now * 1000),
+    version = None if model is None else model.version
+    record = answer_record(
+        request_id,
+        service.clock.format(now),
+        user_id,
+        variant,
+        version,
+        line,
+        fallback,
+        round(elapsed * 1000, 3),
+        status,
+        client,
+        reason,
     )
+    service.recorder.send(record, user_id, int(now * 1000))
     return HTTPResponse(body, status=status, headers=headers, content_type=TEXT)
 
 
@@ -249,36 +278,6 @@ def _lookup(service: Service, model: Model, user_id: int) -> tuple[bytes, bool]:
         service.metrics.lookup_errors.inc()
         line = None
     return (model.fallback, True) if line is None else (line, False)
-
-
-def _record(
-    request_id: str,
-    now: float,
-    user_id: int | None,
-    variant: str | None,
-    model: Model | None,
-    line: bytes | None,
-    fallback: bool,
-    elapsed: float,
-    status: int,
-    reason: str,
-    client: str,
-) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "request_id": request_id,
-        "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
-        "user_id": user_id,
-        "variant": variant,
-        "model_version": None if model is None else model.version,
-        "items": None if line is None else line.decode(errors="replace"),
-        "fallback": fallback,
-        "latency_ms": round(elapsed * 1000, 3),
-        "status": status,
-        "client": client,
-    }
-    if reason:
-        record["reason"] = reason
-    return record
 
 
 def _health(service: Service) -> HTTPResponse:

@@ -37,6 +37,11 @@ class Model:
     fallback: bytes
     row_count: int
     connection: sqlite3.Connection = field(repr=False)
+    # one cursor for every lookup: a lookup never awaits, so none overlaps another in a worker
+    cursor: sqlite3.Cursor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.cursor = self.connection.cursor()
 
     @property
     def version(self) -> str:
@@ -48,10 +53,11 @@ class Model:
 
     def lookup(self, user_id: int) -> bytes | None:
         """The stored response line of ``user_id``, or None for an unknown user."""
-        row = self.connection.execute("SELECT items FROM recs WHERE user_id = ?", (user_id,)).fetchone()
+        row = self.cursor.execute("SELECT items FROM recs WHERE user_id = ?", (user_id,)).fetchone()
         return None if row is None else row[0]
 
     def close(self) -> None:
+        self.cursor.close()
         self.connection.close()
 
 

@@ -211,8 +211,13 @@ def test_both_workers_answer_and_metrics_sum_over_them(service: Running) -> None
         assert service.get(f"/recommend/{user}").text == items_of(user, V1)
     for user in range(5001, 5011):
         assert service.get(f"/recommend/{user}").text == FALLBACK
-    # whichever worker answers the scrape, it reports the sum over both
+    # the sum over both workers; each adds its counts at its next flush (0.25 s), so wait for it
+    wait_for(
+        lambda: service.metric("movierec_recommend_requests_total", status="200") >= before + 70,
+        "both workers' answers counted",
+    )
     assert service.metric("movierec_recommend_requests_total", status="200") == before + 70
+    wait_for(lambda: service.metric("movierec_fallback_answers_total") >= fallback_before + 10, "fallbacks")
     assert service.metric("movierec_fallback_answers_total") == fallback_before + 10
     assert service.metric("movierec_model_info", version=V1, variant="none") == 1
 
