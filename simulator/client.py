@@ -13,7 +13,6 @@ site's ``recommendation request`` line, through the movielog grammar:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,16 +64,17 @@ async def ask(
     """One recommendation request with the site's hard timeout."""
     started = time.perf_counter()
     target = server_label(base_url)
+    millis = round(timeout * 1000)
+    timed_out = Answer(
+        0, (), f"java.util.concurrent.TimeoutException: Request timeout to {target} after {millis} ms", millis
+    )
     try:
-        response = await asyncio.wait_for(http.get(f"{base_url}/recommend/{user_id}"), timeout)
-    except (TimeoutError, httpx.TimeoutException):
-        millis = round(timeout * 1000)
-        return Answer(
-            0,
-            (),
-            f"java.util.concurrent.TimeoutException: Request timeout to {target} after {millis} ms",
-            millis,
-        )
+        # httpx's own per-phase timeouts, never a cancellation from outside: cancelling requests
+        # under pool contention leaks pool slots for good (encode/httpcore#1093, 1.0.9), which
+        # turned every later request into a timeout on a loaded box
+        response = await http.get(f"{base_url}/recommend/{user_id}", timeout=timeout)
+    except httpx.TimeoutException:
+        return timed_out
     except httpx.ConnectError as exc:
         return Answer(
             0,
@@ -87,6 +87,8 @@ async def ask(
             0, (), f"java.io.IOException: {one_line(type(exc).__name__ + ': ' + str(exc))}", _ms(started)
         )
     latency = _ms(started)
+    if latency > millis:  # each phase in time, the whole exchange not: the site's budget is the whole
+        return timed_out
     if response.status_code != 200:
         return Answer(response.status_code, (), one_line(response.text), latency)
     items = parse_body(response.text)

@@ -29,6 +29,17 @@ class SiteFacingHandler(BaseHTTPRequestHandler):
         elif user == "2":  # too slow for the site's 800 ms
             time.sleep(1.0)
             self._answer(200, ",".join(IDS))
+        elif user == "6":  # headers at once, the body 1 s later: each read in time, the whole not
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(",".join(IDS))))
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(0.5)
+            self.wfile.write(b"the+matrix+1999,")
+            self.wfile.flush()
+            time.sleep(0.5)
+            self.wfile.write(",".join(IDS[1:]).encode())
         elif user == "3":  # 200, but not an id list
             self._answer(200, "<html>oops\nerror</html>")
         elif user == "4":
@@ -88,6 +99,23 @@ def test_a_server_slower_than_800_ms_is_logged_as_status_0_timeout(service_url: 
     assert event.status == 0 and event.items == ()
     assert event.error is not None and event.error.startswith("java.util.concurrent.TimeoutException")
     assert line.endswith("after 800 ms, 800 ms")
+
+
+def test_an_answer_whose_parts_each_arrive_in_time_but_not_the_whole_is_a_timeout(service_url: str) -> None:
+    _, event = logged_line(service_url, 6)
+    assert event.status == 0 and event.error is not None and "TimeoutException" in event.error
+
+
+def test_a_burst_of_timeouts_under_pool_contention_leaves_the_client_answering(service_url: str) -> None:
+    async def go() -> tuple[list[int], list[int]]:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=4)) as http:
+            slow = await asyncio.gather(*(ask(http, service_url, 2) for _ in range(40)))
+            fast = await asyncio.gather(*(ask(http, service_url, 1) for _ in range(20)))
+        return [a.status for a in slow], [a.status for a in fast]
+
+    slow, fast = asyncio.run(go())
+    assert slow == [0] * 40  # every one over the budget
+    assert fast == [200] * 20  # no pool slot lost to them
 
 
 def test_a_refused_connection_is_status_0() -> None:
