@@ -97,11 +97,16 @@ def test_the_probe_pages_for_a_program_that_died_not_for_one_stopped_on_request(
     state = SupervisorState(site)
     api = services.catalog_of(site)["api"]
     services.start(site, api)
+
+    def up() -> float | None:
+        return state.probe().get_sample_value("movierec_supervised_up", {"program": "api"})
+
     try:
-        assert state.probe().get_sample_value("movierec_supervised_up", {"program": "api"}) == 1
+        # the port answers before supervisord calls it RUNNING (after startsecs): STARTING is 0
+        wait_for(lambda: up() == 1, "supervisord to call the api RUNNING")
         supervisor.rpc(site).supervisor.stopProcess("api")  # an operator's stop (or `up --no-live`)
-        assert state.probe().get_sample_value("movierec_supervised_up", {"program": "api"}) is None
+        assert up() is None
         supervisor.rpc(site).supervisor.startProcess("api")
-        assert state.probe().get_sample_value("movierec_supervised_up", {"program": "api"}) == 1
+        wait_for(lambda: up() == 1, "the api RUNNING again")
     finally:
         services.stop(site, api)
