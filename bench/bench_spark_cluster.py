@@ -3,16 +3,21 @@ side by side on the same lake: seconds per job, the ratio, and whether the lists
 
     MOVIEREC_HOME=<a home with a lake> .venv/bin/python bench/bench_spark_cluster.py \\
         [--ports 30400] [--workers 2] [--worker-cores 1] [--executor-memory 4g] [--work /tmp/bench-cluster]
+        [--simulate-days D [--sessions-per-day N]]
 
-The home's lake, world and catalog tables are copied into two fresh homes under ``--work`` (the
-home itself is not touched); the retrain's jobs (prepare, train, evaluate, precompute, each
-through ``spark-submit`` as the DAG runs them) run first on ``local[*]``, then on a standalone
-cluster this script starts on 127.0.0.1 (master ``--ports``, workers the next ports, web UIs from
-``--ports + 10``) and stops at the end, whatever happens. Prints each job's seconds on both
-masters and the ratio cluster / local, and how many users' published lists differ (the test,
-``tests/test_spark_cluster.py``, says none on small data). On one machine the cluster cannot be
-faster: the same cores, plus executors in separate JVMs that exchange shuffle data over
-loopback; the figure is what the distribution costs, the price of being able to add machines.
+The home's lake, world and catalog tables are copied into two fresh homes under ``--work`` (the home
+itself is not touched). With ``--simulate-days`` the source is made instead: a home under ``--work``
+whose lake holds ``D`` days of the simulated site's history (``MOVIEREC_SCALE_*``, full scale by
+default) as one committed ingest batch, with its watch sessions and the catalog's tables
+(``simulator.spam_check.simulated_lake``), without Kafka or Airflow. The retrain's jobs (prepare,
+train, evaluate, precompute, each through ``spark-submit`` as the DAG runs them) run first on
+``local[*]``, then on a standalone cluster this script starts on 127.0.0.1 (master ``--ports``,
+workers the next ports, web UIs from ``--ports + 10``) and stops at the end, whatever happens.
+Prints each job's seconds on both masters and the ratio cluster / local, and how many users'
+published lists differ (the test, ``tests/test_spark_cluster.py``, says none on small data). On one
+machine the cluster cannot be faster: the same cores, plus executors in separate JVMs that exchange
+shuffle data over loopback; the figure is what the distribution costs, the price of being able to
+add machines.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 from movierec import settings as settings_module
 from movierec.ops import spark_cluster, spark_submit
 from movierec.settings import Settings
+from simulator import commands
 
 log = logging.getLogger("bench.spark_cluster")
 VERSION = "20261201T000000Z"
@@ -44,6 +50,25 @@ def home_copy(source: Path, target: Path) -> Path:
         if (source / name).exists():
             shutil.copytree(source / name, target / name)
     return target
+
+
+def simulated_home(home: Path, days: float, sessions_per_day: int) -> Path:
+    """A home whose lake holds ``days`` of simulated history, made once (kept for re-runs)."""
+    from simulator import spam_check
+
+    ready = home / "simulated.json"
+    wanted = {"days": days, "sessions_per_day": sessions_per_day}
+    if ready.exists() and json.loads(ready.read_text()) == wanted:
+        return home
+    shutil.rmtree(home, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if k.startswith("MOVIEREC_")}
+    settings = settings_module.load(env | {"MOVIEREC_HOME": str(home)})
+    began = time.monotonic()
+    site = commands.load_history(settings)
+    spam_check.simulated_lake(settings, site, days=days, sessions_per_day=sessions_per_day)
+    log.info("simulated lake: %g days in %.0f s", days, time.monotonic() - began)
+    ready.write_text(json.dumps(wanted))
+    return home
 
 
 def run_jobs(settings: Settings) -> dict[str, float]:
@@ -94,9 +119,14 @@ def main() -> None:
     parser.add_argument("--executor-memory", default="4g")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-spark-cluster"))
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--simulate-days", type=float, help="make the source lake: days of simulated history")
+    parser.add_argument("--sessions-per-day", type=int, default=commands.DEFAULT_SESSIONS_PER_DAY)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    source = settings_module.load().home
+    if args.simulate_days:
+        source = simulated_home(args.work / "source", args.simulate_days, args.sessions_per_day)
+    else:
+        source = settings_module.load().home
     if not (source / "lake").exists():
         parser.error(f"{source} has no lake: point MOVIEREC_HOME at a home with one")
     cluster_env = {
