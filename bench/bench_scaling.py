@@ -16,7 +16,9 @@ The stages reuse the other benches' code, nothing copied:
   ``recommendForAllUsers`` and ``implicit`` are not run (the scaling question is about our job).
 - ALS: ``bench_als_training``'s heavy-tailed synthetic interactions and its fit timing of our
   estimator, once with 1 iteration and once with ``--als-iterations``: seconds per iteration
-  ``(t(N) - t(1)) / (N - 1)`` and the fixed cost ``t(1) - per iteration``. Its size is interactions.
+  ``(t(N) - t(1)) / (N - 1)`` and the fixed cost ``t(1) - per iteration``, in wall seconds and in
+  CPU seconds of the driver JVM (``local[*]``: the executors are in it), which other processes on a
+  shared box disturb less than wall time. Its size is interactions.
 - ingest: ``bench_ingest.py`` in a subprocess with ``--json``, ``interactions /
   --interactions-per-line`` lines (1M at 1M users), its own broker, the measured batch's wall
   seconds (``consume.ingest_batch`` in a fresh process). Its size is lines.
@@ -45,13 +47,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from bench_als_training import fit_seconds, synthetic_interactions  # bench/ is the script's folder
+from bench_als_training import fit_cost, synthetic_interactions  # bench/ is the script's folder
 from bench_precompute import build_model, gemm_flops, random_factors, seen_pairs, time_ours
 
 from movierec import settings as settings_module
 from movierec.models.candidates.als import als_estimator
 from spark_jobs import precompute
-from spark_jobs.progress import setup_logging
+from spark_jobs.progress import Cost, setup_logging
 from spark_jobs.session import build_session
 
 log = logging.getLogger("bench_scaling")
@@ -109,10 +111,9 @@ def run_precompute(spark, home: Path, args: argparse.Namespace, row: dict[str, i
     return seconds, bound
 
 
-def run_als(
-    spark, home: Path, args: argparse.Namespace, row: dict[str, int], settings
-) -> tuple[float, float]:
-    """(t(1), t(N)) seconds of our ALS estimator on ``row``'s synthetic interactions."""
+def run_als(spark, home: Path, args: argparse.Namespace, row: dict[str, int], settings) -> tuple[Cost, Cost]:
+    """The costs (wall and CPU) of our ALS estimator's fits with 1 and N iterations on ``row``'s
+    synthetic interactions."""
     uidx, iidx, strength = synthetic_interactions(row["users"], args.movies, row["interactions"])
     path = home / f"interactions-{row['users']}-{row['interactions']}.parquet"
     pq.write_table(pa.table({"uidx": uidx, "iidx": iidx, "strength": strength}), path)
@@ -122,14 +123,13 @@ def run_als(
     def estimator(iterations: int):
         return als_estimator(args.rank, settings.als_reg, settings.als_alpha, iterations, settings.seed)
 
-    times = tuple(
-        fit_seconds(
-            spark, estimator(n), frame, f"ALS {row['users']:,} x {row['interactions']:,}, {n} iterations"
-        )
-        for n in (1, args.als_iterations)
+    label = f"ALS {row['users']:,} x {row['interactions']:,}"
+    short = fit_cost(spark, estimator(1), frame, f"{label}, 1 iteration")
+    long = fit_cost(
+        spark, estimator(args.als_iterations), frame, f"{label}, {args.als_iterations} iterations"
     )
     path.unlink()
-    return times
+    return short, long
 
 
 def run_ingest(home: Path, args: argparse.Namespace, row: dict[str, int]) -> dict[str, Any]:
@@ -188,14 +188,36 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 path = home / "warm-up.parquet"
                 pq.write_table(pa.table({"uidx": uidx, "iidx": iidx, "strength": strength}), path)
                 estimator = als_estimator(args.rank, settings.als_reg, settings.als_alpha, 1, settings.seed)
-                fit_seconds(spark, estimator, spark.read.parquet(str(path)), "ALS warm-up")
+                fit_cost(spark, estimator, spark.read.parquet(str(path)), "ALS warm-up")
                 for n, row in enumerate(rows, 1):
                     log.info("ALS %d/%d: %s (%.0f s so far)", n, len(rows), row, time.monotonic() - began)
                     short, long = run_als(spark, home, args, row, settings)
-                    each = (long - short) / (args.als_iterations - 1)
-                    record(results, args.json, "ALS per iteration", row, seconds=each)
-                    record(results, args.json, "ALS fixed cost", row, seconds=short - each)
-                    record(results, args.json, "ALS fit", row, seconds=long, iterations=args.als_iterations)
+                    # per iteration (t(N) - t(1)) / (N - 1), fixed t(1) - per iteration, in wall and CPU
+                    each, each_cpu = (
+                        (b - a) / (args.als_iterations - 1)
+                        for a, b in (
+                            (short.wall_seconds, long.wall_seconds),
+                            (short.cpu_seconds, long.cpu_seconds),
+                        )
+                    )
+                    record(results, args.json, "ALS per iteration", row, seconds=each, cpu_seconds=each_cpu)
+                    record(
+                        results,
+                        args.json,
+                        "ALS fixed cost",
+                        row,
+                        seconds=short.wall_seconds - each,
+                        cpu_seconds=short.cpu_seconds - each_cpu,
+                    )
+                    record(
+                        results,
+                        args.json,
+                        "ALS fit",
+                        row,
+                        seconds=long.wall_seconds,
+                        cpu_seconds=long.cpu_seconds,
+                        iterations=args.als_iterations,
+                    )
             spark.stop()
         if "ingest" in args.stages:
             for n, row in enumerate(rows, 1):
@@ -210,8 +232,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> list[str]:
     """The markdown table: per stage, each row against the stage's smallest (first) row."""
     lines = [
-        "| stage | users | interactions | size | seconds | µs per unit | x smallest | ÷ linear |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| stage | users | interactions | size | seconds | µs per unit | x smallest | ÷ linear"
+        " | CPU s | CPU ÷ linear |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for stage, unit in UNITS.items():
         rows = [m for m in results["measurements"] if m["stage"] == stage]
@@ -222,9 +245,14 @@ def table(results: dict[str, Any]) -> list[str]:
             size = m[FIELD[unit]]
             cost_ratio = m["seconds"] / base["seconds"] if base["seconds"] > 0 else float("nan")
             size_ratio = size / base[FIELD[unit]]
+            cpu = cpu_linear = "-"
+            if "cpu_seconds" in m and base.get("cpu_seconds", 0) > 0:
+                cpu = f"{m['cpu_seconds']:,.1f}"
+                cpu_linear = f"{m['cpu_seconds'] / base['cpu_seconds'] / size_ratio:.2f}"
             lines.append(
                 f"| {stage} | {m['users']:,} | {m['interactions']:,} | {size:,} {unit}s | {m['seconds']:,.1f}"
-                f" | {1e6 * m['seconds'] / size:.2f} | {cost_ratio:.2f}x | {cost_ratio / size_ratio:.2f} |"
+                f" | {1e6 * m['seconds'] / size:.2f} | {cost_ratio:.2f}x | {cost_ratio / size_ratio:.2f}"
+                f" | {cpu} | {cpu_linear} |"
             )
     return lines
 
