@@ -57,7 +57,7 @@ from world_scale import scale_parser  # bench/ is the script's folder
 
 from movierec import settings as settings_module
 from movierec.models.candidates.als import CHECKPOINT_INTERVAL, als_estimator
-from spark_jobs.progress import measured, setup_logging
+from spark_jobs.progress import Cost, measured, setup_logging
 from spark_jobs.session import build_session
 
 log = logging.getLogger("bench_als_training")
@@ -90,6 +90,11 @@ def synthetic_interactions(
 
 def fit_seconds(spark, estimator, frame, label: str) -> float:
     """Wall seconds of one fit until the user factors are materialized; then drop what it cached."""
+    return fit_cost(spark, estimator, frame, label).wall_seconds
+
+
+def fit_cost(spark, estimator, frame, label: str) -> Cost:
+    """Wall and CPU seconds (driver JVM and Python) of one fit, as ``fit_seconds`` times it."""
     context = spark.sparkContext
     before = {int(key) for key in context._jsc.getPersistentRDDs().keySet()}
     with measured(spark, label) as cost:
@@ -98,7 +103,7 @@ def fit_seconds(spark, estimator, frame, label: str) -> float:
     for key, rdd in context._jsc.getPersistentRDDs().items():
         if int(key) not in before:  # the model's factors: fits must not pile up in memory
             rdd.unpersist(True)  # blocking: the next fit starts clean
-    return cost.wall_seconds
+    return cost
 
 
 def spark_variants(cores: int) -> dict[str, Callable]:

@@ -9,7 +9,7 @@ Fills a private embedded broker with simulated history (default 1,000,000 lines,
      the Airflow task calls, in a fresh process as each Airflow task is (so GX's import and
      project load are paid by the batch), with its per-stage seconds.
 
-    .venv/bin/python bench/bench_ingest.py [--lines 1000000] [--baseline-src DIR]
+    .venv/bin/python bench/bench_ingest.py [--lines 1000000] [--baseline-src DIR] [--json FILE]
 
 A baseline tree is any checkout with the same ``consume.ingest_batch`` entry point, e.g.
 ``git archive main | tar -x -C /tmp/main-src``; it runs with this virtualenv.
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--movies", type=int, default=27_000)
     parser.add_argument("--baseline-src", type=Path, help="another code tree to run side by side")
+    parser.add_argument("--json", type=Path, help="write every figure here (each tree's batch report)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     home = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -156,6 +157,16 @@ def main() -> None:
         print(
             f"{name:<10} {report['lines'] / wall:>9,.0f} {wall:>8.1f} {shares}  {gx:.1f} s ({gx / wall:.0%})"
         )
+    if args.json:
+        figures = {
+            "lines": args.lines,
+            "users": args.users,
+            "movies": args.movies,
+            "bare_read_seconds": bare_seconds,
+            "columns_read_seconds": columns_seconds,
+            "reports": reports,
+        }
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
     if len(reports) == 2:
         base, new = reports.values()
         ratio = (new["lines"] / new["wall"]) / (base["lines"] / base["wall"])
