@@ -123,6 +123,23 @@ def test_a_batch_holds_exactly_what_the_stream_said(site: settings_module.Settin
     assert_exactly_once(site, lines + more)
 
 
+def test_reading_and_parsing_poll_by_poll_gives_the_tables_of_the_whole_batch(
+    site: settings_module.Settings, history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    produce(site, history, seed=4, hours=1)
+    consumer = consume.consumer_of(site, group_id="whole-batch")
+    try:
+        ranges = consume.plan_ranges(site, consumer)
+        whole = consume.build_tables(consume.read_columns(site, consumer, ranges))
+    finally:
+        consumer.close()
+    monkeypatch.setattr(consume, "READ_CHUNK", 97)  # many polls, parsed while the next is read
+    pipelined = consume.read_and_build(site, ranges)
+    assert sum(table.num_rows for table in pipelined.values()) == sum(t.num_rows for t in whole.values())
+    for name, table in whole.items():
+        assert pipelined[name].combine_chunks().equals(table.combine_chunks()), name
+
+
 def test_crash_after_files_before_offsets_is_redone_without_duplicates(
     site: settings_module.Settings, history: History
 ) -> None:
