@@ -21,6 +21,7 @@ from movierec.ingest import consume
 from movierec.ingest.stream import TopicWriter
 from movierec.ingest.watch_sessions import update_watch_sessions
 from movierec.movielog import Malformed, parse_line
+from movierec.schemas import TABLES
 from simulator.backfill import history_lines
 from simulator.history import History
 from tests.conftest import topics_on_broker
@@ -163,6 +164,28 @@ def test_crash_after_offsets_is_only_marked_committed(
 
     assert consume.ingest_batch(site) == {"batch_id": None, "lines": 0}
     assert consume.unfinished_manifest(site) is None
+    assert_exactly_once(site, lines)
+
+
+def test_a_batch_failing_quality_leaves_no_file_and_is_redone(
+    site: settings_module.Settings, history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from movierec.ingest import quality
+
+    lines = produce(site, history, seed=7, hours=1)
+
+    def failing(*args: object, **kwargs: object) -> quality.QualityResult:
+        return quality.QualityResult(failed={"watch": "made to fail"})
+
+    monkeypatch.setattr(quality, "check_tables", failing)
+    with pytest.raises(quality.QualityError, match="made to fail"):
+        consume.ingest_batch(site)
+    manifest = consume.unfinished_manifest(site)
+    assert manifest is not None and manifest.state == "planned"
+    # raw's files are written while GX checks: a failed batch removes them, nothing is half there
+    assert not any(lake.batch_files(site, table, manifest.batch_id) for table in TABLES)
+    monkeypatch.undo()
+    assert consume.ingest_batch(site)["batch_id"] == manifest.batch_id
     assert_exactly_once(site, lines)
 
 
