@@ -563,9 +563,9 @@ def _run(settings: Settings, consumer: Any, manifest: Manifest) -> dict[str, Any
         # quality never changes the raw table: its files (the largest) are encoded and written
         # while GX checks the typed tables (Parquet encoding releases the GIL, GX mostly holds it)
         raw_files = raw_pool.submit(write_batch_files, settings, manifest.batch_id, {"raw": tables["raw"]})
-        gx_ready.result()
-        gx_wait = time.monotonic() - parse_done
         try:
+            gx_ready.result()
+            gx_wait = time.monotonic() - parse_done
             result = quality.check_tables(settings, _typed(tables), manifest.batch_id, data_docs=False)
             tables = quarantine_failed(tables, result)
         except BaseException:
