@@ -157,6 +157,10 @@ def main() -> None:
         print(
             f"{name:<10} {report['lines'] / wall:>9,.0f} {wall:>8.1f} {shares}  {gx:.1f} s ({gx / wall:.0%})"
         )
+    for name, report in reports.items():
+        waited = {k: round(v, 2) for k, v in report.get("waited", {}).items()}
+        tables = {k: round(v, 2) for k, v in report.get("quality_tables", {}).items()}
+        print(f"{name}: GX waits {waited}; GX seconds per table {tables or 'not reported'}")
     if args.json:
         figures = {
             "lines": args.lines,

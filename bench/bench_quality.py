@@ -10,12 +10,17 @@ Side by side in one run, over the same watch lines (90% of the stream):
 Reported as seconds per 100,000 rows and as the ratio gx / parse; the absolute numbers depend on
 the machine. A private, temporary ``MOVIEREC_HOME`` is used. Run on demand:
 
-    .venv/bin/python bench/bench_quality.py [--rows 300000] [--repeat 2]
+    .venv/bin/python bench/bench_quality.py [--rows 300000] [--repeat 2] [--profile]
+
+``--profile`` then prints where one clean ``check_tables`` of the watch table spends its time
+(cProfile, by own time): what decides which of GX's costs are worth attacking.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import resource
 import tempfile
 import time
@@ -58,6 +63,7 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="cProfile one clean check at the end")
     args = parser.parse_args()
     settings = settings_module.load({"MOVIEREC_HOME": tempfile.mkdtemp(prefix="bench-quality-")})
 
@@ -96,6 +102,10 @@ def main() -> None:
     for name, values in timings.items():
         print(f"  {name:10s} {best(values) * per:6.3f} s   ratio to parse {best(values) / parse:5.2f}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.runcall(quality.check_tables, settings, {"watch": watch}, "bench-profile", data_docs=False)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(15)
 
 
 if __name__ == "__main__":

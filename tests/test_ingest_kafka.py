@@ -21,6 +21,7 @@ from movierec.ingest import consume
 from movierec.ingest.stream import TopicWriter
 from movierec.ingest.watch_sessions import update_watch_sessions
 from movierec.movielog import Malformed, parse_line
+from movierec.schemas import TABLES
 from simulator.backfill import history_lines
 from simulator.history import History
 from tests.conftest import topics_on_broker
@@ -123,6 +124,24 @@ def test_a_batch_holds_exactly_what_the_stream_said(site: settings_module.Settin
     assert_exactly_once(site, lines + more)
 
 
+def test_reading_and_parsing_poll_by_poll_gives_the_tables_of_the_whole_batch(
+    site: settings_module.Settings, history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    produce(site, history, seed=4, hours=1)
+    consumer = consume.consumer_of(site, group_id="whole-batch")
+    try:
+        ranges = consume.plan_ranges(site, consumer)
+        whole = consume.build_tables(consume.read_columns(site, consumer, ranges))
+    finally:
+        consumer.close()
+    monkeypatch.setattr(consume, "READ_CHUNK", 97)  # many polls, parsed while the next is read
+    pipelined = consume.read_and_build(site, ranges)
+    assert sum(table.num_rows for table in pipelined.values()) == sum(t.num_rows for t in whole.values())
+    for name, table in whole.items():  # in key order: how partitions interleave in polls varies by run
+        keys = [("partition", "ascending"), ("offset", "ascending")]
+        assert pipelined[name].sort_by(keys).equals(table.sort_by(keys)), name
+
+
 def test_crash_after_files_before_offsets_is_redone_without_duplicates(
     site: settings_module.Settings, history: History
 ) -> None:
@@ -146,6 +165,28 @@ def test_crash_after_offsets_is_only_marked_committed(
 
     assert consume.ingest_batch(site) == {"batch_id": None, "lines": 0}
     assert consume.unfinished_manifest(site) is None
+    assert_exactly_once(site, lines)
+
+
+def test_a_batch_failing_quality_leaves_no_file_and_is_redone(
+    site: settings_module.Settings, history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from movierec.ingest import quality
+
+    lines = produce(site, history, seed=7, hours=1)
+
+    def failing(*args: object, **kwargs: object) -> quality.QualityResult:
+        return quality.QualityResult(failed={"watch": "made to fail"})
+
+    monkeypatch.setattr(quality, "check_tables", failing)
+    with pytest.raises(quality.QualityError, match="made to fail"):
+        consume.ingest_batch(site)
+    manifest = consume.unfinished_manifest(site)
+    assert manifest is not None and manifest.state == "planned"
+    # raw's files are written while GX checks: a failed batch removes them, nothing is half there
+    assert not any(lake.batch_files(site, table, manifest.batch_id) for table in TABLES)
+    monkeypatch.undo()
+    assert consume.ingest_batch(site)["batch_id"] == manifest.batch_id
     assert_exactly_once(site, lines)
 
 

@@ -25,9 +25,11 @@ import gc
 import hashlib
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GROUP_ID = "movierec-ingest"
+READ_CHUNK = 100_000  # messages per poll, and per parse while the next poll is read
+READ_AHEAD = 2  # polls read ahead of the parse at most (memory stays bounded)
 WRITE_THREADS = 4  # files written at once: encoding and fsync overlap (bench_ingest)
 T = TypeVar("T")
 
@@ -84,6 +88,15 @@ class RecordColumns:
             np.fromiter((r.offset for r in records), np.int64, len(records)),
             np.fromiter((r.kafka_ms for r in records), np.int64, len(records)),
             [r.value for r in records],
+        )
+
+    @classmethod
+    def concat(cls, chunks: Sequence[RecordColumns]) -> RecordColumns:
+        return cls(
+            np.concatenate([c.partition for c in chunks] or [np.zeros(0, np.int32)]),
+            np.concatenate([c.offset for c in chunks] or [np.zeros(0, np.int64)]),
+            np.concatenate([c.kafka_ms for c in chunks] or [np.zeros(0, np.int64)]),
+            [v for c in chunks for v in c.value],
         )
 
     def records(self) -> list[Record]:
@@ -165,10 +178,14 @@ def quarantine_rows(
     picked = table.filter(pa.array(mask, pa.bool_()))
     if picked.num_rows == 0:
         return QUARANTINE.empty_table()
-    raw_keys = zip(raw["partition"].to_pylist(), raw["offset"].to_pylist(), strict=True)
-    raw_index = {key: i for i, key in enumerate(raw_keys)}
-    picked_keys = zip(picked["partition"].to_pylist(), picked["offset"].to_pylist(), strict=True)
-    rows = [raw_index[key] for key in picked_keys]
+    # found by (partition, offset) with a sort and a binary search, not a dict of every raw row
+    raw_keys = _row_keys(raw)
+    order = np.argsort(raw_keys, kind="stable")
+    wanted = _row_keys(picked)
+    found = np.searchsorted(raw_keys, wanted, sorter=order).clip(0, len(order) - 1)
+    rows = order[found]
+    if not np.array_equal(raw_keys[rows], wanted):
+        raise KeyError("a row failing quality has no raw line in this batch")
     source = raw.take(pa.array(rows, pa.int64()))
     why = [reason for reason, bad in zip(reasons, mask, strict=True) if bad]
     return pa.table(
@@ -183,6 +200,12 @@ def quarantine_rows(
         },
         schema=QUARANTINE,
     )
+
+
+def _row_keys(table: pa.Table) -> np.ndarray:
+    """(partition, offset) as one int64 per row: offsets stay far below 2**40."""
+    partition = table["partition"].to_numpy().astype(np.int64)
+    return (partition << 40) | table["offset"].to_numpy().astype(np.int64)
 
 
 def split_by_hour(table: pa.Table, time_column: str) -> dict[tuple[str, str], pa.Table]:
@@ -301,7 +324,15 @@ def read_ranges(settings: Settings, consumer: Any, ranges: Sequence[PartitionRan
 
 
 def read_columns(settings: Settings, consumer: Any, ranges: Sequence[PartitionRange]) -> RecordColumns:
-    """Exactly the messages in ``ranges`` (none before, none after), as columns.
+    """Exactly the messages in ``ranges`` (none before, none after), as columns."""
+    with gc_paused():
+        return RecordColumns.concat(list(read_chunks(settings, consumer, ranges)))
+
+
+def read_chunks(
+    settings: Settings, consumer: Any, ranges: Sequence[PartitionRange]
+) -> Iterator[RecordColumns]:
+    """The messages in ``ranges`` (none before, none after), one ``RecordColumns`` per poll.
 
     Each poll's messages are taken apart a field at a time (one list comprehension per field,
     no object per message kept), and what lies past a range's end is cut with numpy.
@@ -309,62 +340,91 @@ def read_columns(settings: Settings, consumer: Any, ranges: Sequence[PartitionRa
     from confluent_kafka import TopicPartition
 
     if not ranges:
-        return RecordColumns(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+        return
     end_of = np.zeros(max(r.partition for r in ranges) + 1, np.int64)  # unassigned partitions: end 0
     for r in ranges:
         end_of[r.partition] = r.end
     consumer.assign([TopicPartition(settings.topic, r.partition, r.start) for r in ranges])
-    partitions: list[np.ndarray] = []
-    offsets: list[np.ndarray] = []
-    kafka_ms: list[np.ndarray] = []
-    values: list[bytes] = []
     pending = {r.partition for r in ranges}
     idle_since = time.monotonic()
     try:
-        with gc_paused():
-            while pending:
-                messages = consumer.consume(num_messages=100_000, timeout=0.5)
-                if not messages:
-                    positions = consumer.position([TopicPartition(settings.topic, p) for p in pending])
-                    pending -= {tp.partition for tp in positions if tp.offset >= end_of[tp.partition]}
-                    if pending and time.monotonic() - idle_since > 60:
-                        raise RuntimeError(f"no progress reading partitions {sorted(pending)} for 60 s")
-                    continue
-                idle_since = time.monotonic()
-                errors = [m.error() for m in messages if m.error() is not None]
-                if errors:
-                    raise RuntimeError(f"Kafka error while reading: {errors[0]}")
-                partition = np.array([m.partition() for m in messages], np.int32)
-                offset = np.array([m.offset() for m in messages], np.int64)
-                inside = offset < end_of[partition]
-                pending -= set(np.unique(partition[~inside]).tolist())  # past the end: that one is done
-                pending -= set(np.unique(partition[inside & (offset == end_of[partition] - 1)]).tolist())
-                if not inside.all():
-                    messages = [m for m, keep in zip(messages, inside.tolist(), strict=True) if keep]
-                    partition, offset = partition[inside], offset[inside]
-                partitions.append(partition)
-                offsets.append(offset)
-                kafka_ms.append(np.array([m.timestamp()[1] for m in messages], np.int64))
-                values += [m.value() or b"" for m in messages]
+        while pending:
+            messages = consumer.consume(num_messages=READ_CHUNK, timeout=0.5)
+            if not messages:
+                positions = consumer.position([TopicPartition(settings.topic, p) for p in pending])
+                pending -= {tp.partition for tp in positions if tp.offset >= end_of[tp.partition]}
+                if pending and time.monotonic() - idle_since > 60:
+                    raise RuntimeError(f"no progress reading partitions {sorted(pending)} for 60 s")
+                continue
+            idle_since = time.monotonic()
+            errors = [m.error() for m in messages if m.error() is not None]
+            if errors:
+                raise RuntimeError(f"Kafka error while reading: {errors[0]}")
+            partition = np.array([m.partition() for m in messages], np.int32)
+            offset = np.array([m.offset() for m in messages], np.int64)
+            inside = offset < end_of[partition]
+            pending -= set(np.unique(partition[~inside]).tolist())  # past the end: that one is done
+            pending -= set(np.unique(partition[inside & (offset == end_of[partition] - 1)]).tolist())
+            if not inside.all():
+                messages = [m for m, keep in zip(messages, inside.tolist(), strict=True) if keep]
+                partition, offset = partition[inside], offset[inside]
+            if messages:
+                yield RecordColumns(
+                    partition,
+                    offset,
+                    np.array([m.timestamp()[1] for m in messages], np.int64),
+                    [m.value() or b"" for m in messages],
+                )
     finally:
         consumer.unassign()
-    return RecordColumns(
-        np.concatenate(partitions or [np.zeros(0, np.int32)]),
-        np.concatenate(offsets or [np.zeros(0, np.int64)]),
-        np.concatenate(kafka_ms or [np.zeros(0, np.int64)]),
-        values,
-    )
 
 
 def read_and_build(settings: Settings, ranges: Sequence[PartitionRange]) -> dict[str, pa.Table]:
-    """Read and parse ``ranges`` into the batch's tables, with a consumer of its own."""
+    """Read and parse ``ranges`` into the batch's tables, with a consumer of its own.
+
+    A reader thread polls Kafka and takes the messages apart while this one parses the previous
+    poll: librdkafka's waits and pyarrow's kernels release the GIL, so the two overlap. The
+    grammar works line by line, so parsing a poll at a time gives the same rows as parsing all.
+    """
     consumer = consumer_of(settings)
-    try:
-        columns = read_columns(settings, consumer, ranges)
-    finally:
-        consumer.close()
+    chunks: queue.Queue[RecordColumns | BaseException | None] = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def hand_over(item: RecordColumns | BaseException | None) -> bool:
+        """Queue ``item`` unless the parsing thread has stopped (then nobody would take it)."""
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for chunk in read_chunks(settings, consumer, ranges):
+                if not hand_over(chunk):
+                    return
+            hand_over(None)
+        except BaseException as exc:  # handed to the parsing thread, which raises it
+            hand_over(exc)
+
+    parts: list[dict[str, pa.Table]] = []
     with gc_paused():
-        return build_tables(columns)
+        thread = threading.Thread(target=reader, name="ingest-reader", daemon=True)
+        thread.start()
+        try:
+            while (chunk := chunks.get()) is not None:
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                parts.append(build_tables(chunk))
+        finally:
+            stop.set()
+            thread.join()
+            consumer.close()
+        if not parts:
+            return build_tables(RecordColumns.concat([]))
+        return {name: pa.concat_tables([p[name] for p in parts]) for name in parts[0]}
 
 
 def commit_offsets(settings: Settings, consumer: Any, ranges: Sequence[PartitionRange]) -> None:
@@ -491,7 +551,7 @@ def _run(settings: Settings, consumer: Any, manifest: Manifest) -> dict[str, Any
 
     began = time.monotonic()
     log.info("batch %s: %d lines in %s", manifest.batch_id, manifest.lines, manifest.ranges)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool, ThreadPoolExecutor(max_workers=1) as raw_pool:
         # GX's import and project load (seconds, once per process: each Airflow task is a new one)
         # overlap the read, which mostly waits on the broker and in pyarrow with the GIL released
         gx_ready = pool.submit(quality.context, settings)
@@ -500,14 +560,24 @@ def _run(settings: Settings, consumer: Any, manifest: Manifest) -> dict[str, Any
         if lines != manifest.lines:  # e.g. compacted or expired offsets inside the range
             log.warning("batch %s: planned %d lines, read %d", manifest.batch_id, manifest.lines, lines)
         parse_done = time.monotonic()
-        gx_ready.result()
-        gx_wait = time.monotonic() - parse_done
-        result = quality.check_tables(settings, _typed(tables), manifest.batch_id, data_docs=False)
-        tables = quarantine_failed(tables, result)
+        # quality never changes the raw table: its files (the largest) are encoded and written
+        # while GX checks the typed tables (Parquet encoding releases the GIL, GX mostly holds it)
+        raw_files = raw_pool.submit(write_batch_files, settings, manifest.batch_id, {"raw": tables["raw"]})
+        try:
+            gx_ready.result()
+            gx_wait = time.monotonic() - parse_done
+            result = quality.check_tables(settings, _typed(tables), manifest.batch_id, data_docs=False)
+            tables = quarantine_failed(tables, result)
+        except BaseException:
+            wait([raw_files])
+            remove_batch_files(settings, manifest.batch_id)  # a failed batch leaves no file behind
+            raise
         quality_done = time.monotonic()
         # rendering the data docs (GX, Python) overlaps the Parquet writes (which release the GIL)
         docs = pool.submit(quality.build_batch_docs, settings, result, manifest.batch_id)
-        manifest.files = write_batch_files(settings, manifest.batch_id, tables)
+        rest = {name: table for name, table in tables.items() if name != "raw"}
+        rest_files = write_batch_files(settings, manifest.batch_id, rest)
+        manifest.files = {**raw_files.result(), **rest_files}
         files_done = time.monotonic()
         docs.result()
         docs_wait = time.monotonic() - files_done
@@ -542,4 +612,7 @@ def _run(settings: Settings, consumer: Any, manifest: Manifest) -> dict[str, Any
         "counts": manifest.counts,
         "seconds": seconds,
         "waited": waits,
+        # GX's own seconds per table (checkpoint run, result stored); the rest of "quality" is
+        # the wait for its context and the quarantine of failing rows
+        "quality_tables": {name: part.get("seconds", 0.0) for name, part in result.summary.items()},
     }
