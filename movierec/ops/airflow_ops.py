@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -418,16 +419,25 @@ def unpause_all(settings: Settings, timeout: float = 120.0, keep_paused: Collect
 FINISHED_STATES = ("success", "failed")
 
 
-def trigger(settings: Settings, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
-    """Start a run of ``dag_id`` now (as the UI's trigger button does); its run id."""
+def trigger(settings: Settings, dag_id: str, conf: Mapping[str, Any] | None = None, attempts: int = 5) -> str:
+    """Start a run of ``dag_id`` now (as the UI's trigger button does); its run id.
+
+    On SQLite a write can find the database locked by the scheduler or a task (Airflow answers 500,
+    "Database error"): the call is repeated with the same run id, so a run the first attempt did
+    create is found (409) rather than started twice."""
+    run_id = f"manual__{datetime.now(UTC).isoformat()}"
+    body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf or {})}
     with api_client(settings) as client:
-        # Airflow 3 wants logical_date in the body; null means "now, no data interval"
-        answer = client.post(
-            f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf or {})}
-        )
-        if answer.status_code not in (200, 201):
-            raise AirflowOpsError(f"triggering {dag_id} failed: {answer.status_code} {answer.text[:300]}")
-        return answer.json()["dag_run_id"]
+        for attempt in range(1, attempts + 1):
+            # Airflow 3 wants logical_date in the body; null means "now, no data interval"
+            answer = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+            if answer.status_code in (200, 201) or (answer.status_code == 409 and attempt > 1):
+                return run_id
+            if answer.status_code < 500 or attempt == attempts:
+                raise AirflowOpsError(f"triggering {dag_id} failed: {answer.status_code} {answer.text[:300]}")
+            log.warning("triggering %s: %s, attempt %d of %d", dag_id, answer.status_code, attempt, attempts)
+            time.sleep(2.0 * attempt)
+    raise AssertionError("unreachable")
 
 
 def unpause(settings: Settings, dag_id: str) -> None:
