@@ -118,14 +118,10 @@ def test_unpause_all_switches_our_dags_on_but_the_ones_kept_paused(running: Sett
 def test_a_task_runs_under_the_scheduler_with_our_settings(running: Settings) -> None:
     """The catalog DAG through the LocalExecutor: the task must see this MOVIEREC_HOME (its lake)."""
     moment = datetime(2026, 11, 28, 9)
-    rates = [
-        {"time": moment, "user_id": u, "movie_id": "some+film+1999", "rating": 3, "partition": 0, "offset": u}
-        for u in (1, 2)
-    ]
-    path = lake.partition_dir(running, "rate", moment) / lake.batch_file_name("b1")
-    lake.write_parquet_atomically(pa.Table.from_pylist(rates, schema=RATE), path)
-    # all of it stored already (users 1 and 2: no lower id to sweep), so the (unreachable) catalog
-    # API is not needed
+    # The catalog is unpaused (the test before), so its scheduled hourly run may read the lake at any
+    # moment: the users and the movie are stored before the events that name them, so no state of
+    # the lake sends a run to the (unreachable) catalog API, whose failure would mean a 10-minute
+    # retry ahead of our run. Users 1 and 2: no lower id to sweep.
     stamp = datetime(2026, 11, 28, tzinfo=UTC)
     users = [
         {"user_id": u, "age": 25, "occupation": "writer", "gender": "F", "fetched_at": stamp} for u in (1, 2)
@@ -139,9 +135,17 @@ def test_a_task_runs_under_the_scheduler_with_our_settings(running: Settings) ->
         pa.Table.from_pylist([movie], schema=schemas.MOVIES),
         lake.table_dir(running, "movies") / "part-x.parquet",
     )
+    rates = [
+        {"time": moment, "user_id": u, "movie_id": "some+film+1999", "rating": 3, "partition": 0, "offset": u}
+        for u in (1, 2)
+    ]
+    path = lake.partition_dir(running, "rate", moment) / lake.batch_file_name("b1")
+    lake.write_parquet_atomically(pa.Table.from_pylist(rates, schema=RATE), path)
 
     run = airflow_ops.trigger(running, "catalog")
-    assert airflow_ops.wait_for_run(running, "catalog", run, timeout=90, poll=1) == "success"
+    # max_active_runs=1: ours may queue behind the scheduled run, each a fresh task process (a
+    # bound against a hang, not a speed check)
+    assert airflow_ops.wait_for_run(running, "catalog", run, timeout=300, poll=1) == "success"
     with airflow_ops.api_client(running) as client:
         xcom = client.get(
             f"/api/v2/dags/catalog/dagRuns/{run}/taskInstances/sync_catalog/xcomEntries/return_value"
