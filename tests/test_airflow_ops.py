@@ -8,13 +8,17 @@ can never touch a broker or API that `make up` runs on this machine.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pyarrow as pa
@@ -241,3 +245,68 @@ def test_the_environment_points_airflow_at_this_home_and_the_repo(tmp_path: Path
     # the admin of the password file is the one airflow.cfg declares
     config = (settings_module.REPO_ROOT / "airflow.cfg").read_text()
     assert f"simple_auth_manager_users = {airflow_ops.ADMIN_USER}:admin" in config
+
+
+class LockedAirflow(BaseHTTPRequestHandler):
+    """A stand-in for Airflow's REST API (named so: a locked SQLite database cannot be made on
+    demand in the real one): logs in, then answers each trigger with the next planned status."""
+
+    planned: ClassVar[list[int]] = []
+    bodies: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        if self.path == "/auth/token":
+            status, answer = 201, {"access_token": "t"}
+        else:
+            type(self).bodies.append(body)
+            status = type(self).planned.pop(0)
+            answer = {"dag_run_id": body.get("dag_run_id"), "detail": {"reason": "Database error"}}
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def locked_airflow(tmp_path: Path) -> Iterator[tuple[Settings, type[LockedAirflow]]]:
+    settings = airflow_settings(tmp_path)
+    airflow_ops.password_file(settings).parent.mkdir(parents=True, exist_ok=True)
+    airflow_ops.password_file(settings).write_text(json.dumps({airflow_ops.ADMIN_USER: "pw"}))
+    handler = type("Handler", (LockedAirflow,), {"planned": [], "bodies": []})
+    server = ThreadingHTTPServer(("127.0.0.1", settings.airflow_port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield settings, handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_trigger_that_finds_the_database_locked_is_repeated_with_the_same_run_id(
+    locked_airflow: tuple[Settings, type[LockedAirflow]],
+) -> None:
+    settings, handler = locked_airflow
+    handler.planned = [500, 409]  # the first attempt did create the run before failing
+    run = airflow_ops.trigger(settings, "catalog", {"k": 1})
+    assert [body["dag_run_id"] for body in handler.bodies] == [run, run]
+    assert handler.bodies[0]["conf"] == {"k": 1}
+
+
+def test_a_trigger_refused_for_another_reason_is_not_repeated(
+    locked_airflow: tuple[Settings, type[LockedAirflow]],
+) -> None:
+    settings, handler = locked_airflow
+    handler.planned = [409]  # a run of that id existed before our first attempt: not ours
+    with pytest.raises(airflow_ops.AirflowOpsError, match="409"):
+        airflow_ops.trigger(settings, "catalog")
+    handler.planned = [500, 500]
+    with pytest.raises(airflow_ops.AirflowOpsError, match="500"):
+        airflow_ops.trigger(settings, "catalog", attempts=2)
+    assert len(handler.bodies) == 3

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -402,9 +402,11 @@ def read_and_build(settings: Settings, ranges: Sequence[PartitionRange]) -> dict
 
     def reader() -> None:
         try:
-            for chunk in read_chunks(settings, consumer, ranges):
-                if not hand_over(chunk):
-                    return
+            # closed here, not by the garbage collector: it unassigns before the consumer closes
+            with closing(read_chunks(settings, consumer, ranges)) as polls:
+                for chunk in polls:
+                    if not hand_over(chunk):
+                        return
             hand_over(None)
         except BaseException as exc:  # handed to the parsing thread, which raises it
             hand_over(exc)
