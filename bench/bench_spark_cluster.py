@@ -87,12 +87,17 @@ def lists(settings: Settings) -> dict[int, str]:
         return dict(connection.execute("SELECT user_id, items FROM recs"))
 
 
+def local_home(source: Path, work: Path) -> Settings:
+    """The settings of a copy of ``source`` that runs the retrain on ``local[*]``."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("MOVIEREC_")}
+    home = home_copy(source, work / "local")
+    return settings_module.load(env | {"MOVIEREC_HOME": str(home), "MOVIEREC_SPARK_MASTER": "local[*]"})
+
+
 def measure(source: Path, work: Path, cluster_env: dict[str, str]) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k.startswith("MOVIEREC_")}
-    local_home, cluster_home = home_copy(source, work / "local"), home_copy(source, work / "cluster")
-    local = settings_module.load(
-        env | {"MOVIEREC_HOME": str(local_home), "MOVIEREC_SPARK_MASTER": "local[*]"}
-    )
+    local = local_home(source, work)
+    cluster_home = home_copy(source, work / "cluster")
     cluster = settings_module.load(env | cluster_env | {"MOVIEREC_HOME": str(cluster_home)})
     local_seconds = run_jobs(local)
     try:
@@ -121,6 +126,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--simulate-days", type=float, help="make the source lake: days of simulated history")
     parser.add_argument("--sessions-per-day", type=int, default=commands.DEFAULT_SESSIONS_PER_DAY)
+    parser.add_argument(
+        "--local-only",
+        action="store_true",
+        help="only the retrain on local[*] (its home's model report, e.g. for a longer history)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.simulate_days:
@@ -137,6 +147,10 @@ def main() -> None:
         "MOVIEREC_SPARK_EXECUTOR_MEMORY": args.executor_memory,
         "MOVIEREC_SPARK_MASTER": f"spark://{spark_cluster.HOST}:{args.ports}",
     }
+    if args.local_only:
+        local = local_home(source, args.work)
+        print(json.dumps({"seconds": run_jobs(local), "users": len(lists(local)), "home": str(local.home)}))
+        return
     figures = measure(source, args.work, cluster_env)
     print(f"{'job':<12} {'local[*] s':>11} {'cluster s':>10} {'cluster/local':>14}")
     for job in JOBS:
