@@ -295,6 +295,50 @@ def test_gx_runs_every_expectation_of_every_suite_and_refuses_an_unknown_type() 
         quality.gx_suite(misspelt)
 
 
+SLUG = r"^[a-z0-9]+(?:\+[a-z0-9]+)*\+[0-9]{4}$"
+
+
+def test_the_per_value_regex_check_gives_each_row_the_verdict_of_gxs_own_per_row_check() -> None:
+    from movierec.ingest import gx_expectations
+
+    values = ["the+matrix+1999", "The+Matrix+1999", "alien+1979", "x+12", None, 7, np.nan, "", "up+2009"]
+    column = pd.Series(np.random.default_rng(3).choice(np.array(values, dtype=object), 500), dtype=object)
+    column.index = column.index + 100  # a frame's slice keeps its own index
+    got = gx_expectations.matches_once_per_value(column, SLUG)
+    expected = column.astype(str).str.contains(SLUG)  # GX's pandas form of match_regex, row by row
+    assert got.index.equals(column.index)
+    assert got.tolist() == expected.tolist() and 0 < got.sum() < len(got)
+
+
+def test_gx_reports_the_same_rows_for_the_per_value_type_as_for_its_own() -> None:
+    import great_expectations as gx
+
+    quality.load_gx()
+    frame = pd.DataFrame({"movie_id": ["up+2009", "Up+2009", "up+2009", None, "up 2009", "heat+1995"] * 50})
+    batch = (
+        gx.get_context(mode="ephemeral")
+        .data_sources.add_pandas("frames")
+        .add_dataframe_asset("movies")
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    unexpected = {}
+    for kind in ("expect_column_values_to_match_regex", "expect_column_values_to_match_regex_once_per_value"):
+        suite = quality.gx_suite(
+            {
+                "name": kind,
+                "expectations": [
+                    {"type": kind, "kwargs": {"column": "movie_id", "regex": SLUG}, "meta": {"name": "slug"}}
+                ],
+            }
+        )
+        result = batch.validate(suite.expectations[0], result_format="COMPLETE")
+        unexpected[kind] = (result.success, list(result.result["unexpected_index_list"]))
+    capitals_and_spaces = sorted([1 + 6 * n for n in range(50)] + [4 + 6 * n for n in range(50)])
+    for kind, (success, rows) in unexpected.items():
+        assert not success and sorted(rows) == capitals_and_spaces, kind  # the None row is GX's to skip
+
+
 def test_a_broken_suite_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "suites").mkdir()
     (tmp_path / "checkpoints").mkdir()

@@ -279,8 +279,17 @@ def context(settings: Settings) -> Any:
     return _CONTEXTS[home]
 
 
-def _open_and_sync(settings: Settings, suites: dict[str, dict], checkpoints: dict[str, dict]) -> Any:
+def load_gx() -> Any:
+    """GX, imported on first use (seconds), with our own expectation types registered."""
     import great_expectations as gx
+
+    from movierec.ingest import gx_expectations  # noqa: F401  (registers its types with GX)
+
+    return gx
+
+
+def _open_and_sync(settings: Settings, suites: dict[str, dict], checkpoints: dict[str, dict]) -> Any:
+    gx = load_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     ctx = gx.get_context(mode="file", project_root_dir=str(settings.home.resolve()))
@@ -316,7 +325,7 @@ def gx_suite(spec: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> 
     GX logs an expectation type it does not know and leaves it out of the suite, so a misspelt
     type would silently never be checked.
     """
-    import great_expectations as gx
+    gx = load_gx()
 
     suite = gx.ExpectationSuite(
         name=spec["name"],
@@ -338,7 +347,7 @@ def _sync(ctx: Any, suites: dict[str, dict], checkpoints: dict[str, dict]) -> No
 
     Only what changed is written, so a context another process holds stays fresh.
     """
-    import great_expectations as gx
+    gx = load_gx()
     from great_expectations.exceptions import DataContextError
 
     try:
