@@ -95,6 +95,8 @@ def ring(strength: Strength, start: datetime, movie: str = "") -> Scenarios:
 
 # --- the lake, as ingest writes it --------------------------------------------------------------
 
+LINES_PER_BATCH = 4_000_000
+
 
 def simulated_lake(
     settings: Settings,
@@ -124,7 +126,10 @@ def simulated_lake(
         scenarios=scenarios,
         record=truth.append,
     )
-    commit_batch(settings, records, start)
+    # Several batches, as ingest writes them: one table's strings must stay under Arrow's 2 GiB
+    # (a week at full scale is ~47M lines, ~4 GB of text).
+    for first in range(0, len(records), LINES_PER_BATCH) or [0]:
+        commit_batch(settings, records[first : first + LINES_PER_BATCH], start)
     write_catalog(settings)
     return truth
 

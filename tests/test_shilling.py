@@ -307,3 +307,19 @@ def test_the_dag_task_on_an_empty_lake_has_nothing_to_do(tmp_path: Path) -> None
     with pytest.raises(shilling_check.ShillingError, match="no ratings"):
         shilling_check.check_day(settings)
     assert not lake.table_dir(settings, "shilling_flags").exists()
+
+
+def test_a_simulated_lake_split_into_batches_holds_what_one_batch_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_lake: settings_module.Settings
+) -> None:
+    """A week at full scale is too much text for one Arrow table, so the lake is committed in parts."""
+    settings = small_settings(tmp_path)
+    monkeypatch.setattr(spam_check, "LINES_PER_BATCH", 7_000)
+    spam_check.simulated_lake(settings, load_history(settings), days=5, sessions_per_day=3000)
+    assert len(list(lake.manifests_of(settings).glob("*.json"))) > 1
+    assert len(list(lake.manifests_of(clean_lake).glob("*.json"))) == 1
+    keys = {"raw": ["partition", "offset"], "watch_session": ["user_id", "movie_id", "first_time"]}
+    for table, key in keys.items():
+        split = lake.read_table(settings, table).sort_by([(k, "ascending") for k in key])
+        whole = lake.read_table(clean_lake, table).sort_by([(k, "ascending") for k in key])
+        assert split.num_rows > 7_000 and split.equals(whole), table
