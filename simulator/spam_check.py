@@ -127,7 +127,7 @@ def simulated_lake(
         record=truth.append,
     )
     # Several batches, as ingest writes them: one table's strings must stay under Arrow's 2 GiB
-    # (a week at full scale is ~47M lines, ~4 GB of text).
+    # (a week at full scale is ~49M lines, ~4 GB of text).
     for first in range(0, len(records), LINES_PER_BATCH) or [0]:
         commit_batch(settings, records[first : first + LINES_PER_BATCH], start)
     write_catalog(settings)

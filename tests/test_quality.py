@@ -358,6 +358,8 @@ def test_frame_is_a_vectorisable_view_that_keeps_every_row() -> None:
     assert str(frame["movie_id"].dtype) == "category"
     assert frame["movie_id"].tolist() == ["the+matrix+1999"] * 3
     assert str(quality.to_frame(table.to_pandas())["movie_id"].dtype) == "category"  # a frame given as is too
+    numbers = quality.to_frame(pd.DataFrame({"movie_id": [1, 2]}))  # not strings: the dtype check must fail
+    assert str(numbers["movie_id"].dtype) == "int64"
     assert frame["time"][2] > pd.Timestamp("2200-01-01")  # clipped to the end of ns time, still implausible
     reco_frame = quality.to_frame(reco(3))
     assert reco_frame["items_count"].tolist() == [0, 2, 2] and "items" not in reco_frame

@@ -135,7 +135,8 @@ def to_frame(table: pa.Table | pd.DataFrame) -> pd.DataFrame:
     if isinstance(table, pd.DataFrame):
         frame = table.reset_index(drop=True)
         for name in CATEGORICAL & set(frame.columns):
-            frame[name] = frame[name].astype("category")
+            if pd.api.types.is_object_dtype(frame[name]):  # strings only: other dtypes fail the check
+                frame[name] = frame[name].astype("category")
         return frame
     columns: dict[str, pa.ChunkedArray] = {}
     for spec, column in zip(table.schema, table.columns, strict=True):
