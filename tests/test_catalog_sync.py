@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -89,39 +89,41 @@ def client() -> str:
 MOMENT = datetime(2026, 11, 28, 10, 15)
 
 
-def write_events(settings: Settings, batch: str, users: list[int], movies: list[str]) -> None:
-    """Watch, rate and reco rows mentioning exactly ``users`` and ``movies`` (some movies only
-    in reco lists, some users only in rate or reco lines)."""
+def write_events(
+    settings: Settings, batch: str, users: list[int], movies: list[str], moment: datetime = MOMENT
+) -> None:
+    """Watch, rate and reco rows at ``moment`` mentioning exactly ``users`` and ``movies`` (some
+    movies only in reco lists, some users only in rate or reco lines)."""
     third = max(1, len(users) // 3)
     watch_users, rate_users, reco_users = users[:third], users[third : 2 * third], users[2 * third :]
     watch_movies, rate_movies, reco_movies = movies[:2], movies[2:3], movies[3:]
     offsets = itertools.count()
     watch = [
-        {"time": MOMENT, "user_id": u, "movie_id": m, "minute": k, "partition": 0, "offset": next(offsets)}
+        {"time": moment, "user_id": u, "movie_id": m, "minute": k, "partition": 0, "offset": next(offsets)}
         for u in watch_users
         for k, m in enumerate(watch_movies)
     ]
     rate = [
-        {"time": MOMENT, "user_id": u, "movie_id": m, "rating": 4, "partition": 0, "offset": next(offsets)}
+        {"time": moment, "user_id": u, "movie_id": m, "rating": 4, "partition": 0, "offset": next(offsets)}
         for u in rate_users
         for m in rate_movies
     ]
     reco = [
         {
-            "time": MOMENT, "user_id": u, "server": "site-baseline:8082", "status": 200,
+            "time": moment, "user_id": u, "server": "site-baseline:8082", "status": 200,
             "items": reco_movies, "error": None, "latency_ms": 40, "partition": 0, "offset": next(offsets),
         }
         for u in reco_users
     ]  # fmt: skip
     reco.append(  # a failed request: no items, its user still counts
         {
-            "time": MOMENT, "user_id": reco_users[0], "server": "movierec:8082", "status": 0, "items": [],
+            "time": moment, "user_id": reco_users[0], "server": "movierec:8082", "status": 0, "items": [],
             "error": "java.net.ConnectException: Connection refused", "latency_ms": 800, "partition": 0,
             "offset": next(offsets),
         }
     )  # fmt: skip
     for name, rows, schema in (("watch", watch, WATCH), ("rate", rate, RATE), ("reco", reco, RECO)):
-        path = lake.partition_dir(settings, name, MOMENT) / lake.batch_file_name(batch)
+        path = lake.partition_dir(settings, name, moment) / lake.batch_file_name(batch)
         lake.write_parquet_atomically(pa.Table.from_pylist(rows, schema=schema), path)
 
 
@@ -296,7 +298,7 @@ def test_an_unreachable_api_is_a_delay_not_a_crash(tmp_path: Path) -> None:
     assert not lake.table_dir(settings, "users").exists()
 
 
-def test_a_run_fetches_at_most_the_cap_movies_first(api: Api, tmp_path: Path) -> None:
+def test_a_run_fetches_at_most_the_cap_movies_and_users_in_turns(api: Api, tmp_path: Path) -> None:
     settings = sync_settings(tmp_path, api.url, MOVIEREC_CATALOG_MAX_FETCHES="5")
     users = list(range(300, 306))
     movies = [str(m) for m in api.world.movie_ids[50:54]]
@@ -305,13 +307,40 @@ def test_a_run_fetches_at_most_the_cap_movies_first(api: Api, tmp_path: Path) ->
     first = catalog_sync.sync_catalog(settings, client_id=client())
     assert first["status"] == "capped"
     assert first["requests"] == 5
-    assert stored_movies(settings) == sorted(movies)  # movies first
-    assert len(stored_users(settings)) == 1
+    assert len(stored_movies(settings)) == 3  # movie, user, movie, user, movie
+    assert len(stored_users(settings)) == 2
     assert first["remaining"] == 5
 
     second = catalog_sync.sync_catalog(settings, client_id=client())
     assert (second["status"], second["fetched"], second["remaining"]) == ("complete", 5, 0)
     assert stored_users(settings) == users
+    assert stored_movies(settings) == sorted(movies)
+
+
+def test_a_run_stores_as_it_goes_and_asks_for_the_newest_events_users_first(api: Api, tmp_path: Path) -> None:
+    settings = sync_settings(tmp_path, api.url, MOVIEREC_CATALOG_MAX_FETCHES="7")
+    # the older hour's users have the smaller ids: an ascending order would ask for them first
+    old_users, new_users = [400, 401, 402], [410, 411, 412]
+    movies = [str(m) for m in api.world.movie_ids[70:74]]
+    write_events(settings, "b1", old_users, movies)
+    write_events(settings, "b2", new_users, movies, moment=MOMENT + timedelta(hours=2))
+
+    first = catalog_sync.sync_catalog(settings, client_id=client(), commit_every=3)
+    assert (first["status"], first["requests"], first["fetched"]) == ("capped", 7, 7)
+    assert stored_users(settings) == new_users  # 4 movies and 3 users in turns, the newest first
+    assert stored_movies(settings) == sorted(movies)
+    # stored every 3 records: [movie, user, movie] [user, movie, user] [movie]
+    by_table: dict[str, list[str]] = {}
+    for file in first["files"]:
+        by_table.setdefault(file.split("/")[0], []).append(file)
+    assert {table: len(files) for table, files in by_table.items()} == {"users": 2, "movies": 3}
+    root = lake.lake_dir(settings)
+    assert sorted(lake.read_files(settings, "users", by_table["users"])["user_id"].to_pylist()) == new_users
+    assert all((root / file).exists() for file in first["files"])
+
+    second = catalog_sync.sync_catalog(settings, client_id=client(), commit_every=3)
+    assert (second["status"], second["users"]["fetched"], second["remaining"]) == ("complete", 3, 0)
+    assert stored_users(settings) == old_users + new_users
 
 
 def test_spare_fetches_sweep_unseen_users_up_to_the_largest_id_seen(api: Api, tmp_path: Path) -> None:

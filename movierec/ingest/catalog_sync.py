@@ -1,13 +1,14 @@
 """Catalog sync: the users and movies seen in the lake's events but not yet stored, from the catalog API.
 
 Writes the lake tables ``users``, ``movies`` and ``catalog_unknown`` (ids the API answered
-404), one file per table and run (``movierec.lake``, schemas in ``movierec.schemas``).
+404), one file per table and commit of a run (``movierec.lake``, schemas in ``movierec.schemas``).
 
 A run reads the user and movie ids of ``watch``, ``rate`` and ``reco`` (whose
 ``items`` are movie ids), subtracts what is stored and what is known to be
 unknown (404 within ``UNKNOWN_RECHECK``), fetches at most
-``MOVIEREC_CATALOG_MAX_FETCHES`` of the rest (movies first: there are few and
-every model needs them) and writes one file per table for the run.
+``MOVIEREC_CATALOG_MAX_FETCHES`` of the rest (movies and users in turns, users of the
+newest events first) and writes one file per table about every minute of the run, so a
+retrain can use a long run's first records while it goes on.
 
 Being a good client of a rate-limited API: a token bucket keeps us at
 ``MOVIEREC_CATALOG_RATE`` requests/s (below the API's 50), a 429 pauses every
@@ -35,6 +36,7 @@ from urllib.parse import quote
 
 import httpx
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -51,6 +53,7 @@ _JSON_FIELDS = ("belongs_to_collection", "production_companies", "production_cou
 UNKNOWN_RECHECK = timedelta(days=7)
 CLIENT_ID = "movierec-catalog"  # the API keeps one rate-limit bucket per X-Client-Id
 CONCURRENCY = 4  # requests in flight; the token bucket sets the pace
+COMMIT_SECONDS = 60  # a run stores what it fetched about once a minute (at the configured rate)
 
 
 class CatalogDelayed(RuntimeError):
@@ -67,22 +70,29 @@ class CatalogDelayed(RuntimeError):
 # --- what is missing -------------------------------------------------------------
 
 
-def seen_ids(settings: Settings) -> tuple[set[int], set[str]]:
-    """User ids and movie ids of every watch, rate and reco event in the lake.
+def seen_ids(settings: Settings) -> tuple[list[int], set[str]]:
+    """User ids of every watch, rate and reco event in the lake, those of the newest events first,
+    and their movie ids.
 
-    Streams the files batch by batch and keeps only distinct ids: the watch table
-    holds tens of millions of rows, its distinct ids fit in a few MB.
+    Streams the files one by one and keeps only distinct ids: the watch table holds tens of
+    millions of rows, its distinct ids fit in a few MB. Users of the newest hours come first
+    because they are the ones asking for lists now: a run that cannot fetch everyone (the API's
+    pace) fetches them first.
     """
-    users: list[pa.Array] = []
+    users: list[tuple[str, pa.Array]] = []  # (the file's partition path, its distinct users)
     movies: list[pa.Array] = []
     for table, movie_column in (("watch", "movie_id"), ("rate", "movie_id"), ("reco", "items")):
-        for batch in lake.dataset(settings, table).to_batches(columns=["user_id", movie_column]):
-            users.append(pc.unique(batch.column("user_id")))
-            column = batch.column(movie_column)
+        root = lake.table_dir(settings, table)
+        for path in lake.table_files(settings, table):
+            data = lake.dataset(settings, table, [path]).to_table(columns=["user_id", movie_column])
+            users.append((str(path.relative_to(root)), pc.unique(data.column("user_id"))))
+            column = data.column(movie_column)
             movies.append(pc.unique(pc.list_flatten(column) if movie_column == "items" else column))
-    user_ids = pc.unique(pa.chunked_array(users, pa.int64())).to_pylist() if users else []
+    # date=/hour= partition paths sort by time: the newest files' users first, each user once
+    newest_first = [ids for _, ids in sorted(users, key=lambda item: item[0], reverse=True)]
+    user_ids = pd.unique(pa.chunked_array(newest_first, pa.int64()).to_numpy()).tolist() if users else []
     movie_ids = pc.unique(pa.chunked_array(movies, pa.string())).to_pylist() if movies else []
-    return set(user_ids), set(movie_ids)
+    return user_ids, set(movie_ids)
 
 
 def unseen_users(known: set[int], skip: set[int], limit: int) -> list[int]:
@@ -321,9 +331,15 @@ def sync_catalog(
     policy: RetryPolicy | None = None,
     client_id: str = CLIENT_ID,
     concurrency: int = CONCURRENCY,
+    commit_every: int | None = None,
 ) -> dict[str, Any]:
     """Fetch and store the users and movies seen in events but not stored yet, then (with
     MOVIEREC_CATALOG_SWEEP_USERS, within the cap) users never seen; returns a report.
+
+    Users and movies are asked for in turns (users of the newest events first), and what was
+    fetched is stored every ``commit_every`` records (default: a minute of requests), one file
+    per table each time: a run of hours is usable by a retrain from its first minute, and a run
+    killed midway loses at most its last minute.
 
     ``status`` is "complete", or "capped" when more than MOVIEREC_CATALOG_MAX_FETCHES
     were missing (the next run goes on). If the API is down, what was fetched is
@@ -338,15 +354,14 @@ def sync_catalog(
     unknown = recently_unknown(settings, started)
     missing_movies = sorted(seen_movies - stored_movies - unknown["movie"])
     unknown_users = {int(u) for u in unknown["user"]}
-    missing_users = sorted(seen_users - stored_users - unknown_users)
-    todo: list[tuple[str, Any]] = [("movie", m) for m in missing_movies]
-    todo += [("user", u) for u in missing_users]
+    missing_users = [u for u in seen_users if u not in stored_users and u not in unknown_users]
+    todo = in_turns([("movie", m) for m in missing_movies], [("user", u) for u in missing_users])
     capped = len(todo) > settings.catalog_max_fetches
     todo = todo[: settings.catalog_max_fetches]
+    known_users = set(seen_users) | stored_users
     # spare fetches go to users never seen yet, so the serving file can list every user
     swept = (
-        unseen_users(seen_users | stored_users, seen_users | stored_users | unknown_users,
-                     settings.catalog_max_fetches - len(todo))
+        unseen_users(known_users, known_users | unknown_users, settings.catalog_max_fetches - len(todo))
         if settings.catalog_sweep_users else []
     )  # fmt: skip
     todo += [("user", u) for u in swept]
@@ -362,9 +377,12 @@ def sync_catalog(
         len(todo),
     )
 
+    step = max(1, commit_every or round(settings.catalog_rate * COMMIT_SECONDS))
     bucket = TokenBucket(settings.catalog_rate, burst=max(1, round(settings.catalog_rate / 4)))
     stop = threading.Event()
     headers = {"X-Client-Id": client_id, "Accept": "application/json"}
+    outcomes: dict[tuple[str, Any], Outcome] = {}
+    stores: list[dict[str, Any]] = []
     with httpx.Client(base_url=settings.catalog_api_url, headers=headers, timeout=policy.timeout) as client:
         fetcher = _Fetcher(client, bucket, policy, stop)
 
@@ -376,16 +394,25 @@ def sync_catalog(
             return outcome
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="catalog") as pool:
-            outcomes = dict(zip(todo, pool.map(fetch, todo), strict=True))
+            for number, first in enumerate(range(0, len(todo), step)):
+                chunk = todo[first : first + step]
+                got = dict(zip(chunk, pool.map(fetch, chunk), strict=True))
+                outcomes |= got
+                stores.append(_store(settings, run if first == 0 else f"{run}-{number:04d}", started, got))
+                log.info("catalog run %s: %d of %d asked, stored", run, first + len(chunk), len(todo))
+                if stop.is_set():
+                    break
+    for item in todo[len(outcomes) :]:  # never asked: the API went down first
+        outcomes[item] = Outcome("skipped")
 
-    report = _store(settings, run, started, outcomes)
+    report = _merged(run, stores)
     down = [o.message for o in outcomes.values() if o.kind == "down"]
     sweep = [outcomes[("user", u)].kind for u in swept]
     swept_ok, swept_unknown = sweep.count("ok"), sweep.count("unknown")
     report["users"]["fetched"] -= swept_ok  # of the seen users; the sweep's count on its own
     report["users"]["unknown_new"] -= swept_unknown
     for kind, seen, missing, known in (
-        ("users", seen_users, missing_users, unknown_users),
+        ("users", set(seen_users), missing_users, unknown_users),
         ("movies", seen_movies, missing_movies, unknown["movie"]),
     ):
         report[kind] |= {"seen": len(seen), "missing": len(missing), "unknown_known": len(known & seen)}
@@ -405,6 +432,46 @@ def sync_catalog(
             "catalog API down (%s): run %s delayed, %d stored", report["error"], run, report["fetched"]
         )
         raise CatalogDelayed(report)
+    return report
+
+
+def in_turns(first: list[Any], second: list[Any]) -> list[Any]:
+    """The items of both lists alternately, ``first``'s first, then the rest of the longer one.
+
+    Movies and users in turns: the first model needs users' demographics (a user without them
+    has no group) as much as movies' runtimes (whose absence the retrain makes up for from
+    the longest watch seen), and tens of thousands of movies first would be many minutes.
+    """
+    merged = [item for pair in zip(first, second, strict=False) for item in pair]
+    shorter = min(len(first), len(second))
+    return merged + first[shorter:] + second[shorter:]
+
+
+def _merged(run: str, stores: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report of a run's stores (one per commit)."""
+    report: dict[str, Any] = {
+        "run": run,
+        "users": {"fetched": 0, "unknown_new": 0},
+        "movies": {"fetched": 0, "unknown_new": 0},
+        "fetched": 0,
+        "unknown_new": 0,
+        "invalid": 0,
+        "files": [],
+        "quality": {},
+    }
+    for stored in stores:
+        for kind in ("users", "movies"):
+            for name in ("fetched", "unknown_new"):
+                report[kind][name] += stored[kind][name]
+        for name in ("fetched", "unknown_new", "invalid"):
+            report[name] += stored[name]
+        report["files"] += stored["files"]
+        for key, check in stored["quality"].items():
+            merged = report["quality"].setdefault(key, {"success": True, "failed_expectations": []})
+            merged["success"] = merged["success"] and check["success"]
+            merged["failed_expectations"] += [
+                name for name in check["failed_expectations"] if name not in merged["failed_expectations"]
+            ]
     return report
 
 

@@ -2,8 +2,8 @@
 
     Kafka ─► monitoring (node-exporter, Alertmanager, dashboard, Prometheus, probe)
       ─► catalog API (simulator) ─► recommendation service ─► Airflow (DAGs unpaused)
-      ─► backfill of history (simulator, first time only) ─► ingest runs until caught up
-      ─► catalog run ─► first retrain (if nothing is published yet) ─► live viewers
+      ─► backfill of history (simulator, first time only) ─► ingest runs until caught up (the
+      catalog run starts after the first) ─► first retrain (if nothing is published yet) ─► live viewers
 
 Every step is idempotent: a second `movierec up` finds things running and only starts what is
 not. Every long-running part runs under one supervisord per home (``movierec.ops.supervisor``),
@@ -102,6 +102,11 @@ def first_retrain(settings: Settings, timeout: float, wait_for_schedule: float =
     return airflow_ops.wait_for_run(settings, "retrain", runs[0], timeout=timeout, poll=3.0)
 
 
+def start_catalog(settings: Settings, say: Callable[[str], None]) -> None:
+    run_id = airflow_ops.trigger(settings, "catalog")
+    say(f"           catalog: run {run_id} started (users and movies; it goes on in the background)")
+
+
 def world(settings: Settings, *args: str) -> None:
     """A `movierec world ...` command in the foreground, its progress lines passed through."""
     subprocess.run([str(services.CLI), "world", *args], env=child_env(settings), check=True)
@@ -141,13 +146,20 @@ def up(
         with timeline.step("backfill", what):
             days, sessions = f"{backfill_days:g}", str(sessions_per_day)
             world(settings, "backfill", "--days", days, "--sessions-per-day", sessions)
+    catalog_started = False
     with timeline.step("ingest", "ingest_movielog runs until the lake has caught up with the topic"):
         while (waiting := lines_waiting(settings)) > 0:
             say(f"           {waiting:,} lines to ingest")
             if run_dag(settings, "ingest_movielog", timeout=3600) != "success":
                 raise airflow_ops.AirflowOpsError("an ingest_movielog run failed (its log: Airflow UI)")
-    with timeline.step("catalog", "catalog run started (users and movies; it goes on in the background)"):
-        airflow_ops.trigger(settings, "catalog")
+            if not catalog_started:
+                # from the first batch on: the catalog stores users as it goes, so the first retrain
+                # finds the demographics of those fetched while the rest is ingested
+                start_catalog(settings, say)
+                catalog_started = True
+    if not catalog_started:
+        with timeline.step("catalog", "catalog run"):
+            start_catalog(settings, say)
     if not has_current_model(settings):
         with timeline.step("retrain", "first retrain: prepare, train, evaluate, precompute, publish"):
             state = first_retrain(settings, timeout=retrain_timeout)
