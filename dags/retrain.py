@@ -1,4 +1,5 @@
-"""DAG ``retrain``: every 3 days and on demand, prepare -> train -> evaluate -> precompute -> publish.
+"""DAG ``retrain``: every 3 days and on demand, prepare -> train -> evaluate -> precompute ->
+precompute_challenger -> publish.
 
 Wiring only: each task loads the settings and calls one importable function (the Spark jobs
 through ``movierec.ops.spark_submit``, so they run on whatever master the settings name). The
@@ -12,7 +13,9 @@ the settings' values) and ``force_publish``. A model the quality gate refuses fa
 (the run is red, the current model keeps serving).
 Once a model serves, ``publish`` sends a new one out as a canary experiment instead
 (experiments.lifecycle.publish_or_canary), and the ``experiments`` DAG promotes or rolls it back
-from the experiment's verdict.
+from the experiment's verdict. The canary tests the challenger evaluate named (the best candidate
+on test watches no shown list started, which exposure cannot earn); when that is not the chosen
+candidate, ``precompute_challenger`` writes its own serving file first.
 """
 
 from __future__ import annotations
@@ -82,6 +85,20 @@ def retrain() -> None:
 
         return spark_submit.submit(settings.load(), "precompute", ["--version", version], tag=version)
 
+    @task
+    def precompute_challenger(version: str) -> dict[str, Any] | None:
+        from experiments import lifecycle
+        from movierec import settings
+        from movierec.ops import spark_submit
+
+        # the canary's own serving file, when evaluate named a challenger other than the chosen one
+        loaded = settings.load()
+        candidate = lifecycle.canary_candidate(loaded, version)
+        if candidate is None:
+            return None
+        args = ["--version", version, "--candidate", candidate]
+        return spark_submit.submit(loaded, "precompute", args, tag=version)
+
     @task(retries=0)  # a refusal is the gate's answer, not a transient error
     def publish(version: str) -> str:
         from experiments import lifecycle
@@ -96,7 +113,8 @@ def retrain() -> None:
     trained = train(version)
     evaluated = evaluate(version)
     computed = precompute(version)
-    trained >> evaluated >> computed >> publish(version)
+    challenger = precompute_challenger(version)
+    trained >> evaluated >> computed >> challenger >> publish(version)
 
 
 retrain()

@@ -9,6 +9,8 @@ status, stop, report, decide, and the retrain's canary.
                                                whose state changed since its report
     decide_experiment(settings)                the DAG: the verdict on the experiment in force, carried
                                                out if its definition says ``auto_decide``
+    canary_candidate(settings, version)        the retrain DAG: the candidate whose own serving file a
+                                               canary of ``version`` needs, if any
     publish_or_canary(settings, version)       the retrain DAG: the first model is published; later
                                                ones go out as a canary experiment against ``current``
 """
@@ -22,7 +24,8 @@ from typing import Any
 
 from experiments import control, evaluation, promotion, report
 from experiments.definition import CURRENT, Definition, VariantSpec, load
-from movierec.models import registry
+from movierec import serving_file
+from movierec.models import registry, versions
 from movierec.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -134,15 +137,25 @@ def canary_definition(settings: Settings, serving_id: str) -> Definition:
     return replace(template, name=f"{CANARY_PREFIX}{serving_id}".lower(), variants=variants)
 
 
+def canary_candidate(settings: Settings, version: str) -> str | None:
+    """The candidate of ``version`` a canary will test from its own serving file: the challenger
+    evaluate named (``spark_jobs.compare.challenger``) when it is not the chosen candidate, and only
+    once a model serves (the first model is published behind the offline gate, not tested)."""
+    if registry.current_version(settings) is None:
+        return None
+    return versions.challenger_of(settings, version)
+
+
 def publish_or_canary(
     settings: Settings, version: str, *, force: bool = False, serving_id: str | None = None
 ) -> str:
     """The retrain's last step. With nothing current (or ``force``) the version is published behind
-    the offline gate; otherwise its serving file (``serving_id``, default the version's own) goes out
-    as a canary experiment against the current model, judged later by ``decide_experiment``."""
+    the offline gate; otherwise a serving file goes out as a canary experiment against the current
+    model, judged later by ``decide_experiment``: ``serving_id``, by default that of the challenger
+    evaluate named (``canary_candidate``), else the version's own."""
     if force or registry.current_version(settings) is None:
         return registry.publish(settings, version, force=force).describe()
-    challenger = serving_id or version
+    challenger = serving_id or serving_file.serving_id(version, canary_candidate(settings, version))
     forced = control.in_force(settings)
     if forced is not None:
         previous = control.running(settings)

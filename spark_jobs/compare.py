@@ -124,6 +124,36 @@ def choose(results: dict[str, dict[str, Any]]) -> tuple[str, str]:
     return best, argument
 
 
+def challenger(results: dict[str, dict[str, Any]], chosen: str) -> tuple[str, str]:
+    """The candidate a retrain's canary tests online against the model serving now, and why.
+
+    Recall@20 on logs collected under the site's lists rewards the lists that were shown (the
+    chosen candidate wins it by exposure, not only by taste), so the challenger is the candidate
+    with the best Recall@20 on the test watches that no list shown to the user started
+    (``unlisted_recall_at_20``), which exposure cannot earn. Ties keep the chosen candidate (no
+    second serving file), then the cheaper to train. The experiment decides; this only picks.
+    """
+
+    def unlisted(name: str) -> float:
+        value = results[name]["overall"].get("unlisted_recall_at_20")
+        return -1.0 if value is None else float(value)
+
+    def training_cpu(name: str) -> float:
+        return float(results[name].get("training", {}).get("before_t", {}).get("cpu_seconds", 0.0))
+
+    best = sorted(results, key=lambda n: (-unlisted(n), n != chosen, training_cpu(n)))[0]
+    if best == chosen:
+        return best, (
+            f"{best}, the chosen candidate, also has the best Recall@20 on test watches not started "
+            f"from a list shown ({unlisted(best):.4f}): the canary tests it."
+        )
+    return best, (
+        f"{best} has the best Recall@20 on test watches not started from a list shown, "
+        f"{unlisted(best):.4f} against {unlisted(chosen):.4f} for {chosen}, which exposure cannot earn: "
+        f"a retrain's canary tests {best} online (its own serving file)."
+    )
+
+
 def build_report(
     version: str,
     params: dict[str, Any],
@@ -131,11 +161,14 @@ def build_report(
     chosen: str,
     argument: str,
     lists: dict[str, Any] | None = None,
+    challenger: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     return {
         "version": version,
         "chosen": chosen,
         "argument": argument,
+        "challenger": challenger[0] if challenger else None,
+        "challenger_argument": challenger[1] if challenger else None,
         "split_time": params.get("split_time"),
         "data": {
             key: params.get(key) for key in ("data_start", "data_end", "test_days", "counts", "strength")
@@ -160,6 +193,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"# Model report {report['version']}",
         "",
         f"**Chosen: {report['chosen']}.** {report['argument']}",
+        *(
+            ["", f"**Canary challenger: {report['challenger']}.** {report['challenger_argument']}"]
+            if report.get("challenger")
+            else []
+        ),
         "",
         f"Split time T = {report['split_time']}; data {report['data']['data_start']} .. "
         f"{report['data']['data_end']}; test window {report['data']['test_days']} day(s). "

@@ -9,8 +9,9 @@ candidate has a group for get its list before T, whichever candidate is scored, 
 when served (``candidates.cold_start``); other users the model has no factors for get the
 fallback before T (recent popularity, from prepare). A ``random`` list (unseen
 movies drawn uniformly) is a reference floor, never chosen. ``model.json`` names the chosen
-candidate (precompute serves its refit on all data), ``metrics.json`` holds the metrics, the
-comparison goes to ``reports/<version>/``.
+candidate (precompute serves its refit on all data) and the challenger a retrain's canary tests
+online (``compare.challenger``), ``metrics.json`` holds the metrics, the comparison goes to
+``reports/<version>/``.
 """
 
 from __future__ import annotations
@@ -281,14 +282,20 @@ def evaluate(settings: Settings, version: str, k: int = ranking_metrics.K) -> di
     results = {name: results[name] for name in trained}
     results[REFERENCE] = score(data, random_lists(data, k, settings.seed)) | {"model": REFERENCE}
     chosen, argument = compare.choose({n: r for n, r in results.items() if n != REFERENCE})
+    challenger = compare.challenger({n: r for n, r in results.items() if n != REFERENCE}, chosen)
     who_gets = served_lists(settings, version, data, cold_name, len(cold_rows))
     depth = max(k, settings.fairness_rerank_depth) if settings.fairness_tail_slots else k
     ranked, _micros = candidate_lists(data, candidates.load(settings, version, chosen, "before_t"), depth)
     fairness = fairness_section(
         data, ranked, {int(r): group_lists[r] for r in cold_rows}, k, settings.fairness_tail_slots, depth
     )
-    _install(settings, version, chosen, results[chosen], results, argument, who_gets, fairness)
-    return {"version": version, "chosen": chosen, "recall_at_20": results[chosen]["overall"]["recall_at_20"]}
+    _install(settings, version, chosen, results[chosen], results, argument, who_gets, fairness, challenger)
+    return {
+        "version": version,
+        "chosen": chosen,
+        "challenger": challenger[0],
+        "recall_at_20": results[chosen]["overall"]["recall_at_20"],
+    }
 
 
 def _install(
@@ -300,8 +307,10 @@ def _install(
     argument: str,
     lists: dict[str, Any],
     fairness: dict[str, Any],
+    challenger: tuple[str, str],
 ) -> None:
-    """The choice, written: model.json (which candidate serves), metrics.json, the report."""
+    """The choice, written: model.json (which candidate serves, which one a canary tests),
+    metrics.json, the report."""
     folder = versions.model_dir(settings, version)
     params = files.read_json(folder / versions.PARAMS_FILE)
     files.write_json(
@@ -326,10 +335,12 @@ def _install(
             "git_commit": pipeline_commit(),
             "model": result["model"],
             "candidate": chosen,
+            "challenger": challenger[0],
             "split_time": params["split_time"],
         },
     )
-    report = compare.build_report(version, params, results, chosen, argument, lists) | {"fairness": fairness}
+    report = compare.build_report(version, params, results, chosen, argument, lists, challenger)
+    report |= {"fairness": fairness}
     compare.write_report(settings, version, report)
 
 

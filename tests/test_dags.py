@@ -46,6 +46,7 @@ TARGETS = {
     ("retrain", "train"): ("movierec.ops.spark_submit", "submit"),
     ("retrain", "evaluate"): ("movierec.ops.spark_submit", "submit"),
     ("retrain", "precompute"): ("movierec.ops.spark_submit", "submit"),
+    ("retrain", "precompute_challenger"): ("movierec.ops.spark_submit", "submit"),
     ("retrain", "publish"): ("experiments.lifecycle", "publish_or_canary"),
     ("online_metrics", "ingest_served"): ("movierec.ingest.served", "ingest_served"),
     ("online_metrics", "answer_outcomes"): ("movierec.online.compute", "compute_answer_outcomes"),

@@ -20,7 +20,7 @@ from experiments import control, lifecycle, promotion
 from experiments.definition import DefinitionError, parse
 from movierec import lake
 from movierec import settings as settings_module
-from movierec.models import registry
+from movierec.models import registry, versions
 from movierec.online import compute
 from movierec.schemas import ANSWER_OUTCOME
 from server.experiment import parse_experiment
@@ -256,6 +256,35 @@ def test_a_retrained_model_goes_out_as_a_canary_and_a_newer_one_supersedes_it(
     assert (
         entry["version"] == CHALLENGER and entry["verdict"] == "rollback" and "superseded" in entry["reason"]
     )
+
+
+def test_a_canary_tests_the_challenger_evaluate_named_in_its_own_serving_file(
+    site: settings_module.Settings,
+) -> None:
+    newer = "20261130T040000Z"
+    model_json = versions.model_dir(site, newer) / versions.MODEL_FILE
+    model_json.parent.mkdir(parents=True)
+
+    def named(challenger: str) -> None:
+        model_json.write_text(json.dumps({"candidate": "popularity", "challenger": challenger}))
+
+    named("als_r16")
+    write_serving_file(site.serving_dir, newer, range(1, 2_001))
+    write_serving_file(site.serving_dir, f"{newer}-als_r16", range(1, 2_001))
+    assert lifecycle.canary_candidate(site, newer) == "als_r16"
+
+    message = lifecycle.publish_or_canary(site, newer)
+    state = control.running(site)
+    assert message.startswith("canary") and state is not None
+    assert state.serving == {"control": INCUMBENT, "canary": f"{newer}-als_r16"}
+    assert registry.current_version(site) == INCUMBENT
+
+    # a challenger that is the chosen candidate is the version's own file; nothing current: no canary
+    named("popularity")
+    assert lifecycle.canary_candidate(site, newer) is None
+    named("als_r16")
+    (site.serving_dir / "current").unlink()
+    assert lifecycle.canary_candidate(site, newer) is None
 
 
 # --- the command --------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def test_retrain_runs_every_three_days_once_at_a_time(dag: Any) -> None:
 
 
 def test_tasks_run_prepare_train_evaluate_precompute_publish_in_order(dag: Any) -> None:
-    order = ["prepare", "train", "evaluate", "precompute", "publish"]
+    order = ["prepare", "train", "evaluate", "precompute", "precompute_challenger", "publish"]
     assert {t.task_id for t in dag.tasks} == set(order)
     for before, after in itertools.pairwise(order):
         assert before in dag.get_task(after).upstream_task_ids, f"{after} does not wait for {before}"
@@ -60,7 +60,7 @@ def test_the_trigger_form_has_the_als_parameters_and_force_publish(dag: Any) -> 
 
 def test_the_spark_tasks_submit_their_job_and_publish_publishes_or_opens_a_canary(dag: Any) -> None:
     for task_id, job in (("prepare", "prepare"), ("train", "train"), ("evaluate", "evaluate"),
-                         ("precompute", "precompute")):  # fmt: skip
+                         ("precompute", "precompute"), ("precompute_challenger", "precompute")):  # fmt: skip
         callable_ = dag.get_task(task_id).python_callable
         call = movierec_calls(callable_)[("movierec.ops.spark_submit", "submit")]
         assert call.args[1].value == job
@@ -72,6 +72,9 @@ def test_the_spark_tasks_submit_their_job_and_publish_publishes_or_opens_a_canar
         ("experiments.lifecycle", "publish_or_canary")
     ]
     assert [k.arg for k in publish.keywords] == ["force"]
+    challenger = movierec_calls(dag.get_task("precompute_challenger").python_callable)
+    assert ("experiments.lifecycle", "canary_candidate") in challenger
+    assert "--candidate" in inspect.getsource(dag.get_task("precompute_challenger").python_callable)
 
 
 def test_the_dag_file_imports_no_job_code() -> None:
@@ -129,6 +132,13 @@ def test_a_cleared_run_replaces_its_version_and_publishes_a_file_for_every_user(
     chosen = json.loads((folder / versions.MODEL_FILE).read_text())["candidate"]
     report = json.loads((versions.report_dir(settings, version) / versions.REPORT_JSON).read_text())
     assert report["chosen"] == chosen
+    # the challenger a later retrain's canary would test is named beside the choice (none is
+    # precomputed for a first model: it is published, not tested)
+    challenger = json.loads((folder / versions.MODEL_FILE).read_text())["challenger"]
+    assert report["challenger"] == challenger and challenger in report["models"]
+    page = (versions.report_dir(settings, version) / versions.REPORT_MD).read_text()
+    assert f"**Canary challenger: {challenger}.**" in page
+    assert not list(settings.serving_dir.glob(f"recs-{version}-*"))
     figures = json.loads(versions.serving_report_path(settings, version, version).read_text())
     assert (
         figures["candidate"] == chosen

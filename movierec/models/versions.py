@@ -155,6 +155,17 @@ def read_model_folder(folder: Path) -> dict[str, object]:
     return parsed
 
 
+def challenger_of(settings: Settings, version: str) -> str | None:
+    """The candidate evaluate named for a canary to test (``model.json``'s ``challenger``) when it is
+    not the chosen candidate, which the version's own serving file serves; else None."""
+    path = model_dir(settings, version) / MODEL_FILE
+    if not path.exists():
+        return None
+    model = json.loads(path.read_text())
+    challenger = model.get("challenger")
+    return challenger if challenger and challenger != model.get("candidate") else None
+
+
 def model_catalog(folder: Path) -> frozenset[str]:
     """Every movie id the model knows (``movies.parquet``)."""
     import pyarrow.parquet as pq  # here, not at the top: serving_file imports this module in every worker
