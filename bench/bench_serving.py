@@ -94,8 +94,10 @@ PROFILE_PARTS = {
     "  provenance: produce (librdkafka's queue)": ("send", "server/provenance.py"),
     "  metrics tally": ("answered", "server/metrics.py"),
     "  id parse": ("parse_segment", "server/userid.py"),
-    "rate-limit middleware": ("throttle", "server/app.py"),
+    "rate-limit check": ("refused", "server/app.py"),
     "Sanic: response headers and write": ("send", "sanic/response/types.py"),
+    "  header encoding (server/answer.py)": ("processed_headers", "server/answer.py"),
+    "  header formatting (Sanic's)": ("format_http1_response", "sanic/headers.py"),
     "background loop (swaps, flushes)": ("_watch", "server/app.py"),
 }
 
