@@ -3,12 +3,7 @@
 A serving file (``movierec.serving_file``: its name, meta and the check) is immutable
 once published, so each worker opens it with ``mode=ro&immutable=1``: SQLite then
 takes no locks and never looks for a journal, and a lookup is a primary-key read
-from the page cache. It reads the file through a memory map (``PRAGMA mmap_size``):
-a lookup then makes no ``read`` system call and copies no page (~20% of a lookup's CPU,
-bench/README.md), and the workers share the page cache's pages. A map needs a file nobody
-cuts short under it (that would be SIGBUS, not an SQLite error): a published file is never
-written again; publishing re-points a link and retention unlinks old files, which a map
-outlives. A damaged page is still an SQLite error (``app._lookup`` answers the fallback).
+from the page cache.
 
 ``CurrentModel`` watches ``serving/current``: a cheap ``stat`` of the link and its
 target on every ``poll``; when they change it opens and checks the new file
@@ -31,8 +26,6 @@ from movierec import serving_file
 from movierec.serving_file import CURRENT, InvalidServingFile
 
 log = logging.getLogger(__name__)
-
-MMAP_BYTES = 1 << 40  # the whole file; SQLite lowers it to its build's limit (2 GB: ~4M users' lines)
 
 
 @dataclass
@@ -77,7 +70,6 @@ def open_model(path: Path) -> Model:
     except sqlite3.Error as exc:
         raise InvalidServingFile(f"{path.name}: cannot open: {exc}") from None
     try:
-        connection.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         checked = serving_file.check(connection, path, depth="sampled")
     except InvalidServingFile:
         connection.close()

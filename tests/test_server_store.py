@@ -98,12 +98,6 @@ def test_a_good_file_opens_and_answers_its_users(tmp_path: Path) -> None:
     assert model.fallback == FALLBACK.encode()
 
 
-def test_the_file_is_read_through_a_memory_map_of_all_of_it(tmp_path: Path) -> None:
-    path = write_serving_file(tmp_path, V1)
-    model = open_model(path)
-    assert model.connection.execute("PRAGMA mmap_size").fetchone()[0] >= path.stat().st_size
-
-
 def test_the_file_is_opened_read_only(tmp_path: Path) -> None:
     model = open_model(write_serving_file(tmp_path, V1))
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
