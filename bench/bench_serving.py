@@ -491,6 +491,8 @@ def main() -> None:
         swaps_seen = metric(ops_url, "movierec_model_swaps_total") - swaps_before
 
         report(results, fixed, args.rate, swapped, swaps_seen, args)
+        lookups = ", ".join(f"{case} {us:.2f} us" for case, us in lookup_cpu_us(first, sample).items())
+        print(f"in process, Model.lookup of a sampled user (CPU, best of 5 x 20,000): {lookups}")
         if profile_lines:
             print("\n" + "\n".join(profile_lines))
     finally:
@@ -638,6 +640,32 @@ def router_get_ns(paths: int = 50_000, repeat: int = 9) -> dict[str, float]:
             for path in ids:
                 get(path, "GET", None)
             best[shape] = min(best[shape], (time.process_time() - started) / paths * 1e9)
+    return best
+
+
+def lookup_cpu_us(path: Path, sample: list[int], lookups: int = 20_000, repeat: int = 5) -> dict[str, float]:
+    """In-process CPU us per ``Model.lookup`` of random sampled users: the serving file read as the
+    service reads it (a read() per page) and through a memory map (``PRAGMA mmap_size``, evaluated
+    and not taken: docs/architecture.md), after one pass over the sample warmed each."""
+    from server.store import open_model
+
+    model = open_model(path)
+    rng = random.Random(5)
+    best = {"read()": float("inf"), "mmap": float("inf")}
+    try:
+        for _ in range(repeat):
+            for case, size in (("read()", 0), ("mmap", 1 << 40)):
+                model.connection.execute(f"PRAGMA mmap_size = {size}")
+                if best[case] == float("inf"):
+                    for user in sample:
+                        model.lookup(user)
+                users = rng.sample(sample, lookups)
+                started = time.process_time()
+                for user in users:
+                    model.lookup(user)
+                best[case] = min(best[case], (time.process_time() - started) / lookups * 1e6)
+    finally:
+        model.close()
     return best
 
 
