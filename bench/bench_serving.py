@@ -30,6 +30,10 @@ allow-lists another address, so every request of wrk takes a token of a bucket w
 too high ever to refuse; ``movierec-nolimit`` has the limit switched off
 (``MOVIEREC_SERVER_CLIENT_RATE=0``). ``--servers`` picks which servers run (default: all).
 
+Two in-process figures follow the report: Sanic's ``router.get`` per ``/recommend/<id>`` for the
+service's ``<segment:path>`` route, a plain ``<segment>`` and both, and the CPU of one
+``Model.lookup`` with the file read per page (as served) and through a memory map.
+
 Every request picks a random user of a sample (wrk's lua script), the same sample
 for all three (nginx needs one file per user; the service and Flask look up the
 full file). Run on demand:
