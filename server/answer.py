@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from sanic.response import HTTPResponse
 
 TEXT = "text/plain; charset=utf-8"
-MEMO_LIMIT = 4096  # past this, headers are encoded per answer (still correct, only slower)
+MEMO_LIMIT = 4096  # entries per memo; a full one starts over (old models' entries go with it)
 # What Sanic removes from header names and values (sanic.response.types.HEADER_TRANSLATION_TABLE).
 _UNSAFE = str.maketrans("", "", "\r\n\x00")
 
@@ -56,8 +56,9 @@ def fixed_headers(version: str | None, variant: str | None, fallback: bool) -> t
             found += (header("X-Fallback", "1"),)
         if variant is not None:
             found += (header("X-Variant", variant),)
-        if len(_fixed) < MEMO_LIMIT:
-            _fixed[key] = found
+        if len(_fixed) >= MEMO_LIMIT:  # a worker outlives many models: forget, never stop remembering
+            _fixed.clear()
+        _fixed[key] = found
     return found
 
 
@@ -96,8 +97,9 @@ class Answer(HTTPResponse):
             pair = _seen.get(key)
             if pair is None:
                 pair = header(*key)
-                if len(_seen) < MEMO_LIMIT:
-                    _seen[key] = pair
+                if len(_seen) >= MEMO_LIMIT:
+                    _seen.clear()
+                _seen[key] = pair
             encoded.append(pair)
         encoded.append(_CONTENT_TYPE)
         return iter(encoded)

@@ -56,8 +56,8 @@ def test_an_answer_sends_what_sanic_would(
     assert b"\r\nSet-Cookie" not in sanic_bytes(again, 4)
 
 
-def test_past_the_memo_limit_headers_are_still_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(answer, "MEMO_LIMIT", 0)  # nothing new remembered: values unseen so far
+def test_a_full_memo_starts_over_and_headers_stay_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(answer, "MEMO_LIMIT", 1)  # every new entry empties the memo first
     request_id = RequestIds().next()
     for size in (4321, 4321, 54321):
         ours = Answer(b"body", 200, request_id, fixed_headers("v\r\n-unseen", "b-unseen", True))
