@@ -30,6 +30,10 @@ allow-lists another address, so every request of wrk takes a token of a bucket w
 too high ever to refuse; ``movierec-nolimit`` has the limit switched off
 (``MOVIEREC_SERVER_CLIENT_RATE=0``). ``--servers`` picks which servers run (default: all).
 
+Two in-process figures follow the report: Sanic's ``router.get`` per ``/recommend/<id>`` for the
+service's ``<segment:path>`` route, a plain ``<segment>`` and both, and the CPU of one
+``Model.lookup`` with the file read per page (as served) and through a memory map.
+
 Every request picks a random user of a sample (wrk's lua script), the same sample
 for all three (nginx needs one file per user; the service and Flask look up the
 full file). Run on demand:
@@ -94,8 +98,10 @@ PROFILE_PARTS = {
     "  provenance: produce (librdkafka's queue)": ("send", "server/provenance.py"),
     "  metrics tally": ("answered", "server/metrics.py"),
     "  id parse": ("parse_segment", "server/userid.py"),
-    "rate-limit middleware": ("throttle", "server/app.py"),
+    "rate-limit check": ("refused", "server/app.py"),
     "Sanic: response headers and write": ("send", "sanic/response/types.py"),
+    "  header encoding (server/answer.py)": ("processed_headers", "server/answer.py"),
+    "  header formatting (Sanic's)": ("format_http1_response", "sanic/headers.py"),
     "background loop (swaps, flushes)": ("_watch", "server/app.py"),
 }
 
@@ -489,6 +495,8 @@ def main() -> None:
         swaps_seen = metric(ops_url, "movierec_model_swaps_total") - swaps_before
 
         report(results, fixed, args.rate, swapped, swaps_seen, args)
+        lookups = ", ".join(f"{case} {us:.2f} us" for case, us in lookup_cpu_us(first, sample).items())
+        print(f"in process, Model.lookup of a sampled user (CPU, best of 5 x 20,000): {lookups}")
         if profile_lines:
             print("\n" + "\n".join(profile_lines))
     finally:
@@ -578,6 +586,8 @@ def report(
                       f"{extra_us:+.1f} us of worker time per request")  # fmt: skip
         calls = ", ".join(f"{case} {ns:.0f} ns" for case, ns in limiter_call_ns().items())
         print(f"  in process, ClientLimiter.wait per call (best of 5 x 1M): {calls}")
+    routes = ", ".join(f"{shape} {ns:,.0f} ns" for shape, ns in router_get_ns().items())
+    print(f"in process, Sanic's router.get per /recommend/<id> (CPU, best of 9 x 50,000): {routes}")
     print()
     print(
         f"fixed rate (~{rate} req/s asked): {fixed.requests_per_s:,.0f} req/s, "
@@ -602,6 +612,65 @@ def limiter_call_ns(calls: int = 1_000_000) -> dict[str, float]:
         case: min(timeit.repeat(lambda a=address: limiter.wait(a), number=calls, repeat=5)) / calls * 1e9
         for case, address in cases.items()
     }
+
+
+def router_get_ns(paths: int = 50_000, repeat: int = 9) -> dict[str, float]:
+    """In-process CPU ns per ``router.get`` of a ``/recommend/<id>`` (ids never repeat within Sanic's
+    1,024-entry route cache, as with 100,000 users): the service's ``<segment:path>`` route (it also
+    takes ids with a slash, to answer them 400) against a plain ``<segment>`` and both routes."""
+    from sanic import Sanic
+    from sanic.response import text
+
+    shapes = {
+        "<segment:path>": ["/recommend/<segment:path>"],
+        "<segment>": ["/recommend/<segment>"],
+        "both": ["/recommend/<segment>", "/recommend/<segment:path>"],
+    }
+    rng = random.Random(11)
+    ids = [f"/recommend/{rng.randint(1, 10**6)}" for _ in range(paths)]
+    getters = {}
+    for number, (shape, routes) in enumerate(shapes.items()):
+        app = Sanic(f"bench_router_{number}")
+        for index, route in enumerate(routes):
+            app.add_route(lambda request, segment: text(segment), route, name=f"user{index}")
+        app.add_route(lambda request: text(""), "/recommend", name="nobody")
+        app.add_route(lambda request: text(""), "/healthz", name="healthz")
+        app.router.finalize()
+        getters[shape] = app.router.get
+    best = dict.fromkeys(shapes, float("inf"))
+    for _ in range(repeat):  # interleaved: load from others hits every shape alike
+        for shape, get in getters.items():
+            started = time.process_time()
+            for path in ids:
+                get(path, "GET", None)
+            best[shape] = min(best[shape], (time.process_time() - started) / paths * 1e9)
+    return best
+
+
+def lookup_cpu_us(path: Path, sample: list[int], lookups: int = 20_000, repeat: int = 5) -> dict[str, float]:
+    """In-process CPU us per ``Model.lookup`` of random sampled users: the serving file read as the
+    service reads it (a read() per page) and through a memory map (``PRAGMA mmap_size``, evaluated
+    and not taken: docs/architecture.md), after one pass over the sample warmed each."""
+    from server.store import open_model
+
+    model = open_model(path)
+    rng = random.Random(5)
+    best = {"read()": float("inf"), "mmap": float("inf")}
+    try:
+        for _ in range(repeat):
+            for case, size in (("read()", 0), ("mmap", 1 << 40)):
+                model.connection.execute(f"PRAGMA mmap_size = {size}")
+                if best[case] == float("inf"):
+                    for user in sample:
+                        model.lookup(user)
+                users = rng.sample(sample, lookups)
+                started = time.process_time()
+                for user in users:
+                    model.lookup(user)
+                best[case] = min(best[case], (time.process_time() - started) / lookups * 1e6)
+    finally:
+        model.close()
+    return best
 
 
 def base_name(base: Result, limited: dict[str, Result]) -> str:

@@ -37,6 +37,7 @@ from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
 from movierec.settings import Settings
+from server.answer import TEXT, Answer, RequestIds, fixed_headers
 from server.clients import ClientLimiter
 from server.experiment import ExperimentConfig
 from server.metrics import ServerMetrics
@@ -49,23 +50,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25  # how soon a worker notices a re-pointed `current` or a changed experiment
 SHUTDOWN_FLUSH_SECONDS = 5.0
 NO_VARIANT = "none"  # the metrics label when no experiment is in force
-TEXT = "text/plain; charset=utf-8"
 _app_numbers = itertools.count(1)
-
-
-class RequestIds:
-    """Request ids of one worker: 16 random hex digits drawn at start, then a 16-digit counter.
-
-    32 hex digits like a uuid4's, unique across workers and restarts (64 random bits per
-    worker), without a system call for random bytes per answer as ``uuid.uuid4`` makes.
-    """
-
-    def __init__(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._numbers = itertools.count()
-
-    def next(self) -> str:
-        return f"{self._prefix}{next(self._numbers):016x}"
 
 
 @dataclass
@@ -142,12 +127,10 @@ def create_app(settings: Settings) -> Sanic:
         service.experiment.close()
         metrics.worker_exited()  # flushes this worker's last counts first
 
-    @app.on_request
-    async def throttle(request: Request) -> HTTPResponse | None:
-        if request.route is None or not getattr(request.route.ctx, "limited", False):
-            return None
-        request.ctx.client = client(request)  # once per request: the handler records it
-        wait = limiter.wait(request.ctx.client)
+    def refused(client: str) -> HTTPResponse | None:
+        """429 for a client over its rate limit, else None (checked in the handlers: no middleware
+        runs per request, which costs more than the check itself)."""
+        wait = limiter.wait(client)
         if not wait:
             return None
         metrics.throttled.inc()
@@ -155,13 +138,15 @@ def create_app(settings: Settings) -> Sanic:
         body = f"too many requests from this client; retry after {seconds} s".encode()
         return HTTPResponse(body, status=429, headers={"Retry-After": str(seconds)}, content_type=TEXT)
 
-    @app.get("/recommend/<segment:path>", ctx_limited=True)
+    @app.get("/recommend/<segment:path>")
     async def recommend(request: Request, segment: str) -> HTTPResponse:
-        return _answer(app.ctx.service, segment, request.ctx.client)
+        asker = client(request)
+        return refused(asker) or _answer(app.ctx.service, segment, asker)
 
-    @app.get("/recommend", ctx_limited=True)
+    @app.get("/recommend")
     async def recommend_nobody(request: Request) -> HTTPResponse:
-        return _answer(app.ctx.service, "", request.ctx.client)
+        asker = client(request)
+        return refused(asker) or _answer(app.ctx.service, "", asker)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> HTTPResponse:
@@ -225,15 +210,15 @@ def peer_of(request: Request) -> str:
     return request.ip
 
 
-def _answer(service: Service, segment: str, client: str) -> HTTPResponse:
+def _answer(service: Service, segment: str, client: str) -> Answer:
     started = time.perf_counter()
     request_id = service.request_ids.next()
     user_id, reason = parse_segment(segment)
     variant: str | None = None
     model: Model | None = None
+    version: str | None = None
     line: bytes | None = None
     fallback = False
-    headers = {"X-Request-Id": request_id}
     if user_id is None:
         status, body = 400, reason.encode()
     else:
@@ -241,17 +226,12 @@ def _answer(service: Service, segment: str, client: str) -> HTTPResponse:
         if model is None:
             status, body = 503, f"no model to answer from: {service.current.problem}".encode()
         else:
+            version = model.version
             status, line, fallback = 200, *_lookup(service, model, user_id)
             body = line
-            headers["X-Model-Version"] = model.version
-            if fallback:
-                headers["X-Fallback"] = "1"
-        if variant is not None:
-            headers["X-Variant"] = variant
     elapsed = time.perf_counter() - started
     service.metrics.answered(str(status), variant or NO_VARIANT, fallback, elapsed)
     now = time.time()
-    version = None if model is None else model.version
     record = answer_record(
         request_id,
         service.clock.format(now),
@@ -266,7 +246,7 @@ def _answer(service: Service, segment: str, client: str) -> HTTPResponse:
         reason,
     )
     service.recorder.send(record, user_id, int(now * 1000))
-    return HTTPResponse(body, status=status, headers=headers, content_type=TEXT)
+    return Answer(body, status, request_id, fixed_headers(version, variant, fallback))
 
 
 def _lookup(service: Service, model: Model, user_id: int) -> tuple[bytes, bool]:
