@@ -57,8 +57,14 @@ def plot_metric(analysis: Analysis, metric: str, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(8, 4.5))
     for variant, group in series.groupby("variant", sort=False):
         times = pd.to_datetime(group["time"])
-        axis.plot(times, group["mean"], marker="o", label=variant)
+        mean = group["mean"].to_numpy(float)
+        # error bars as well as the band: an experiment shorter than an hour has one point, no band
+        error = [mean - group["low"].to_numpy(float), group["high"].to_numpy(float) - mean]
+        axis.errorbar(times, mean, yerr=error, marker="o", capsize=4, label=variant)
         axis.fill_between(times, group["low"], group["high"], alpha=0.2)
+    moments = pd.to_datetime(series["time"])
+    if len(moments) and moments.nunique() == 1:  # else matplotlib spans years around one point
+        axis.set_xlim(moments.iloc[0] - pd.Timedelta(hours=1), moments.iloc[0] + pd.Timedelta(hours=1))
     axis.set_title(f"{metric} per variant (cumulative, 95% interval)")
     axis.set_xlabel("time (site)")
     axis.set_ylabel(metric)
@@ -72,6 +78,9 @@ def plot_assignment(analysis: Analysis, state: State, path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
     for variant, group in series.groupby("variant", sort=False):
         left.plot(pd.to_datetime(group["time"]), group["users"], marker="o", label=variant)
+    moments = pd.to_datetime(series["time"]) if len(series) else pd.Series([], dtype="datetime64[ns]")
+    if len(moments) and moments.nunique() == 1:
+        left.set_xlim(moments.iloc[0] - pd.Timedelta(hours=1), moments.iloc[0] + pd.Timedelta(hours=1))
     left.set_title("users per variant (cumulative)")
     left.legend()
     names = list(analysis.users)
