@@ -52,6 +52,14 @@ def _interval(pair: Any, digits: int = 4, percent: bool = False) -> str:
     return f"[{pair[0]:+.{digits}f}, {pair[1]:+.{digits}f}]"
 
 
+def around_one_moment(axis: Any, series: pd.DataFrame) -> None:
+    """Two hours around the only time a series has (an experiment shorter than an hour):
+    matplotlib would otherwise span years around one point."""
+    if "time" in series and series["time"].nunique() == 1:
+        moment = pd.to_datetime(series["time"]).iloc[0]
+        axis.set_xlim(moment - pd.Timedelta(hours=1), moment + pd.Timedelta(hours=1))
+
+
 def plot_metric(analysis: Analysis, metric: str, path: Path) -> None:
     series = pd.DataFrame(analysis.series)
     figure, axis = plt.subplots(figsize=(8, 4.5))
@@ -62,9 +70,7 @@ def plot_metric(analysis: Analysis, metric: str, path: Path) -> None:
         error = [mean - group["low"].to_numpy(float), group["high"].to_numpy(float) - mean]
         axis.errorbar(times, mean, yerr=error, marker="o", capsize=4, label=variant)
         axis.fill_between(times, group["low"], group["high"], alpha=0.2)
-    moments = pd.to_datetime(series["time"])
-    if len(moments) and moments.nunique() == 1:  # else matplotlib spans years around one point
-        axis.set_xlim(moments.iloc[0] - pd.Timedelta(hours=1), moments.iloc[0] + pd.Timedelta(hours=1))
+    around_one_moment(axis, series)
     axis.set_title(f"{metric} per variant (cumulative, 95% interval)")
     axis.set_xlabel("time (site)")
     axis.set_ylabel(metric)
@@ -78,9 +84,7 @@ def plot_assignment(analysis: Analysis, state: State, path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
     for variant, group in series.groupby("variant", sort=False):
         left.plot(pd.to_datetime(group["time"]), group["users"], marker="o", label=variant)
-    moments = pd.to_datetime(series["time"]) if len(series) else pd.Series([], dtype="datetime64[ns]")
-    if len(moments) and moments.nunique() == 1:
-        left.set_xlim(moments.iloc[0] - pd.Timedelta(hours=1), moments.iloc[0] + pd.Timedelta(hours=1))
+    around_one_moment(left, series)
     left.set_title("users per variant (cumulative)")
     left.legend()
     names = list(analysis.users)

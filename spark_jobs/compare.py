@@ -96,14 +96,14 @@ SUBGROUP_TITLES = {
 }
 
 
+def training_cpu(result: dict[str, Any]) -> float:
+    """CPU seconds a candidate's fit before T took (0 if not measured): the tie-break of a choice."""
+    return float(result.get("training", {}).get("before_t", {}).get("cpu_seconds", 0.0))
+
+
 def choose(results: dict[str, dict[str, Any]]) -> tuple[str, str]:
     """The candidate with the best Recall@20 (ties: the cheaper to train), and the argument for it."""
-
-    def training_cpu(name: str) -> float:
-        cost = results[name].get("training", {}).get("before_t", {})
-        return float(cost.get("cpu_seconds", 0.0))
-
-    ranked = sorted(results, key=lambda n: (-results[n]["overall"]["recall_at_20"], training_cpu(n)))
+    ranked = sorted(results, key=lambda n: (-results[n]["overall"]["recall_at_20"], training_cpu(results[n])))
     best = ranked[0]
     recall = results[best]["overall"]["recall_at_20"]
     others = "; ".join(
@@ -118,7 +118,7 @@ def choose(results: dict[str, dict[str, Any]]) -> tuple[str, str]:
     argument = (
         f"{best} is served: it has the best Recall@20 on the test window, {recall:.4f} "
         f"(NDCG@20 {results[best]['overall']['ndcg_at_20']:.4f}), against {others or 'no other candidate'}. "
-        f"Its training cost {training_cpu(best):.0f} CPU s before T, and its refit on all data is "
+        f"Its training cost {training_cpu(results[best]):.0f} CPU s before T, and its refit on all data is "
         "what serves, so users and movies of the test window are known to it."
     )
     return best, argument
@@ -138,10 +138,7 @@ def challenger(results: dict[str, dict[str, Any]], chosen: str) -> tuple[str, st
         value = results[name]["overall"].get("unlisted_recall_at_20")
         return -1.0 if value is None else float(value)
 
-    def training_cpu(name: str) -> float:
-        return float(results[name].get("training", {}).get("before_t", {}).get("cpu_seconds", 0.0))
-
-    best = sorted(results, key=lambda n: (-unlisted(n), n != chosen, training_cpu(n)))[0]
+    best = sorted(results, key=lambda n: (-unlisted(n), n != chosen, training_cpu(results[n])))[0]
     if best == chosen:
         return best, (
             f"{best}, the chosen candidate, also has the best Recall@20 on test watches not started "
