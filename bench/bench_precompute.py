@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from world_scale import scale_parser  # bench/ is the script's folder
 
@@ -235,6 +236,65 @@ def time_topk_numpy(sample: int, movies: int, rank: int) -> dict[str, float]:
     return {"gemm": gemm, "blocked_topk": blocked, "argpartition_topk": argpartition, "same_lists": same}
 
 
+def spark_like_batches(
+    factors: np.ndarray, seen: tuple[np.ndarray, np.ndarray], rows: int
+) -> list[pa.RecordBatch]:
+    """The first users as mapInArrow hands them to the Python worker: (id, features, seen) batches
+    of ``rows`` users (Spark's default ``maxRecordsPerBatch`` is 10,000), seen as list<int>."""
+    users = len(factors)
+    pick = seen[0] < users
+    owner, iidx = seen[0][pick], seen[1][pick]
+    order = np.argsort(owner, kind="stable")
+    offsets = np.zeros(users + 1, dtype=np.int32)
+    np.cumsum(np.bincount(owner, minlength=users), out=offsets[1:])
+    seen_lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(iidx[order]))
+    table = factor_table(factors).append_column("seen", seen_lists)
+    return table.combine_chunks().to_batches(max_chunksize=rows)
+
+
+def time_stages(factors: dict[str, np.ndarray], seen: tuple[np.ndarray, np.ndarray], sample: int) -> None:
+    """Where a Python worker's time goes, one process, BLAS on one thread (as in a Spark worker,
+    thread CPU seconds, so other work on the box counts less): ``precompute.score_batches`` on the
+    first ``sample`` users, then its steps one by one."""
+    from threadpoolctl import threadpool_limits
+
+    item_factors = factors["itemFactors"]
+    movies, rank = item_factors.shape
+    slugs = np.array([f"movie+{i}+{1950 + i % 75}" for i in range(movies)], dtype=object)
+    row_of_iidx = np.arange(movies, dtype=np.int64)
+    batches = spark_like_batches(factors["userFactors"][:sample], seen, 10_000)
+    figures = dict.fromkeys(
+        ("score_batches (all of it)", "arrow -> numpy, seen CSR", "GEMM alone", "top_k (GEMM, seen, top-k)"),
+        0.0,
+    )
+    figures["response_lines, output batch"] = 0.0
+    items_t = np.ascontiguousarray(item_factors.T)
+    with threadpool_limits(1, "blas"):
+        began = time.thread_time()
+        list(precompute.score_batches(iter(batches), item_factors, slugs, row_of_iidx))
+        figures["score_batches (all of it)"] = time.thread_time() - began
+        for batch in batches:
+            began = time.thread_time()
+            flat = pc.list_flatten(batch.column("features")).to_numpy(zero_copy_only=False)
+            users = flat.reshape(batch.num_rows, rank)
+            csr = precompute.seen_rows(batch.column("seen"), row_of_iidx)
+            figures["arrow -> numpy, seen CSR"] += time.thread_time() - began
+            began = time.thread_time()
+            for start in range(0, batch.num_rows, topk.DEFAULT_BLOCK_USERS):
+                users[start : start + topk.DEFAULT_BLOCK_USERS] @ items_t
+            figures["GEMM alone"] += time.thread_time() - began
+            began = time.thread_time()
+            result = topk.top_k(users, item_factors, K, csr)
+            figures["top_k (GEMM, seen, top-k)"] += time.thread_time() - began
+            began = time.thread_time()
+            lines = pa.array(precompute.response_lines(result.items, slugs), pa.string())
+            pa.RecordBatch.from_arrays([batch.column("id").cast(pa.int32()), lines], names=["uidx", "items"])
+            figures["response_lines, output batch"] += time.thread_time() - began
+    print(f"\nPython worker stages, one process, BLAS 1 thread, {sample:,} users x {movies:,} movies")
+    for name, seconds in figures.items():
+        print(f"{name:<52}{seconds:>10.2f}{1e6 * seconds / sample:>10.1f} µs/user")
+
+
 def main() -> None:
     parser = scale_parser(__doc__)
     parser.add_argument("--rank", type=int, default=64)
@@ -247,6 +307,14 @@ def main() -> None:
     parser.add_argument(
         "--check-sample", type=int, default=2_000, help="users whose lists are compared with implicit's"
     )
+    parser.add_argument(
+        "--ours-only",
+        action="store_true",
+        help="only our job and the GEMM bound (skip recommendForAllUsers, implicit, the numpy top-k)",
+    )
+    parser.add_argument(
+        "--stages", type=int, default=0, help="only time a Python worker's steps on this many users"
+    )
     args = parser.parse_args()
     setup_logging()
     factors = {
@@ -254,6 +322,9 @@ def main() -> None:
         "itemFactors": random_factors(args.movies, args.rank, 2),
     }
     seen = seen_pairs(args)
+    if args.stages:
+        time_stages(factors, seen, args.stages)
+        return
     check = np.random.default_rng(8).choice(args.users, min(args.check_sample, args.users), replace=False)
     with tempfile.TemporaryDirectory(prefix="bench-precompute-") as home:
         settings = settings_module.load({"MOVIEREC_HOME": home, "MOVIEREC_SPARK_DRIVER_MEMORY": "4g"})
@@ -261,15 +332,20 @@ def main() -> None:
         folder = build_model(spark, settings, args, factors, seen)
         precompute._ship_by_value()
         ours, our_lists = time_ours(spark, folder, args.rank, args.users, check)
-        builtin = time_spark_builtin(spark, folder, args.spark_sample, args.users)
+        builtin = None if args.ours_only else time_spark_builtin(spark, folder, args.spark_sample, args.users)
         spark.stop()
     flops = gemm_flops(args.movies, args.rank)
     bound = 2.0 * args.users * args.movies * args.rank / flops
+    scale = f"{args.users:,} users x {args.movies:,} movies, rank {args.rank}"
+    if builtin is None:
+        print(f"\nprecompute of every user's top-20, {scale}, {settings.spark_master}")
+        print(f"ours {ours:.2f} s, GEMM bound {bound:.2f} s ({flops / 1e9:.1f} GFLOP/s measured)")
+        print(f"ours / GEMM bound: {ours / bound:.2f}x (goal: within 2x)")
+        return
     implicit_seconds, implicit_items = time_implicit(factors, seen, args.implicit_batch)
     same, tied = compare_lists(our_lists, implicit_items, factors)
     del implicit_items
     numpy_figures = time_topk_numpy(args.numpy_sample, args.movies, args.rank)
-    scale = f"{args.users:,} users x {args.movies:,} movies, rank {args.rank}"
     print(f"\nprecompute of every user's top-20, {scale}, {settings.spark_master}")
     print(f"{'method':<52}{'seconds':>10}{'µs/user':>10}{'ratio':>8}")
     for name, seconds in (

@@ -232,28 +232,41 @@ def recommend_all(
 
     n_users = pq.ParquetFile(folder / versions.USERS_FILE).metadata.num_rows
     tasks = max(2 * spark.sparkContext.defaultParallelism, math.ceil(n_users / users_per_task))
+    # Both sides hashed into the tasks by user: the join needs no shuffle of its own and its
+    # partitions are the scoring tasks (a round-robin repartition after it shuffled the factors
+    # a second time, sorting them first to stay deterministic).
     seen = (
         spark.read.parquet(str(folder / versions.SEEN_FILE))
+        .repartition(tasks, "uidx")
         .groupBy("uidx")
         .agg(F.collect_list("iidx").alias("seen"))
     )
+    by_user = user_factors.repartition(tasks, "id")
     # with group lists for users without history, the candidate scores users with history only
-    joined = user_factors.join(seen, user_factors.id == seen.uidx, "left" if cold is None else "inner")
+    joined = by_user.join(seen, by_user.id == seen.uidx, "left" if cold is None else "inner")
     users_in = joined.select("id", "features", "seen")
-    recs = users_in.repartition(tasks).mapInArrow(score, RECS_SCHEMA).withColumn("list", F.lit(PERSONALISED))
+    recs = users_in.mapInArrow(score, RECS_SCHEMA).withColumn("list", F.lit(PERSONALISED))
+    listed = users_in.select(F.col("id").alias("uidx"))  # the users recs has a row for
     if cold is not None:
         by_group = group_lines(cold, movie_iidx, movie_ids, k).to_pydict()
         lines = spark.createDataFrame(list(zip(*by_group.values(), strict=True)), "group int, items string")
         newcomers = cold.members(spark).join(seen.select("uidx"), "uidx", "left_anti")
-        recs = recs.unionByName(
-            newcomers.join(F.broadcast(lines), "group").select("uidx", "items", F.lit(GROUP).alias("list"))
-        )
+        with_group = newcomers.join(F.broadcast(lines), "group")
+        recs = recs.unionByName(with_group.select("uidx", "items", F.lit(GROUP).alias("list")))
+        listed = listed.unionByName(with_group.select("uidx"))
     line = F.col("items")
     missing = line.isNull() | (line == "")
-    return users.join(recs, "uidx", "left").select(
-        F.col("user_id").cast("long").alias("user_id"),
+    # The lines get their user ids from broadcast users, so ~300 bytes of slugs per user are not
+    # shuffled to meet them; users without a line are found from the ids alone.
+    user_ids = users.select("uidx", F.col("user_id").cast("long").alias("user_id"))
+    named = recs.join(F.broadcast(user_ids), "uidx").select(
+        "user_id",
         F.when(missing, F.lit(fallback)).otherwise(line).alias("items"),
         F.when(missing, F.lit(FALLBACK)).otherwise(F.col("list")).alias("list"),
+    )
+    unlisted = user_ids.join(listed, "uidx", "left_anti")
+    return named.unionByName(
+        unlisted.select("user_id", F.lit(fallback).alias("items"), F.lit(FALLBACK).alias("list"))
     )
 
 

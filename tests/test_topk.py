@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from movierec.models.topk import csr_from_pairs, top_k, top_k_argpartition, top_k_naive, top_k_of_scores
+from movierec.models.topk import (
+    TOPK_ROWS,
+    csr_from_pairs,
+    top_k,
+    top_k_argpartition,
+    top_k_naive,
+    top_k_of_scores,
+)
 
 
 def _naive_with_seen(users: np.ndarray, items: np.ndarray, k: int, seen_pairs: list[tuple[int, int]]):
@@ -60,6 +67,25 @@ def test_top_k_from_factors_excludes_seen_and_matches_naive_across_blocks(seed: 
     assert 0 < len(unseen_7) <= 5
     assert set(result.row(7)) == unseen_7  # fewer than k unseen: all of them, then padding
     assert (result.items[7, len(unseen_7) :] == -1).all()
+
+
+def test_gemm_blocks_larger_than_the_top_k_slices_give_the_full_sort() -> None:
+    rng = np.random.default_rng(5)
+    n_users, n_items, k = 3 * TOPK_ROWS + 9, 2000, 20
+    users = rng.integers(-2, 3, size=(n_users, 4)).astype(np.float32)  # small integers: many exact ties
+    items = rng.integers(-2, 3, size=(n_items, 4)).astype(np.float32)
+    pairs = sorted(
+        {
+            (int(u), int(i))
+            for u, i in zip(rng.integers(0, n_users, 3000), rng.integers(0, n_items, 3000), strict=True)
+        }
+    )
+    rows, cols = np.array(pairs).T
+    # GEMM blocks of 2.5 slices: slices end inside a block, and a block ends inside a slice
+    result = top_k(users, items, k, csr_from_pairs(rows, cols, n_users), block_users=TOPK_ROWS * 5 // 2)
+    want_items, want_scores = _naive_with_seen(users, items, k, pairs)
+    np.testing.assert_array_equal(result.items, want_items)
+    np.testing.assert_array_equal(result.scores, want_scores)
 
 
 def test_top_k_without_seen_is_the_plain_argpartition_answer() -> None:
