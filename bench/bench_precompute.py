@@ -15,9 +15,10 @@ sample of users with ``recommendForUserSubset`` and extrapolated linearly (all o
 less than our job. Everything runs in one process, side by side; the figures to read are the
 ratios.
 
-The GEMM bound is what scoring every user against every movie costs at this machine's measured
-float32 GEMM rate (numpy, all cores, blocks of 1024 users as our job scores them, output written
-into a reused buffer): ``2 * users * movies * rank`` flops over the measured flop/s. No exact
+The GEMM bound is what scoring every user against every movie costs at this machine's best
+measured float32 GEMM rate (numpy, all cores, output written into a reused buffer, the best of
+blocks of 1024, 256 and 64 users: the job's own block is one of them, so a block size cannot lower
+the bar): ``2 * users * movies * rank`` flops over the measured flop/s. No exact
 top-k can beat it, so ours / bound says how much the rest (top-k, seen mask, Spark, Parquet)
 costs; the goal is within 2x.
 
@@ -141,17 +142,24 @@ def time_ours(
     }
 
 
-def gemm_flops(movies: int, rank: int, blocks: int = 8) -> float:
-    """Measured float32 GEMM rate (flop/s) of 1024-user blocks against all movies, numpy, all cores."""
-    users = random_factors(topk.DEFAULT_BLOCK_USERS, rank, 6)
+GEMM_BLOCKS = (1024, 256, 64)  # users per GEMM: the bound takes the best rate of these
+
+
+def gemm_flops(movies: int, rank: int, users_per_size: int = 8192) -> float:
+    """Measured float32 GEMM rate (flop/s) against all movies, numpy, all cores: the best of blocks
+    of ``GEMM_BLOCKS`` users (the job's own block size is one of them), each into a reused buffer."""
     items_t = np.ascontiguousarray(random_factors(movies, rank, 7).T)
-    out = np.empty((len(users), movies), dtype=np.float32)
-    np.matmul(users, items_t, out=out)  # warm: pages of ``out`` touched, BLAS threads started
-    began = time.perf_counter()
-    for _ in range(blocks):
-        np.matmul(users, items_t, out=out)
-    seconds = time.perf_counter() - began
-    return 2.0 * blocks * len(users) * movies * rank / seconds
+    rates = []
+    for size in GEMM_BLOCKS:
+        users = random_factors(size, rank, 6)
+        out = np.empty((size, movies), dtype=np.float32)
+        np.matmul(users, items_t, out=out)  # warm: pages of ``out`` touched, BLAS threads started
+        blocks = users_per_size // size
+        began = time.perf_counter()
+        for _ in range(blocks):
+            np.matmul(users, items_t, out=out)
+        rates.append(2.0 * blocks * size * movies * rank / (time.perf_counter() - began))
+    return max(rates)
 
 
 def time_implicit(
@@ -236,20 +244,10 @@ def time_topk_numpy(sample: int, movies: int, rank: int) -> dict[str, float]:
     return {"gemm": gemm, "blocked_topk": blocked, "argpartition_topk": argpartition, "same_lists": same}
 
 
-def spark_like_batches(
-    factors: np.ndarray, seen: tuple[np.ndarray, np.ndarray], rows: int
-) -> list[pa.RecordBatch]:
-    """The first users as mapInArrow hands them to the Python worker: (id, features, seen) batches
-    of ``rows`` users (Spark's default ``maxRecordsPerBatch`` is 10,000), seen as list<int>."""
-    users = len(factors)
-    pick = seen[0] < users
-    owner, iidx = seen[0][pick], seen[1][pick]
-    order = np.argsort(owner, kind="stable")
-    offsets = np.zeros(users + 1, dtype=np.int32)
-    np.cumsum(np.bincount(owner, minlength=users), out=offsets[1:])
-    seen_lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(iidx[order]))
-    table = factor_table(factors).append_column("seen", seen_lists)
-    return table.combine_chunks().to_batches(max_chunksize=rows)
+def spark_like_batches(factors: np.ndarray, rows: int) -> list[pa.RecordBatch]:
+    """The first users as mapInArrow hands them to the Python worker: (id, features) batches of
+    ``rows`` users (Spark's default ``maxRecordsPerBatch`` is 10,000); the seen pairs are broadcast."""
+    return factor_table(factors).combine_chunks().to_batches(max_chunksize=rows)
 
 
 def time_stages(factors: dict[str, np.ndarray], seen: tuple[np.ndarray, np.ndarray], sample: int) -> None:
@@ -262,7 +260,8 @@ def time_stages(factors: dict[str, np.ndarray], seen: tuple[np.ndarray, np.ndarr
     movies, rank = item_factors.shape
     slugs = np.array([f"movie+{i}+{1950 + i % 75}" for i in range(movies)], dtype=object)
     row_of_iidx = np.arange(movies, dtype=np.int64)
-    batches = spark_like_batches(factors["userFactors"][:sample], seen, 10_000)
+    batches = spark_like_batches(factors["userFactors"][:sample], 10_000)
+    seen_csr = precompute.seen_by_user(seen[0], seen[1], row_of_iidx, len(factors["userFactors"]))
     figures = dict.fromkeys(
         ("score_batches (all of it)", "arrow -> numpy, seen CSR", "GEMM alone", "top_k (GEMM, seen, top-k)"),
         0.0,
@@ -271,13 +270,13 @@ def time_stages(factors: dict[str, np.ndarray], seen: tuple[np.ndarray, np.ndarr
     items_t = np.ascontiguousarray(item_factors.T)
     with threadpool_limits(1, "blas"):
         began = time.thread_time()
-        list(precompute.score_batches(iter(batches), item_factors, slugs, row_of_iidx))
+        list(precompute.score_batches(iter(batches), item_factors, slugs, seen_csr))
         figures["score_batches (all of it)"] = time.thread_time() - began
         for batch in batches:
             began = time.thread_time()
             flat = pc.list_flatten(batch.column("features")).to_numpy(zero_copy_only=False)
             users = flat.reshape(batch.num_rows, rank)
-            csr = precompute.seen_rows(batch.column("seen"), row_of_iidx)
+            csr = precompute.rows_of(seen_csr, batch.column("id").to_numpy().astype(np.int64))
             figures["arrow -> numpy, seen CSR"] += time.thread_time() - began
             began = time.thread_time()
             for start in range(0, batch.num_rows, topk.DEFAULT_BLOCK_USERS):

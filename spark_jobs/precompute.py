@@ -8,11 +8,12 @@ into serving id ``<version>-<NAME>`` (a challenger an experiment can serve). Rea
 folder (``movierec/models/versions.py``): the candidate's factors fitted on all data, the id maps
 and the seen pairs. User factors are scored in blocks inside ``mapInArrow`` (numpy float32 GEMM
 against the broadcast item factors and the exact pre-filtered top-k of ``movierec.models.topk``),
-one task per ~50,000 users so every core works and the progress lines move; seen movies are
-excluded, indices mapped back to slugs and user ids. Users without history (the catalog's users
-who have not watched or rated yet) get their demographic group's line, one per group, from the
-version's group popularity (``candidates.cold_start``) whichever candidate is served; users left
-without a line (no factors, or every movie seen) get the fallback line. The driver then writes the
+one task per ~50,000 users so every core works and the progress lines move; seen movies (the
+seen pairs, broadcast as one CSR by user) are excluded, indices mapped back to slugs and user
+ids. Users without history (the catalog's users who have not watched or rated yet) get their
+demographic group's line, one per group, from the version's group popularity
+(``candidates.cold_start``) whichever candidate is served; users left without a line (no factors,
+or every movie seen) get the fallback line. The driver then writes the
 rows, sorted by user id, into the SQLite file with the meta of the model folder (and how many
 users got which kind of list), and the file's size, lookup latency and those counts into
 ``reports/<version>/serving-<serving id>.json``.
@@ -82,15 +83,29 @@ def item_table(
     return np.ascontiguousarray(item_factors, dtype=np.float32), slugs, row_of_iidx
 
 
-def seen_rows(seen: pa.ListArray, row_of_iidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR (indptr, item rows) of each user's seen movies; movies without factors are dropped."""
-    lengths = pc.fill_null(pc.list_value_length(seen), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    iidx = pc.list_flatten(seen).to_numpy(zero_copy_only=False).astype(np.int64)
+def seen_by_user(
+    uidx: np.ndarray, iidx: np.ndarray, row_of_iidx: np.ndarray, n_users: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr over uidx 0..n_users-1, item rows) of the seen pairs; movies without factors are
+    dropped. Built once on the driver and broadcast: each task picks its users' rows (``rows_of``)."""
+    uidx = np.asarray(uidx, dtype=np.int64)
+    iidx = np.asarray(iidx, dtype=np.int64)
     known = (iidx >= 0) & (iidx < len(row_of_iidx))
     rows = np.where(known, row_of_iidx[np.where(known, iidx, 0)], -1)
-    owner = np.repeat(np.arange(len(lengths)), lengths)
     keep = rows >= 0
-    return topk.csr_from_pairs(owner[keep], rows[keep], len(lengths))
+    return topk.csr_from_pairs(uidx[keep], rows[keep], n_users)
+
+
+def rows_of(seen: tuple[np.ndarray, np.ndarray], uidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR of these users' seen item rows, in their order (a user beyond the CSR has none)."""
+    indptr, rows = seen
+    inside = uidx < len(indptr) - 1
+    first = np.where(inside, indptr[np.where(inside, uidx, 0)], 0)
+    counts = np.where(inside, indptr[np.where(inside, uidx + 1, 0)] - first, 0)
+    sub_indptr = np.zeros(len(uidx) + 1, dtype=np.int64)
+    np.cumsum(counts, out=sub_indptr[1:])
+    picked = np.repeat(first - sub_indptr[:-1], counts) + np.arange(sub_indptr[-1])
+    return sub_indptr, rows[picked]
 
 
 def response_lines(items: np.ndarray, slugs: np.ndarray) -> list[str]:
@@ -114,14 +129,15 @@ def score_batches(
     batches: Iterator[pa.RecordBatch],
     item_factors: np.ndarray,
     slugs: np.ndarray,
-    row_of_iidx: np.ndarray,
+    seen: tuple[np.ndarray, np.ndarray] | None = None,
     k: int = K,
     block_users: int = topk.DEFAULT_BLOCK_USERS,
     quota: TailQuota | None = None,
     explore: tuple[int, int] = (0, 0),
 ) -> Iterator[pa.RecordBatch]:
-    """(id, features, seen) batches of users -> (uidx, items) batches: the top-k lines, seen excluded
-    (with ``quota``: re-ranked from the top ``quota.depth`` to hold ``quota.min_tail`` tail movies).
+    """(id, features) batches of users -> (uidx, items) batches: the top-k lines, the ``seen`` item
+    rows excluded (CSR by uidx, ``seen_by_user``; with ``quota``: re-ranked from the top
+    ``quota.depth`` to hold ``quota.min_tail`` tail movies).
 
     ``explore`` (slots, seed): the last ``slots`` places drawn outside the model's top
     (movierec.models.exploration), from a generator seeded by ``seed`` and the batch's first user."""
@@ -136,15 +152,16 @@ def score_batches(
         if flat.size != batch.num_rows * rank:
             raise ValueError(f"user factors are not all of rank {rank}")
         users = flat.astype(np.float32, copy=False).reshape(batch.num_rows, rank)
-        seen = seen_rows(batch.column("seen"), row_of_iidx)
-        result = topk.top_k(users, item_factors, depth, seen, block_users=block_users)
+        uidx = batch.column("id").to_numpy(zero_copy_only=False).astype(np.int64)
+        mine = rows_of(seen, uidx) if seen is not None else topk.csr_from_pairs(uidx[:0], uidx[:0], len(uidx))
+        result = topk.top_k(users, item_factors, depth, mine, block_users=block_users)
         items = (
             result.items if quota is None else rerank.tail_quota(result.items, quota.tail, k, quota.min_tail)
         )
         if slots:
             first = int(batch.column("id")[0].as_py())
             rng = np.random.default_rng([seed, first])
-            items = exploration.explore(items, seen, len(slugs), slots, rng)
+            items = exploration.explore(items, mine, len(slugs), slots, rng)
         yield pa.RecordBatch.from_arrays(
             [batch.column("id").cast(pa.int32()), pa.array(response_lines(items, slugs), pa.string())],
             names=["uidx", "items"],
@@ -169,17 +186,16 @@ def group_lines(
     cold: candidates.GroupFactors, movie_iidx: np.ndarray, movie_ids: list[str], k: int = K
 ) -> pa.Table:
     """(group, items): each group's top-k line, nothing seen (``score_batches`` on one-hot rows)."""
-    item_factors, slugs, row_of_iidx = item_table(*cold.items(), movie_iidx, movie_ids)
+    item_factors, slugs, _ = item_table(*cold.items(), movie_iidx, movie_ids)
     one_hot = np.eye(cold.rank, dtype=np.float32)
     batch = pa.RecordBatch.from_arrays(
         [
             pa.array(range(cold.rank), pa.int32()),
             pa.array(list(one_hot), pa.list_(pa.float32())),
-            pa.nulls(cold.rank, pa.list_(pa.int32())),
         ],
-        names=["id", "features", "seen"],
+        names=["id", "features"],
     )
-    lines = pa.Table.from_batches(list(score_batches(iter([batch]), item_factors, slugs, row_of_iidx, k)))
+    lines = pa.Table.from_batches(list(score_batches(iter([batch]), item_factors, slugs, k=k)))
     return lines.rename_columns(["group", "items"])
 
 
@@ -224,33 +240,35 @@ def recommend_all(
     quota = None
     if tail_slots > 0:
         quota = TailQuota(tail_rows(folder, row_of_iidx, len(item_factors)), tail_slots, rerank_depth)
-    shared = spark.sparkContext.broadcast((item_factors, slugs, row_of_iidx, quota))
+    # The seen pairs go to the tasks as one broadcast CSR by user (~12 bytes a pair), not as a
+    # per-user list shuffled and joined to the factors: that aggregation and join were most of
+    # the JVM's share of the job.
+    pairs = pq.read_table(folder / versions.SEEN_FILE, columns=["uidx", "iidx"])
+    user_uidx = pq.read_table(folder / versions.USERS_FILE, columns=["uidx"]).column("uidx")
+    n_uidx = 1 + max(pc.max(user_uidx).as_py() or 0, pc.max(pairs.column("uidx")).as_py() or 0)
+    seen_csr = seen_by_user(
+        pairs.column("uidx").to_numpy(), pairs.column("iidx").to_numpy(), row_of_iidx, n_uidx
+    )
+    del pairs
+    shared = spark.sparkContext.broadcast((item_factors, slugs, seen_csr, quota))
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        factors, names, rows, tail_quota = shared.value
-        yield from score_batches(batches, factors, names, rows, k, block_users, tail_quota, explore)
+        factors, names, seen_rows, tail_quota = shared.value
+        yield from score_batches(batches, factors, names, seen_rows, k, block_users, tail_quota, explore)
 
     n_users = pq.ParquetFile(folder / versions.USERS_FILE).metadata.num_rows
     tasks = max(2 * spark.sparkContext.defaultParallelism, math.ceil(n_users / users_per_task))
-    # Both sides hashed into the tasks by user: the join needs no shuffle of its own and its
-    # partitions are the scoring tasks (a round-robin repartition after it shuffled the factors
-    # a second time, sorting them first to stay deterministic).
-    seen = (
-        spark.read.parquet(str(folder / versions.SEEN_FILE))
-        .repartition(tasks, "uidx")
-        .groupBy("uidx")
-        .agg(F.collect_list("iidx").alias("seen"))
-    )
-    by_user = user_factors.repartition(tasks, "id")
-    # with group lists for users without history, the candidate scores users with history only
-    joined = by_user.join(seen, by_user.id == seen.uidx, "left" if cold is None else "inner")
-    users_in = joined.select("id", "features", "seen")
+    # hashed into the tasks by user: deterministic without the sort a round-robin repartition does
+    users_in = user_factors.repartition(tasks, "id").select("id", "features")
+    history = spark.read.parquet(str(folder / versions.SEEN_FILE)).select("uidx").distinct()
+    if cold is not None:  # users without history get their group's line: score the others only
+        users_in = users_in.join(history.withColumnRenamed("uidx", "id"), "id", "left_semi")
     recs = users_in.mapInArrow(score, RECS_SCHEMA).withColumn("list", F.lit(PERSONALISED))
     listed = users_in.select(F.col("id").alias("uidx"))  # the users recs has a row for
     if cold is not None:
         by_group = group_lines(cold, movie_iidx, movie_ids, k).to_pydict()
         lines = spark.createDataFrame(list(zip(*by_group.values(), strict=True)), "group int, items string")
-        newcomers = cold.members(spark).join(seen.select("uidx"), "uidx", "left_anti")
+        newcomers = cold.members(spark).join(history, "uidx", "left_anti")
         with_group = newcomers.join(F.broadcast(lines), "group")
         recs = recs.unionByName(with_group.select("uidx", "items", F.lit(GROUP).alias("list")))
         listed = listed.unionByName(with_group.select("uidx"))

@@ -267,19 +267,25 @@ def test_score_batches_is_the_pure_core(settings) -> None:
         ["a+1", "b+2", "c+3", "d+4"],
     )
     batch = pa.RecordBatch.from_pydict(
-        {
-            "id": pa.array([7, 8], pa.int32()),
-            "features": pa.array([[1.0], [-1.0]], pa.list_(pa.float32())),
-            "seen": pa.array([[1, 3], None], pa.list_(pa.int32())),  # 3 has no factors: ignored
-        }
+        {"id": pa.array([7, 8], pa.int32()), "features": pa.array([[1.0], [-1.0]], pa.list_(pa.float32()))}
     )
-    (out,) = job.score_batches(iter([batch]), item_factors, slugs, row_of_iidx, k=20)
+    seen = job.seen_by_user(np.array([7, 7]), np.array([1, 3]), row_of_iidx, 9)  # 3 has no factors: ignored
+    (out,) = job.score_batches(iter([batch]), item_factors, slugs, seen, k=20)
     assert out.to_pydict() == {
         "uidx": [7, 8],
         "items": ["a+1,c+3", "c+3,b+2,a+1"],
     }  # scores 3,2,1 and their negatives
     with pytest.raises(ValueError, match=r"not in movies.parquet"):
         job.item_table(np.array([9]), np.zeros((1, 1)), np.array([0]), ["a+1"])
+
+
+def test_each_task_picks_its_users_rows_of_the_broadcast_seen_pairs() -> None:
+    """The seen CSR is built once by uidx; a batch of users in any order gets exactly its rows."""
+    row_of_iidx = np.array([2, -1, 0, 1])  # iidx 1 has no factors
+    seen = job.seen_by_user(np.array([3, 0, 3, 1, 3]), np.array([0, 2, 3, 1, 1]), row_of_iidx, 4)
+    indptr, rows = job.rows_of(seen, np.array([3, 2, 0, 9]))  # 2: nothing seen; 9: beyond the CSR
+    per_user = [sorted(rows[indptr[i] : indptr[i + 1]].tolist()) for i in range(4)]
+    assert per_user == [[1, 2], [], [0], []]
 
 
 def test_spark_submit_runs_the_job(spark, settings) -> None:
@@ -376,21 +382,17 @@ def test_the_cli_precomputes_any_candidate_through_spark_submit(spark, settings)
 
 
 def test_score_batches_with_a_tail_quota_keeps_a_tail_movie_in_each_list(settings) -> None:
-    item_factors, slugs, row_of_iidx = job.item_table(
+    item_factors, slugs, _ = job.item_table(
         np.array([2, 0, 1]), np.array([[1.0], [3.0], [2.0]]), np.array([0, 1, 2]), ["a+1", "b+2", "c+3"]
     )
     batch = pa.RecordBatch.from_pydict(
-        {
-            "id": pa.array([7, 8], pa.int32()),
-            "features": pa.array([[1.0], [-1.0]], pa.list_(pa.float32())),
-            "seen": pa.nulls(2, pa.list_(pa.int32())),
-        }
+        {"id": pa.array([7, 8], pa.int32()), "features": pa.array([[1.0], [-1.0]], pa.list_(pa.float32()))}
     )
     tail = np.array([True, False, False])  # factor row 0 is iidx 2, c+3, the lowest score for user 7
-    plain = job.score_batches(iter([batch]), item_factors, slugs, row_of_iidx, k=2)
+    plain = job.score_batches(iter([batch]), item_factors, slugs, k=2)
     assert next(plain).column("items").to_pylist() == ["a+1,b+2", "c+3,b+2"]
     quota = job.TailQuota(tail, min_tail=1, depth=3)
-    (out,) = job.score_batches(iter([batch]), item_factors, slugs, row_of_iidx, k=2, quota=quota)
+    (out,) = job.score_batches(iter([batch]), item_factors, slugs, k=2, quota=quota)
     assert out.column("items").to_pylist() == ["a+1,c+3", "c+3,b+2"]
 
 

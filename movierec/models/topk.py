@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_BLOCK_USERS = 1024  # 1024 x 27K float32 scores = 110 MB per block: the GEMM's best rate
-TOPK_ROWS = 64  # the top-k takes a block 64 rows at a time: 7 MB that stay in cache while it works
+# 64 x 27K float32 scores = 7 MB: the block stays in cache from the GEMM through the top-k's passes,
+# and one buffer is reused for every block (a fresh 110 MB block of 1024 users cost ~13 µs/user in
+# page faults alone; bench_precompute.py --stages)
+DEFAULT_BLOCK_USERS = 64
 DEFAULT_GROUPS = 256  # column groups for the lower bound: more groups, tighter bound, fewer candidates
 
 
@@ -78,15 +80,13 @@ def top_k(
     n_users = users.shape[0]
     out_items = np.full((n_users, k), -1, dtype=np.int32)
     out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+    buffer = np.empty((min(block_users, n_users), items_t.shape[1]), dtype=np.float32)
     for start, stop in _blocks(n_users, block_users):
-        scores = users[start:stop] @ items_t
+        scores = buffer[: stop - start]
+        np.matmul(users[start:stop], items_t, out=scores)
         if indptr is not None:
             mask_seen(scores, indptr[start : stop + 1], indices)
-        for first in range(0, stop - start, TOPK_ROWS):
-            rows = slice(start + first, min(start + first + TOPK_ROWS, stop))
-            out_items[rows], out_scores[rows] = top_k_of_scores(
-                scores[first : first + TOPK_ROWS], k, groups=groups
-            )
+        out_items[start:stop], out_scores[start:stop] = top_k_of_scores(scores, k, groups=groups)
     return TopK(out_items, out_scores)
 
 
