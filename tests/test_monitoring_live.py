@@ -99,10 +99,10 @@ class Site:
         self._thread.join(30)
 
 
-def query(settings: Settings, expr: str) -> list[dict[str, Any]]:
-    answer = httpx.get(
-        f"http://127.0.0.1:{settings.prometheus_port}/api/v1/query", params={"query": expr}, timeout=10
-    )
+def query(settings: Settings, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query, evaluated now or at the Unix time ``at``."""
+    params = {"query": expr} | ({"time": f"{at:.3f}"} if at is not None else {})
+    answer = httpx.get(f"http://127.0.0.1:{settings.prometheus_port}/api/v1/query", params=params, timeout=10)
     answer.raise_for_status()
     return answer.json()["data"]["result"]
 
@@ -246,8 +246,14 @@ def test_the_dashboard_shows_the_panels_with_data_in_chromium(stack: Settings, t
         settings.home / "metrics" / "online.prom",
         online_metrics.prometheus_text({"hour": rows}, datetime.now()),
     )
+    # The page's range query ends at the browser's whole second: a sample scraped within the last
+    # second can fall after it (the panel was seen empty that way). Wait until the samples are
+    # 2 s old, so the page's last step sees them.
     wait_for(
-        lambda: len(query(settings, 'movierec_online_list_minutes_per_answer{period="hour"}')) == 2,
+        lambda: (
+            len(query(settings, 'movierec_online_list_minutes_per_answer{period="hour"}', at=time.time() - 2))
+            == 2
+        ),
         "Prometheus to scrape the online metric",
     )
     url = f"http://127.0.0.1:{settings.dashboard_port}/?hours=1"
@@ -276,7 +282,10 @@ def test_the_dashboard_shows_the_panels_with_data_in_chromium(stack: Settings, t
     points |= {m[1]: int(m[0]) for m in re.findall(r'data-points="(\d+)"[^>]*id="panel-(\w+)"', dom)}
     # what has a source on this small stack: the site's lines, the service, the model
     for panel in ("availability", "latency", "requests", "fallback", "model", "lag", "online"):
-        assert points.get(panel, 0) > 0, (panel, points)
+        # on failure, say whether the panel's query failed (data-error) or Prometheus had no sample
+        box = re.search(rf'<div[^>]*id="panel-{panel}"[^>]*>', dom)
+        current = query(settings, 'movierec_online_list_minutes_per_answer{period="hour"}')
+        assert points.get(panel, 0) > 0, (panel, points, box and box[0], len(current))
     online = re.search(r'id="panel-online"[^>]*data-series="(\d+)"', dom)
     assert online and online[1] == "2", "the online panel draws one line per variant"
     assert "none received" not in dom  # the alert history of the drill is on the page
