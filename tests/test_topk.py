@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from movierec.models.topk import (
-    csr_from_pairs,
-    top_k,
-    top_k_argpartition,
-    top_k_naive,
-    top_k_of_scores,
-)
+from movierec.models.topk import csr_from_pairs, top_k, top_k_argpartition, top_k_naive, top_k_of_scores
 
 
 def _naive_with_seen(users: np.ndarray, items: np.ndarray, k: int, seen_pairs: list[tuple[int, int]]):
