@@ -16,21 +16,26 @@ def _naive_with_seen(users: np.ndarray, items: np.ndarray, k: int, seen_pairs: l
 
 
 @pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("k", [1, 20, 45])
 @pytest.mark.parametrize("groups", [4, 32, 256])
-def test_top_k_equals_full_sort_on_random_scores_with_ties(seed: int, groups: int) -> None:
+def test_top_k_equals_full_sort_on_random_scores_with_ties(seed: int, k: int, groups: int) -> None:
     rng = np.random.default_rng(seed)
-    # Few distinct values: many ties everywhere, also across the k-th place.
-    scores = rng.integers(0, 6, size=(37, 300)).astype(np.float32)
+    # Few distinct values: many ties everywhere, also across the k-th place; 301 columns: some
+    # are left over from the groups.
+    scores = rng.integers(0, 6, size=(37, 301)).astype(np.float32)
     scores[rng.random(scores.shape) < 0.3] = -np.inf
-    scores[3, :290] = -np.inf  # fewer than k finite scores
-    scores[3, 290:] = 1.0
+    scores[3, :291] = -np.inf  # fewer than k finite scores
+    scores[3, 291:] = 1.0
     scores[4, :] = -np.inf  # nothing left at all
-    got_items, got_scores = top_k_of_scores(scores, 20, groups=groups)
-    want_items, want_scores = top_k_naive(scores, 20)
+    scores[5, :] = np.arange(301, dtype=np.float32)  # ascending: every score beats the k-th so far
+    before = scores.copy()
+    got_items, got_scores = top_k_of_scores(scores, k, groups=groups)
+    want_items, want_scores = top_k_naive(scores, k)
     np.testing.assert_array_equal(got_items, want_items)
     np.testing.assert_array_equal(got_scores, want_scores)
-    assert (got_items[3] >= 0).sum() == 10
+    assert (got_items[3] >= 0).sum() == min(k, 10)
     assert (got_items[4] == -1).all()
+    np.testing.assert_array_equal(scores, before)  # the caller's scores are left as they were
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -1,27 +1,31 @@
-"""Exact blocked top-k of user·item scores, seen items excluded (pure numpy).
+"""Exact blocked top-k of user·item scores, seen items excluded (numpy GEMM, a compiled scan).
 
 The cost of precomputing lists for every user is not the GEMM but picking the
 top k out of ~27,000 scores per user: a plain ``argpartition`` touches every
-score several times. Here each block of users is scored with one float32 GEMM,
-seen items are set to -inf, and a cheap per-row lower bound on the k-th score
-(the k-th largest of ``groups`` interleaved column-group maxima: k distinct
-items reach it, so the true k-th score is at least as large) leaves only a
-handful of candidates per row; those are sorted exactly. The result is exactly
-what a full sort gives, ties broken by the lower item index.
+score several times. Here each block of users is scored with one float32 GEMM
+into a reused buffer, then one compiled pass per row (numba, ``scan_rows``):
+seen items set to -inf, the maxima of interleaved column groups, and from them
+a lower bound on the k-th score (the k-th largest group maximum: k distinct
+items reach it), so only the few groups reaching it are inserted into a sorted
+best-k. The result is exactly what a full sort gives, ties broken by the lower
+item index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-# 64 x 27K float32 scores = 7 MB: the block stays in cache from the GEMM through the top-k's passes,
-# and one buffer is reused for every block (a fresh 110 MB block of 1024 users cost ~13 µs/user in
-# page faults alone; bench_precompute.py --stages)
-DEFAULT_BLOCK_USERS = 64
-DEFAULT_GROUPS = 256  # column groups for the lower bound: more groups, tighter bound, fewer candidates
+# 128 x 27K float32 scores = 14 MB, in one buffer reused for every block (a fresh 110 MB block of
+# 1024 users cost ~13 µs/user in page faults alone); per user, a GEMM of 128 rows costs ~6% less
+# than of 64 and ~35% less than of 16 (bench_precompute.py --stages, bench/README.md)
+DEFAULT_BLOCK_USERS = 128
+DEFAULT_GROUPS = 256  # column groups for the lower bound: more groups, tighter bound, fewer visits
+LINE = 16  # float32 scores per cache line: a group's members are whole lines
 
 
 @dataclass(frozen=True)
@@ -75,18 +79,20 @@ def top_k(
     """Exact top-``k`` items per user by dot product, excluding ``seen`` (CSR ``(indptr, indices)``)."""
     users = np.ascontiguousarray(user_factors, dtype=np.float32)
     items_t = np.ascontiguousarray(np.asarray(item_factors, dtype=np.float32).T)  # (rank, n): GEMM-ready
-    indptr, indices = seen if seen is not None else (None, None)
-    _check_inputs(users, items_t.T, k, indptr)
     n_users = users.shape[0]
+    indptr, indices = seen if seen is not None else (np.zeros(n_users + 1, dtype=np.int64), np.zeros(0))
+    _check_inputs(users, items_t.T, k, indptr)
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.size and (indices.min() < 0 or indices.max() >= items_t.shape[1]):
+        raise ValueError(f"seen item index out of range 0..{items_t.shape[1] - 1}")
     out_items = np.full((n_users, k), -1, dtype=np.int32)
     out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
     buffer = np.empty((min(block_users, n_users), items_t.shape[1]), dtype=np.float32)
+    scan = _compiled_scan()
     for start, stop in _blocks(n_users, block_users):
         scores = buffer[: stop - start]
         np.matmul(users[start:stop], items_t, out=scores)
-        if indptr is not None:
-            mask_seen(scores, indptr[start : stop + 1], indices)
-        out_items[start:stop], out_scores[start:stop] = top_k_of_scores(scores, k, groups=groups)
+        scan(scores, indptr[start : stop + 1], indices, groups, out_items[start:stop], out_scores[start:stop])
     return TopK(out_items, out_scores)
 
 
@@ -113,65 +119,105 @@ def top_k_of_scores(
     """Exact top-k of each row of ``scores`` (-inf = excluded): (items int32, scores float32), best first.
 
     Ties are broken by the lower column index; rows with fewer than k finite
-    scores are padded with -1 / -inf.
+    scores are padded with -1 / -inf. ``scores`` is left as it is.
     """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    scores = np.ascontiguousarray(scores, dtype=np.float32)  # with no seen cells the scan writes nothing
     n_rows = scores.shape[0]
-    rows, cols = _candidates(scores, k, groups)
-    values = scores[rows, cols]
-    # Sort by row, then score descending, then column ascending; keep the first k of each row.
-    order = np.lexsort((cols, -values, rows))
-    rows, cols, values = rows[order], cols[order], values[order]
-    starts = np.searchsorted(rows, np.arange(n_rows))
-    rank_in_row = np.arange(rows.size) - starts[rows]
-    keep = rank_in_row < k
     out_items = np.full((n_rows, k), -1, dtype=np.int32)
     out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
-    out_items[rows[keep], rank_in_row[keep]] = cols[keep]
-    out_scores[rows[keep], rank_in_row[keep]] = values[keep]
+    no_seen = np.zeros(n_rows + 1, dtype=np.int64)
+    _compiled_scan()(scores, no_seen, np.zeros(0, dtype=np.int64), groups, out_items, out_scores)
     return out_items, out_scores
 
 
-def _candidates(scores: np.ndarray, k: int, groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) of every finite score at or above its row's lower bound on the k-th score (so
-    all ties with the k-th are in), in no particular order.
+def scan_rows(
+    scores: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    groups: int,
+    out_items: np.ndarray,
+    out_scores: np.ndarray,
+) -> None:
+    """What ``_compiled_scan`` compiles (plain Python: correct, but slow uncompiled). Per row of
+    ``scores``: set its seen cells (``indices[indptr[r]:indptr[r + 1]]``; ``indptr`` is this
+    block's slice of the CSR) to -inf, then write its best ``k = out_items.shape[1]`` into
+    ``out_*`` (preset to -1 / -inf), best first, ties to the lower column.
 
-    Columns are dealt into ``groups`` interleaved groups (column j -> group j % groups), so
-    items sorted by popularity spread over all groups; leftover columns are groups of one. The
-    bound is the k-th largest group maximum; only the groups whose maximum reaches it (about k of
-    them) are searched, instead of comparing every score with it.
-    """
+    The row is cut into tiles of ``groups`` runs of ``LINE`` columns; group g holds run g of every
+    tile, so one pass of element-wise maxima over the tiles gives every group's maximum, and a
+    group's members are a few whole cache lines. The k-th largest group maximum is a lower bound on
+    the k-th score (k distinct items reach it), so only the groups whose maximum reaches it (about
+    k of them) are visited, their members inserted into the sorted best-k arrays."""
     n_rows, n_cols = scores.shape
-    per_group = n_cols // groups if groups > k else 0
-    if per_group == 0:  # too few columns for a useful bound: take every finite score
-        return _at_or_above(scores, _kth_largest(scores, k))
-    split = per_group * groups
-    head = scores[:, :split].reshape(n_rows, per_group, groups)  # a view: [row, j // groups, j % groups]
-    maxima = np.concatenate([head.max(axis=1), scores[:, split:]], axis=1)
-    threshold = _kth_largest(maxima, k)
-    group_rows, group_ids = _at_or_above(maxima[:, :groups], threshold)
-    members = head[group_rows, :, group_ids]  # (reached groups, per_group): their scores
-    hit, position = _at_or_above(members, threshold[group_rows])
-    tail_rows, tail_cols = _at_or_above(scores[:, split:], threshold)
-    rows = np.concatenate([group_rows[hit], tail_rows])
-    cols = np.concatenate([position * groups + group_ids[hit], tail_cols + split])
-    return rows, cols
+    k = out_items.shape[1]
+    width = groups * LINE
+    n_tiles = (n_cols + width - 1) // width
+    lanes = np.empty(width, dtype=scores.dtype)
+    maxima = np.empty(groups, dtype=scores.dtype)
+    bound = np.empty(k, dtype=scores.dtype)
+    for r in range(n_rows):
+        row = scores[r]
+        for p in range(indptr[r], indptr[r + 1]):
+            row[indices[p]] = -np.inf
+        lanes[:] = -np.inf
+        for t in range(n_tiles):
+            base = t * width
+            for x in range(min(width, n_cols - base)):
+                value = row[base + x]
+                lanes[x] = value if value > lanes[x] else lanes[x]
+        bound[:] = -np.inf
+        for g in range(groups):
+            top = lanes[g * LINE]
+            for x in range(g * LINE + 1, (g + 1) * LINE):
+                top = lanes[x] if lanes[x] > top else top
+            maxima[g] = top
+            if top > bound[k - 1]:  # the k-th largest group maximum, by insertion
+                place = k - 1
+                while place > 0 and bound[place - 1] < top:
+                    bound[place] = bound[place - 1]
+                    place -= 1
+                bound[place] = top
+        threshold = bound[k - 1]
+        best_items = out_items[r]
+        best_scores = out_scores[r]
+        for g in range(groups):
+            if not maxima[g] >= threshold or maxima[g] == -np.inf:
+                continue
+            for t in range(n_tiles):
+                first = t * width + g * LINE
+                for j in range(first, min(first + LINE, n_cols)):
+                    value = row[j]
+                    kth_score, kth_item = best_scores[k - 1], best_items[k - 1]
+                    if value > kth_score or (value == kth_score and kth_item >= 0 and j < kth_item):
+                        place = k - 1
+                        while place > 0 and (
+                            best_scores[place - 1] < value
+                            or (best_scores[place - 1] == value and best_items[place - 1] > j)
+                        ):
+                            best_scores[place] = best_scores[place - 1]
+                            best_items[place] = best_items[place - 1]
+                            place -= 1
+                        best_scores[place] = value
+                        best_items[place] = j
 
 
-def _at_or_above(values: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) of the cells of ``values`` at or above their row's ``bound``."""
-    flat = np.flatnonzero(values >= bound[:, None])  # ~10x faster than 2-d np.nonzero
-    return np.divmod(flat, values.shape[1])
+# Compiled once per process and kept in a registry module, not in this module's globals: this
+# module is pickled by value to Spark's Python workers (spark_jobs/precompute.py), and a compiled
+# function would not survive the trip, nor should each task recompile.
+_REGISTRY = "movierec_compiled_kernels"
 
 
-def _kth_largest(values: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the k-th largest value (-inf if fewer than k columns), never below the smallest
-    finite float: -inf would make every excluded cell a candidate."""
-    n_rows, n_cols = values.shape
-    if n_cols < k:
-        bound = np.full(n_rows, -np.inf, dtype=np.float32)
-    else:
-        bound = np.partition(values, n_cols - k, axis=1)[:, n_cols - k]
-    return np.maximum(bound, np.finfo(np.float32).min).astype(np.float32)
+def _compiled_scan() -> Callable[..., None]:
+    registry = sys.modules.setdefault(_REGISTRY, types.ModuleType(_REGISTRY))
+    scan = getattr(registry, "topk_scan", None)
+    if scan is None:
+        import numba  # here: only processes that score pay for the compiler
+
+        scan = numba.njit(nogil=True, cache=False)(scan_rows)
+        registry.topk_scan = scan
+    return scan
 
 
 def top_k_naive(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
