@@ -9,11 +9,12 @@ model, plus the top-k step alone (blocked vs plain argpartition) in numpy.
 The model is an ALS model folder as training leaves it (``movierec/models/versions.py``) with random
 factors of the full size: a tiny ALS is fitted for its metadata, then its factor tables are
 replaced, so ``ALSModel.load`` reads a real 1M x 27K model without a 30-minute fit (the cost of
-precompute does not depend on what the factors mean). ``recommendForAllUsers`` is timed on a
-sample of users with ``recommendForUserSubset`` and extrapolated linearly (all of it is
-~15 minutes here); note it neither excludes seen movies nor maps ids back to slugs, so it does
-less than our job. Everything runs in one process, side by side; the figures to read are the
-ratios.
+precompute does not depend on what the factors mean). The tables are laid out as ALS saves them:
+one file (one row group) per block of its default 10, block b holding the ids with id % 10 == b.
+``recommendForAllUsers`` is timed on a sample of users with ``recommendForUserSubset`` and
+extrapolated linearly (all of it is ~15 minutes here); note it neither excludes seen movies nor
+maps ids back to slugs, so it does less than our job. Everything runs in one process, side by
+side; the figures to read are the ratios.
 
 The GEMM bound is what scoring every user against every movie costs at this machine's best
 measured float32 GEMM rate (numpy, all cores, output written into a reused buffer, the best of
@@ -58,6 +59,7 @@ log = logging.getLogger("bench_precompute")
 VERSION = "20261128T000000Z"
 CANDIDATE = "als_bench"  # the model folder's one candidate, its factors the generated ones
 K = 20
+ALS_BLOCKS = 10  # ALS's default numUserBlocks / numItemBlocks: one factor file per block
 TIE_TOLERANCE = 1e-5  # scores (O(1) here) this close are a tie: GEMM rounding may order them either way
 
 
@@ -66,10 +68,10 @@ def random_factors(rows: int, rank: int, seed: int) -> np.ndarray:
     return (rng.standard_normal((rows, rank), dtype=np.float32) / np.sqrt(rank)).astype(np.float32)
 
 
-def factor_table(factors: np.ndarray) -> pa.Table:
+def factor_table(factors: np.ndarray, ids: np.ndarray) -> pa.Table:
     rank = factors.shape[1]
     features = pa.FixedSizeListArray.from_arrays(pa.array(factors.ravel()), rank).cast(pa.list_(pa.float32()))
-    return pa.table({"id": pa.array(np.arange(len(factors), dtype=np.int32)), "features": features})
+    return pa.table({"id": pa.array(ids.astype(np.int32)), "features": features})
 
 
 def seen_pairs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +105,10 @@ def build_model(
         target = saved / name
         for old in target.glob("*"):
             old.unlink()
-        pq.write_table(factor_table(matrix), target / "part-00000.parquet")
+        ids = np.arange(len(matrix))
+        for block in range(ALS_BLOCKS):  # as ALS writes them: block b holds the ids with id % 10 == b
+            mine = ids[block::ALS_BLOCKS]
+            pq.write_table(factor_table(matrix[mine], mine), target / f"part-{block:05d}.parquet")
     users = np.arange(args.users, dtype=np.int32)
     pq.write_table(
         pa.table({"user_id": users.astype(np.int64) + 1, "uidx": users}), folder / versions.USERS_FILE
@@ -247,7 +252,7 @@ def time_topk_numpy(sample: int, movies: int, rank: int) -> dict[str, float]:
 def spark_like_batches(factors: np.ndarray, rows: int) -> list[pa.RecordBatch]:
     """The first users as mapInArrow hands them to the Python worker: (id, features) batches of
     ``rows`` users (Spark's default ``maxRecordsPerBatch`` is 10,000); the seen pairs are broadcast."""
-    return factor_table(factors).combine_chunks().to_batches(max_chunksize=rows)
+    return factor_table(factors, np.arange(len(factors))).combine_chunks().to_batches(max_chunksize=rows)
 
 
 def time_stages(factors: dict[str, np.ndarray], seen: tuple[np.ndarray, np.ndarray], sample: int) -> None:
@@ -269,6 +274,7 @@ def time_stages(factors: dict[str, np.ndarray], seen: tuple[np.ndarray, np.ndarr
     figures["response_lines, output batch"] = 0.0
     items_t = np.ascontiguousarray(item_factors.T)
     with threadpool_limits(1, "blas"):
+        topk.top_k(item_factors[:1], item_factors, K)  # the scan is compiled once per process: not timed
         began = time.thread_time()
         list(precompute.score_batches(iter(batches), item_factors, slugs, seen_csr))
         figures["score_batches (all of it)"] = time.thread_time() - began
@@ -312,6 +318,9 @@ def main() -> None:
         help="only our job and the GEMM bound (skip recommendForAllUsers, implicit, the numpy top-k)",
     )
     parser.add_argument(
+        "--repeat", type=int, default=1, help="time our job this many times, keep the fastest run"
+    )
+    parser.add_argument(
         "--stages", type=int, default=0, help="only time a Python worker's steps on this many users"
     )
     args = parser.parse_args()
@@ -330,7 +339,10 @@ def main() -> None:
         spark = build_session(settings, "bench-precompute")
         folder = build_model(spark, settings, args, factors, seen)
         precompute._ship_by_value()
-        ours, our_lists = time_ours(spark, folder, args.rank, args.users, check)
+        runs = [time_ours(spark, folder, args.rank, args.users, check) for _ in range(args.repeat)]
+        ours, our_lists = min(runs, key=lambda run: run[0])  # the box is shared: the least disturbed run
+        if args.repeat > 1:
+            print(f"ours, {args.repeat} runs: " + ", ".join(f"{seconds:.2f} s" for seconds, _ in runs))
         builtin = None if args.ours_only else time_spark_builtin(spark, folder, args.spark_sample, args.users)
         spark.stop()
     flops = gemm_flops(args.movies, args.rank)

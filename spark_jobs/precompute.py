@@ -7,9 +7,10 @@ chose, into the serving file of serving id ``<version>``; with ``--candidate NAM
 into serving id ``<version>-<NAME>`` (a challenger an experiment can serve). Reads the model
 folder (``movierec/models/versions.py``): the candidate's factors fitted on all data, the id maps
 and the seen pairs. User factors are scored in blocks inside ``mapInArrow`` (numpy float32 GEMM
-against the broadcast item factors and the exact pre-filtered top-k of ``movierec.models.topk``),
-one task per ~50,000 users so every core works and the progress lines move; seen movies (the
-seen pairs, broadcast as one CSR by user) are excluded, indices mapped back to slugs and user
+against the broadcast item factors and the exact top-k scan of ``movierec.models.topk``), one
+task per factor file as ALS wrote them (or, with too few files to keep every core busy, one per
+~50,000 users) so every core works and the progress lines move; seen movies (the seen pairs,
+broadcast as one CSR by user) are excluded, indices mapped back to slugs and user
 ids. Users without history (the catalog's users who have not watched or rated yet) get their
 demographic group's line, one per group, from the version's group popularity
 (``candidates.cold_start``) whichever candidate is served; users left without a line (no factors,
@@ -19,7 +20,8 @@ users got which kind of list), and the file's size, lookup latency and those cou
 ``reports/<version>/serving-<serving id>.json``.
 
 This is the one job with Python on executors: ``movierec.models.topk`` and this module are shipped
-by value (cloudpickle), so executors need numpy and pyarrow, not a copy of the project.
+by value (cloudpickle), so executors need numpy, pyarrow and numba (the scan is compiled once per
+worker process), not a copy of the project.
 """
 
 from __future__ import annotations
@@ -256,13 +258,19 @@ def recommend_all(
         factors, names, seen_rows, tail_quota = shared.value
         yield from score_batches(batches, factors, names, seen_rows, k, block_users, tail_quota, explore)
 
-    n_users = pq.ParquetFile(folder / versions.USERS_FILE).metadata.num_rows
-    tasks = max(2 * spark.sparkContext.defaultParallelism, math.ceil(n_users / users_per_task))
-    # hashed into the tasks by user: deterministic without the sort a round-robin repartition does
-    users_in = user_factors.repartition(tasks, "id").select("id", "features")
+    users_in = user_factors.select("id", "features")
+    cores = spark.sparkContext.defaultParallelism
+    if users_in.rdd.getNumPartitions() < 2 * cores:
+        # Too few read tasks to keep every core busy (one small file, or computed factors): hashed
+        # into tasks by user, deterministic without the sort a round-robin repartition does.
+        # A model's factor files are read one to a task (spark_jobs/session.py) and scored where
+        # they are read, without a shuffle of every user's factors.
+        n_users = pq.ParquetFile(folder / versions.USERS_FILE).metadata.num_rows
+        users_in = users_in.repartition(max(2 * cores, math.ceil(n_users / users_per_task)), "id")
     history = spark.read.parquet(str(folder / versions.SEEN_FILE)).select("uidx").distinct()
     if cold is not None:  # users without history get their group's line: score the others only
-        users_in = users_in.join(history.withColumnRenamed("uidx", "id"), "id", "left_semi")
+        # broadcast (~1M ids): a shuffled join would move every user's factors
+        users_in = users_in.join(F.broadcast(history.withColumnRenamed("uidx", "id")), "id", "left_semi")
     recs = users_in.mapInArrow(score, RECS_SCHEMA).withColumn("list", F.lit(PERSONALISED))
     listed = users_in.select(F.col("id").alias("uidx"))  # the users recs has a row for
     if cold is not None:

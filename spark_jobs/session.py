@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 # Small data on few cores: 200 shuffle partitions would be mostly scheduling overhead; adaptive
 # execution still coalesces or splits them by size.
 SHUFFLE_PARTITIONS = 8
+# Files are packed into read tasks of at most this much. ALS writes a model's factors as one file of
+# ~26 MB per user block (10 blocks; 1M users at rank 64): read one to a task, precompute scores
+# them where they are read, without a shuffle to spread them over the cores (at Spark's default
+# 128 MB they came in 3 tasks; bench/bench_precompute.py). Big lake reads get finer tasks too.
+MAX_PARTITION_BYTES = 32 * 1024 * 1024
 
 
 def checkpoint_dir(settings: Settings) -> str:
@@ -49,6 +54,7 @@ def build_session(settings: Settings, app_name: str) -> SparkSession:
         .config("spark.local.dir", local_dir(settings))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS))
+        .config("spark.sql.files.maxPartitionBytes", str(MAX_PARTITION_BYTES))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .getOrCreate()
     )

@@ -23,7 +23,7 @@ import pytest
 
 from movierec import serving_file
 from movierec import settings as settings_module
-from movierec.models import registry
+from movierec.models import candidates, registry
 from movierec.ops import spark_submit
 from spark_jobs import precompute as job
 
@@ -256,6 +256,42 @@ def test_bad_model_folders_are_refused_before_any_work(settings) -> None:
     with pytest.raises(ValueError, match="not a version id"):
         job.precompute(settings, "../etc")
     assert not serving_file.file_path(settings.serving_dir, "20261203T000000Z").exists()
+
+
+def test_factor_files_are_scored_where_they_are_read_and_one_file_is_spread_first(
+    spark, published, settings, capsys
+) -> None:
+    """ALS's own factor files (one per user block) need no shuffle before scoring when each is a
+    read task, as full-size ones are (spark_jobs/session.py); here the tiny files are made one task
+    each with minPartitionNum. The same factors in one file (one read task) are hashed into tasks
+    first. Both give the same lists."""
+    folder, _ = published
+    one_file = settings.models_dir / "20261201T050000Z"
+    shutil.copytree(folder, one_file)
+    user_factors = one_file / "candidates" / CHOSEN / "all" / "userFactors"
+    merged = pq.read_table(user_factors)
+    shutil.rmtree(user_factors)
+    user_factors.mkdir()
+    pq.write_table(merged, user_factors / "part-00000.parquet")
+    block_files = len(list((folder / "candidates" / CHOSEN / "all" / "userFactors").glob("*.parquet")))
+    assert block_files >= 4
+
+    lists, plans = [], []
+    for version, read_tasks in ((VERSION, block_files), (one_file.name, None)):
+        if read_tasks:
+            spark.conf.set("spark.sql.files.minPartitionNum", str(read_tasks))
+        try:
+            factors = candidates.load(settings, version, CHOSEN, "all")
+            model_folder = settings.models_dir / version
+            frame = job.recommend_all(spark, model_folder, factors, "fallback", users_per_task=16)
+            lists.append({row.user_id: row.items for row in frame.collect()})
+            frame.explain()
+        finally:
+            spark.conf.unset("spark.sql.files.minPartitionNum")
+        plans.append(capsys.readouterr().out)
+    assert lists[0] == lists[1] and len(lists[0]) == N_USERS + 1
+    assert "hashpartitioning(id" not in plans[0]
+    assert "hashpartitioning(id" in plans[1]
 
 
 def test_score_batches_is_the_pure_core(settings) -> None:
