@@ -105,3 +105,14 @@ def test_bad_inputs_are_refused_clearly() -> None:
         top_k(users, np.zeros((5, 4)), 2, csr_from_pairs(np.array([0]), np.array([9]), 3))
     with pytest.raises(ValueError, match="row index out of range"):
         csr_from_pairs(np.array([5]), np.array([0]), 3)
+    # the compiled scan has no bounds checks: a CSR that points past its indices is refused first
+    with pytest.raises(ValueError, match="not a CSR"):
+        top_k(users, np.zeros((5, 4)), 2, (np.array([0, 1, 2, 9]), np.array([0, 1])))
+    with pytest.raises(ValueError, match="not a CSR"):
+        top_k(users, np.zeros((5, 4)), 2, (np.array([0, 2, 1, 2]), np.array([0, 1])))
+    with pytest.raises(ValueError, match="out of range"):
+        top_k(users, np.zeros((5, 4)), 2, (np.array([0, 1, 1, 1]), np.array([-1])))
+    with pytest.raises(ValueError, match="groups must be"):
+        top_k_of_scores(np.zeros((2, 5), dtype=np.float32), 2, groups=0)
+    with pytest.raises(ValueError, match="k must be"):
+        top_k_of_scores(np.zeros((2, 5), dtype=np.float32), 0)

@@ -54,17 +54,28 @@ def csr_from_pairs(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.
     return indptr, cols[order]
 
 
-def _check_inputs(
-    user_factors: np.ndarray, item_factors: np.ndarray, k: int, indptr: np.ndarray | None
-) -> None:
+def _check_factors(user_factors: np.ndarray, item_factors: np.ndarray) -> None:
     if user_factors.ndim != 2 or item_factors.ndim != 2:
         raise ValueError("factors must be 2-d arrays (rows x rank)")
     if user_factors.shape[1] != item_factors.shape[1]:
         raise ValueError(f"rank differs: users {user_factors.shape[1]}, items {item_factors.shape[1]}")
+
+
+def _check_scan(shape: tuple[int, int], k: int, groups: int, indptr: np.ndarray, indices: np.ndarray) -> None:
+    """The compiled scan trusts its inputs (no bounds checks): refuse what would read or write
+    outside them, with the reason."""
+    n_rows, n_cols = shape
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    if indptr is not None and len(indptr) != user_factors.shape[0] + 1:
-        raise ValueError(f"seen indptr has {len(indptr)} entries for {user_factors.shape[0]} users")
+    if groups < 1:
+        raise ValueError(f"groups must be at least 1, got {groups}")
+    if len(indptr) != n_rows + 1:
+        raise ValueError(f"seen indptr has {len(indptr)} entries for {n_rows} users")
+    if indptr[0] < 0 or indptr[-1] > len(indices) or (np.diff(indptr) < 0).any():
+        raise ValueError(f"seen indptr is not a CSR over its {len(indices)} indices")
+    used = indices[indptr[0] : indptr[-1]]
+    if used.size and (used.min() < 0 or used.max() >= n_cols):
+        raise ValueError(f"seen item index out of range 0..{n_cols - 1}")
 
 
 def top_k(
@@ -80,11 +91,10 @@ def top_k(
     users = np.ascontiguousarray(user_factors, dtype=np.float32)
     items_t = np.ascontiguousarray(np.asarray(item_factors, dtype=np.float32).T)  # (rank, n): GEMM-ready
     n_users = users.shape[0]
-    indptr, indices = seen if seen is not None else (np.zeros(n_users + 1, dtype=np.int64), np.zeros(0))
-    _check_inputs(users, items_t.T, k, indptr)
-    indices = np.asarray(indices, dtype=np.int64)
-    if indices.size and (indices.min() < 0 or indices.max() >= items_t.shape[1]):
-        raise ValueError(f"seen item index out of range 0..{items_t.shape[1] - 1}")
+    _check_factors(users, items_t.T)
+    indptr, indices = seen if seen is not None else (np.zeros(n_users + 1), np.zeros(0))
+    indptr, indices = np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64)
+    _check_scan((n_users, items_t.shape[1]), k, groups, indptr, indices)
     out_items = np.full((n_users, k), -1, dtype=np.int32)
     out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
     buffer = np.empty((min(block_users, n_users), items_t.shape[1]), dtype=np.float32)
@@ -121,14 +131,13 @@ def top_k_of_scores(
     Ties are broken by the lower column index; rows with fewer than k finite
     scores are padded with -1 / -inf. ``scores`` is left as it is.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
     scores = np.ascontiguousarray(scores, dtype=np.float32)  # with no seen cells the scan writes nothing
     n_rows = scores.shape[0]
+    no_seen, no_items = np.zeros(n_rows + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    _check_scan(scores.shape, k, groups, no_seen, no_items)
     out_items = np.full((n_rows, k), -1, dtype=np.int32)
     out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
-    no_seen = np.zeros(n_rows + 1, dtype=np.int64)
-    _compiled_scan()(scores, no_seen, np.zeros(0, dtype=np.int64), groups, out_items, out_scores)
+    _compiled_scan()(scores, no_seen, no_items, groups, out_items, out_scores)
     return out_items, out_scores
 
 
