@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 SHUFFLE_PARTITIONS = 8
 # Files are packed into read tasks of at most this much. ALS writes a model's factors as one file of
 # ~26 MB per user block (10 blocks; 1M users at rank 64): read one to a task, precompute scores
-# them where they are read, without a shuffle to spread them over the cores (at Spark's default
-# 128 MB they came in 3 tasks; bench/bench_precompute.py). Big lake reads get finer tasks too.
+# them where they are read, without a shuffle to spread them over the cores (Spark's default of
+# 128 MB packs four ~30 MB files, open cost included, into one task). Big lake reads get finer tasks too.
 MAX_PARTITION_BYTES = 32 * 1024 * 1024
 
 
