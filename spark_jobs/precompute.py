@@ -70,7 +70,7 @@ PERSONALISED, GROUP, FALLBACK = "personalised", "group", "fallback"  # where a u
 
 def item_table(
     item_ids: np.ndarray, item_factors: np.ndarray, movie_iidx: np.ndarray, movie_ids: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, pa.StringArray, np.ndarray]:
     """(factors float32, slug of each factor row, iidx -> factor row or -1) from ALS items and movies."""
     slug_by_iidx = dict(zip(movie_iidx.tolist(), movie_ids, strict=True))
     unknown = [int(i) for i in item_ids if int(i) not in slug_by_iidx]
@@ -78,7 +78,7 @@ def item_table(
         raise ValueError(
             f"ALS item ids {unknown[:5]} are not in movies.parquet: the model folder is inconsistent"
         )
-    slugs = np.array([slug_by_iidx[int(i)] for i in item_ids], dtype=object)
+    slugs = pa.array([slug_by_iidx[int(i)] for i in item_ids], pa.string())
     size = int(max(movie_iidx.max(initial=-1), item_ids.max(initial=-1))) + 1
     row_of_iidx = np.full(size, -1, dtype=np.int64)
     row_of_iidx[item_ids] = np.arange(len(item_ids))
@@ -110,11 +110,14 @@ def rows_of(seen: tuple[np.ndarray, np.ndarray], uidx: np.ndarray) -> tuple[np.n
     return sub_indptr, rows[picked]
 
 
-def response_lines(items: np.ndarray, slugs: np.ndarray) -> list[str]:
-    """The response line of each row of item rows (-1 = padding): slugs joined by commas, best first."""
-    counts = (items >= 0).sum(axis=1)
-    names = slugs[np.where(items >= 0, items, 0)].tolist()
-    return [",".join(row[:count]) for row, count in zip(names, counts.tolist(), strict=True)]
+def response_lines(items: np.ndarray, slugs: pa.StringArray) -> pa.StringArray:
+    """The response line of each row of item rows (-1 = padding): slugs joined by commas, best first.
+    Arrow's take and join on the whole batch: a Python join per user cost ~3x more."""
+    kept = items >= 0
+    offsets = np.zeros(len(items) + 1, dtype=np.int32)
+    np.cumsum(kept.sum(axis=1), out=offsets[1:])
+    names = slugs.take(pa.array(items[kept], pa.int32()))
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), names), ",")
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ class TailQuota:
 def score_batches(
     batches: Iterator[pa.RecordBatch],
     item_factors: np.ndarray,
-    slugs: np.ndarray,
+    slugs: pa.StringArray,
     seen: tuple[np.ndarray, np.ndarray] | None = None,
     k: int = K,
     block_users: int = topk.DEFAULT_BLOCK_USERS,
@@ -165,7 +168,7 @@ def score_batches(
             rng = np.random.default_rng([seed, first])
             items = exploration.explore(items, mine, len(slugs), slots, rng)
         yield pa.RecordBatch.from_arrays(
-            [batch.column("id").cast(pa.int32()), pa.array(response_lines(items, slugs), pa.string())],
+            [batch.column("id").cast(pa.int32()), response_lines(items, slugs)],
             names=["uidx", "items"],
         )
 

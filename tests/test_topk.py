@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -93,6 +95,23 @@ def test_top_k_without_seen_is_the_plain_argpartition_answer() -> None:
     result = top_k(users, items, 20)
     plain_items, _ = top_k_argpartition(users @ items.T, 20)
     np.testing.assert_array_equal(result.items, plain_items)
+
+
+def test_seen_pairs_become_a_csr_by_row_whether_or_not_they_come_sorted() -> None:
+    """Pairs sorted by row (as prepare writes them) skip the sort; shuffled ones are sorted, stably."""
+    expected_indptr = [0, 2, 2, 5, 6]  # row 1 has nothing seen
+    expected_indices = [4, 1, 0, 7, 3, 2]  # each row's items in the order the pairs gave them
+    rows, cols = np.array([0, 0, 2, 2, 2, 3]), np.array([4, 1, 0, 7, 3, 2])
+    for order in (np.arange(6), np.array([5, 2, 0, 3, 1, 4])):
+        indptr, indices = csr_from_pairs(rows[order], cols[order], 4)
+        assert indptr.tolist() == expected_indptr
+        by_row = [sorted(indices[a:b].tolist()) for a, b in itertools.pairwise(indptr)]
+        assert by_row == [[1, 4], [], [0, 3, 7], [2]]
+    indptr, indices = csr_from_pairs(rows, cols, 4)
+    assert indices.tolist() == expected_indices
+    shuffled = np.array([2, 0, 2, 3, 0, 2])
+    _, indices = csr_from_pairs(shuffled, np.array([10, 11, 12, 13, 14, 15]), 4)
+    assert indices.tolist() == [11, 14, 10, 12, 15, 13]  # stable: each row keeps the given order
 
 
 def test_bad_inputs_are_refused_clearly() -> None:
