@@ -109,6 +109,7 @@ def test_seen_pairs_become_a_csr_by_row_whether_or_not_they_come_sorted() -> Non
         assert by_row == [[1, 4], [], [0, 3, 7], [2]]
     indptr, indices = csr_from_pairs(rows, cols, 4)
     assert indices.tolist() == expected_indices
+    assert not np.shares_memory(indices, cols)  # the caller's pairs stay the caller's
     shuffled = np.array([2, 0, 2, 3, 0, 2])
     _, indices = csr_from_pairs(shuffled, np.array([10, 11, 12, 13, 14, 15]), 4)
     assert indices.tolist() == [11, 14, 10, 12, 15, 13]  # stable: each row keeps the given order
