@@ -106,7 +106,7 @@ def run_precompute(spark, home: Path, args: argparse.Namespace, row: dict[str, i
     }
     folder = build_model(spark, settings, shape, factors, seen_pairs(shape))
     del factors
-    seconds, _lists = time_ours(spark, folder, shape.rank, shape.users, np.zeros(1, dtype=np.int64))
+    seconds, _cost, _lists = time_ours(spark, folder, shape.rank, shape.users, np.zeros(1, dtype=np.int64))
     bound = 2.0 * shape.users * shape.movies * shape.rank / args.gemm_flops
     return seconds, bound
 

@@ -2,8 +2,9 @@
 
 Spark's ALS offers no per-iteration callback; a thread polls the status tracker and prints the
 stages done so far, so a person watching the log sees the fit move. CPU seconds are the driver
-JVM's (utime + stime from /proc) plus this Python process's: in local mode the executors run
-inside that JVM, so this is all the work; on a cluster it is the driver's share only.
+JVM's (utime + stime from /proc), its descendants' (the Python workers Spark forks for
+``mapInArrow``: most of precompute's work) and this Python process's: in local mode the executors
+run inside that JVM, so this is all the work; on a cluster it is the driver's share only.
 """
 
 from __future__ import annotations
@@ -28,16 +29,43 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
 
 
-def jvm_cpu_seconds(spark: SparkSession) -> float:
-    """CPU seconds the driver JVM has used so far (0.0 where /proc is not readable)."""
-    pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command name (index 0 is the state), or None."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _descendants(pid: int) -> list[int]:
+    """The live processes below ``pid`` (children, their children, ...), from /proc's parent ids."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def jvm_cpu_seconds(spark: SparkSession) -> tuple[float, float]:
+    """CPU seconds used so far by the driver JVM and by its descendants (the Python workers, live
+    ones with the children they have reaped, and the reaped ones); (0.0, 0.0) without /proc."""
+    pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    own = _stat(pid)
+    if own is None:
+        return 0.0, 0.0
+    below = int(own[13]) + int(own[14])  # cutime, cstime: children the JVM has waited for
+    for child in _descendants(pid):
+        fields = _stat(child)
+        if fields is not None:  # utime, stime, cutime, cstime
+            below += sum(int(value) for value in fields[11:15])
+    return (int(own[11]) + int(own[12])) / ticks, below / ticks
 
 
 @dataclass
@@ -53,7 +81,7 @@ def measured(spark: SparkSession, label: str, every: float = 10.0) -> Iterator[C
     cost = Cost()
     stop = threading.Event()
     tracker = spark.sparkContext.statusTracker()
-    began, cpu0, py0 = time.monotonic(), jvm_cpu_seconds(spark), time.process_time()
+    began, (jvm0, workers0), py0 = time.monotonic(), jvm_cpu_seconds(spark), time.process_time()
 
     def report() -> None:
         while not stop.wait(every):
@@ -75,5 +103,14 @@ def measured(spark: SparkSession, label: str, every: float = 10.0) -> Iterator[C
         stop.set()
         thread.join()
         cost.wall_seconds = time.monotonic() - began
-        cost.cpu_seconds = jvm_cpu_seconds(spark) - cpu0 + time.process_time() - py0
-        log.info("%s: done in %.1f s wall, %.1f s CPU", label, cost.wall_seconds, cost.cpu_seconds)
+        jvm, workers = jvm_cpu_seconds(spark)
+        split = {"jvm": jvm - jvm0, "python_workers": workers - workers0, "driver": time.process_time() - py0}
+        cost.extra.update({f"{part}_cpu_seconds": seconds for part, seconds in split.items()})
+        cost.cpu_seconds = sum(split.values())
+        log.info(
+            "%s: done in %.1f s wall, %.1f s CPU (JVM %.1f, Python workers %.1f, driver %.1f)",
+            label,
+            cost.wall_seconds,
+            cost.cpu_seconds,
+            *split.values(),
+        )
