@@ -61,7 +61,8 @@ log = logging.getLogger("movierec.precompute")
 K = 20
 USERS_PER_TASK = 50_000  # ~20 s of work per task at full scale: progress moves, little scheduling
 WRITE_BATCH = 50_000  # rows per SQLite transaction
-RECS_SCHEMA = "uidx int, items string"
+RECS_SCHEMA = "uidx int, items string"  # what score_batches yields
+NAMED_SCHEMA = "user_id long, uidx int, items string"  # and with the user ids (with_user_ids)
 PERSONALISED, GROUP, FALLBACK = "personalised", "group", "fallback"  # where a user's line comes from
 
 
@@ -118,6 +119,26 @@ def response_lines(items: np.ndarray, slugs: pa.StringArray) -> pa.StringArray:
     np.cumsum(kept.sum(axis=1), out=offsets[1:])
     names = slugs.take(pa.array(items[kept], pa.int32()))
     return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), names), ",")
+
+
+def user_id_of_uidx(uidx: np.ndarray, user_ids: np.ndarray) -> np.ndarray:
+    """uidx -> user id (-1 where no user has that uidx), from the users table's two columns."""
+    user_of = np.full(int(uidx.max(initial=-1)) + 1, -1, dtype=np.int64)
+    user_of[uidx] = user_ids
+    return user_of
+
+
+def with_user_ids(lines: pa.RecordBatch, user_of: np.ndarray) -> pa.RecordBatch:
+    """(uidx, items) -> (user_id, uidx, items): each line given its user id by an array lookup in
+    the task (a broadcast join in the JVM cost ~2 s of its CPU at 1M users); lines of a uidx no
+    user has are dropped, as that join dropped them."""
+    uidx = lines.column("uidx").to_numpy(zero_copy_only=False).astype(np.int64)
+    inside = (uidx >= 0) & (uidx < len(user_of))
+    user_id = np.where(inside, user_of[np.where(inside, uidx, 0)], -1)
+    named = pa.RecordBatch.from_arrays(
+        [pa.array(user_id), lines.column("uidx"), lines.column("items")], names=["user_id", "uidx", "items"]
+    )
+    return named if inside.all() and (user_id >= 0).all() else named.filter(pa.array(user_id >= 0))
 
 
 @dataclass(frozen=True)
@@ -252,17 +273,20 @@ def recommend_all(
     # per-user list shuffled and joined to the factors: that aggregation and join were most of
     # the JVM's share of the job.
     pairs = pq.read_table(folder / versions.SEEN_FILE, columns=["uidx", "iidx"])
-    user_uidx = pq.read_table(folder / versions.USERS_FILE, columns=["uidx"]).column("uidx")
+    user_table = pq.read_table(folder / versions.USERS_FILE, columns=["uidx", "user_id"])
+    user_uidx = user_table.column("uidx")
     n_uidx = 1 + max(pc.max(user_uidx).as_py() or 0, pc.max(pairs.column("uidx")).as_py() or 0)
+    user_of = user_id_of_uidx(user_uidx.to_numpy(), user_table.column("user_id").to_numpy().astype(np.int64))
     seen_csr = seen_by_user(
         pairs.column("uidx").to_numpy(), pairs.column("iidx").to_numpy(), row_of_iidx, n_uidx
     )
     del pairs
-    shared = spark.sparkContext.broadcast((item_factors, slugs, seen_csr, quota))
+    shared = spark.sparkContext.broadcast((item_factors, slugs, seen_csr, quota, user_of))
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        factors, names, seen_rows, tail_quota = shared.value
-        yield from score_batches(batches, factors, names, seen_rows, k, block_users, tail_quota, explore)
+        factors, names, seen_rows, tail_quota, user_ids = shared.value
+        for lines in score_batches(batches, factors, names, seen_rows, k, block_users, tail_quota, explore):
+            yield with_user_ids(lines, user_ids)
 
     users_in = user_factors.select("id", "features")
     cores = spark.sparkContext.defaultParallelism
@@ -277,26 +301,29 @@ def recommend_all(
     if cold is not None:  # users without history get their group's line: score the others only
         # broadcast (~1M ids): a shuffled join would move every user's factors
         users_in = users_in.join(F.broadcast(history.withColumnRenamed("uidx", "id")), "id", "left_semi")
-    recs = users_in.mapInArrow(score, RECS_SCHEMA).withColumn("list", F.lit(PERSONALISED))
+    recs = users_in.mapInArrow(score, NAMED_SCHEMA).withColumn("list", F.lit(PERSONALISED))
     listed = users_in.select(F.col("id").alias("uidx"))  # the users recs has a row for
+    user_ids = users.select("uidx", F.col("user_id").cast("long").alias("user_id"))
     if cold is not None:
         by_group = group_lines(cold, movie_iidx, movie_ids, k).to_pydict()
         lines = spark.createDataFrame(list(zip(*by_group.values(), strict=True)), "group int, items string")
         newcomers = cold.members(spark).join(history, "uidx", "left_anti")
         with_group = newcomers.join(F.broadcast(lines), "group")
-        recs = recs.unionByName(with_group.select("uidx", "items", F.lit(GROUP).alias("list")))
+        # these lines get their user ids from broadcast users: ~300 bytes of slugs per user are
+        # not shuffled to meet them
+        named_groups = with_group.join(F.broadcast(user_ids), "uidx")
+        recs = recs.unionByName(named_groups.select("user_id", "uidx", "items", F.lit(GROUP).alias("list")))
         listed = listed.unionByName(with_group.select("uidx"))
     line = F.col("items")
     missing = line.isNull() | (line == "")
-    # The lines get their user ids from broadcast users, so ~300 bytes of slugs per user are not
-    # shuffled to meet them; users without a line are found from the ids alone.
-    user_ids = users.select("uidx", F.col("user_id").cast("long").alias("user_id"))
-    named = recs.join(F.broadcast(user_ids), "uidx").select(
+    named = recs.select(
         "user_id",
         F.when(missing, F.lit(fallback)).otherwise(line).alias("items"),
         F.when(missing, F.lit(FALLBACK)).otherwise(F.col("list")).alias("list"),
     )
-    unlisted = user_ids.join(listed, "uidx", "left_anti")
+    # users without a line, found from the ids alone; the ids with a line (~1M at full scale,
+    # a few MB) are broadcast: a sort-merge join shuffled and sorted both sides
+    unlisted = user_ids.join(F.broadcast(listed), "uidx", "left_anti")
     return named.unionByName(
         unlisted.select("user_id", F.lit(fallback).alias("items"), F.lit(FALLBACK).alias("list"))
     )

@@ -315,6 +315,20 @@ def test_score_batches_is_the_pure_core(settings) -> None:
         job.item_table(np.array([9]), np.zeros((1, 1)), np.array([0]), ["a+1"])
 
 
+def test_each_line_gets_its_user_id_in_the_task_and_lines_without_a_user_are_dropped() -> None:
+    """uidx -> user id by the users table (uidx 2 has no user; 7 is beyond every uidx)."""
+    user_of = job.user_id_of_uidx(np.array([3, 0, 1]), np.array([300, 100, 110]))
+    assert user_of.tolist() == [100, 110, -1, 300]
+    lines = pa.RecordBatch.from_pydict(
+        {"uidx": pa.array([1, 2, 3, 7, 0], pa.int32()), "items": ["b", "c", "d", "e", "a"]}
+    )
+    assert job.with_user_ids(lines, user_of).to_pydict() == {
+        "user_id": [110, 300, 100],
+        "uidx": [1, 3, 0],
+        "items": ["b", "d", "a"],
+    }
+
+
 def test_each_task_picks_its_users_rows_of_the_broadcast_seen_pairs() -> None:
     """The seen CSR is built once by uidx; a batch of users in any order gets exactly its rows."""
     row_of_iidx = np.array([2, -1, 0, 1])  # iidx 1 has no factors
