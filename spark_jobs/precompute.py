@@ -138,7 +138,8 @@ def with_user_ids(lines: pa.RecordBatch, user_of: np.ndarray) -> pa.RecordBatch:
     named = pa.RecordBatch.from_arrays(
         [pa.array(user_id), lines.column("uidx"), lines.column("items")], names=["user_id", "uidx", "items"]
     )
-    return named if inside.all() and (user_id >= 0).all() else named.filter(pa.array(user_id >= 0))
+    known = user_id >= 0
+    return named if known.all() else named.filter(pa.array(known))
 
 
 @dataclass(frozen=True)
