@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from movierec.models.topk import csr_from_pairs, top_k, top_k_argpartition, top_k_naive, top_k_of_scores
+from movierec.models.topk import (
+    compile_kernel,
+    csr_from_pairs,
+    scan_rows,
+    top_k,
+    top_k_argpartition,
+    top_k_naive,
+    top_k_of_scores,
+)
+from movierec.settings import REPO_ROOT
 
 
 def _naive_with_seen(users: np.ndarray, items: np.ndarray, k: int, seen_pairs: list[tuple[int, int]]):
@@ -136,3 +150,39 @@ def test_bad_inputs_are_refused_clearly() -> None:
         top_k_of_scores(np.zeros((2, 5), dtype=np.float32), 2, groups=0)
     with pytest.raises(ValueError, match="k must be"):
         top_k_of_scores(np.zeros((2, 5), dtype=np.float32), 0)
+
+
+# one process: compile (or load) the scan, run it once, print its cache hits and misses
+_CACHE_PROBE = """
+import numpy as np
+from movierec.models.topk import compile_kernel, scan_rows
+scan = compile_kernel(scan_rows)
+items, best = np.full((2, 3), -1, np.int32), np.full((2, 3), -np.inf, np.float32)
+scan(np.ones((2, 40), np.float32), np.zeros(3, np.int64), np.zeros(0, np.int64), 2, items, best)
+print(sum(scan.stats.cache_hits.values()), sum(scan.stats.cache_misses.values()))
+"""
+
+
+def test_a_second_process_loads_the_compiled_scan_from_the_disk_cache(tmp_path: Path) -> None:
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
+
+    def probe() -> list[int]:
+        run = subprocess.run([sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return [int(n) for n in run.stdout.split()]
+
+    assert probe() == [0, 1]  # the first process compiles, and writes the cache
+    assert any(tmp_path.rglob("*.nbc"))
+    assert probe() == [1, 0]  # the next one loads it
+
+
+def test_a_kernel_whose_source_file_is_not_here_is_compiled_in_memory() -> None:
+    # as on an executor without the project: the scan came by value, its file is elsewhere
+    shipped = types.FunctionType(
+        scan_rows.__code__.replace(co_filename="/not/on/this/machine/topk.py"), scan_rows.__globals__
+    )
+    scan = compile_kernel(shipped)
+    scores = np.random.default_rng(3).standard_normal((6, 300)).astype(np.float32)
+    items, best = np.full((6, 5), -1, np.int32), np.full((6, 5), -np.inf, np.float32)
+    scan(scores.copy(), np.zeros(7, np.int64), np.zeros(0, np.int64), 4, items, best)
+    np.testing.assert_array_equal(items, top_k_naive(scores, 5)[0])
