@@ -20,8 +20,8 @@ users got which kind of list), and the file's size, lookup latency and those cou
 ``reports/<version>/serving-<serving id>.json``.
 
 This is the one job with Python on executors: ``movierec.models.topk`` and this module are shipped
-by value (cloudpickle), so executors need numpy, pyarrow and numba (the scan is compiled once per
-worker process), not a copy of the project.
+by value (cloudpickle), so executors need numpy, pyarrow and numba, not a copy of the project (the
+scan is compiled once per worker process, or loaded from numba's cache where the source file is).
 """
 
 from __future__ import annotations
