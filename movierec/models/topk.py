@@ -244,9 +244,9 @@ def compile_kernel(function: Callable[..., None]) -> Callable[..., None]:
     """``function`` compiled by numba, cached on disk where its source file is: a process that
     finds the cache loads the kernel in ~0.7 s instead of compiling it for ~1.7 s, numba's import
     included (``bench/bench_kernel_cache.py``); every Python worker of a precompute, and its
-    driver, start with this. Numba keys the cache by the source
-    file's stamp, so an edited file is compiled afresh. An executor without the project (the
-    function came by value) or without a writable cache folder compiles it in memory."""
+    driver, start with this. Numba keys the cache by the source file's stamp, so an edited file
+    is compiled afresh. An executor without the project (the function came by value) or without
+    a writable cache folder compiles it in memory."""
     import numba  # here: only processes that score pay for the compiler
 
     try:
