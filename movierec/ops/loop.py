@@ -2,8 +2,9 @@
 
     Kafka ─► monitoring (node-exporter, Alertmanager, dashboard, Prometheus, probe)
       ─► catalog API (simulator) ─► recommendation service ─► Airflow (DAGs unpaused)
-      ─► backfill of history (simulator, first time only) ─► ingest runs until caught up (the
-      catalog run starts after the first) ─► first retrain (if nothing is published yet) ─► live viewers
+      ─► backfill of history (simulator, first time only), and beside it ingest runs until caught
+      up (the catalog run starts after the first) ─► first retrain (if nothing is published yet)
+      ─► live viewers
 
 Every step is idempotent: a second `movierec up` finds things running and only starts what is
 not. Every long-running part runs under one supervisord per home (``movierec.ops.supervisor``),
@@ -38,8 +39,14 @@ class Timeline:
 
     @contextmanager
     def step(self, name: str, what: str) -> Iterator[None]:
-        print(f"[{self.elapsed():6.0f} s] {what} ...", flush=True)
+        self.begin(what)
         yield
+        self.end(name, what)
+
+    def begin(self, what: str) -> None:
+        print(f"[{self.elapsed():6.0f} s] {what} ...", flush=True)
+
+    def end(self, name: str, what: str) -> None:
         self.marks[name] = self.elapsed()
         print(f"[{self.elapsed():6.0f} s] {what}: done", flush=True)
 
@@ -83,6 +90,19 @@ def lines_waiting(settings: Settings) -> int:
         consumer.close()
 
 
+INGEST, WAIT, CAUGHT_UP = "ingest", "wait", "caught up"
+
+
+def next_ingest(waiting: int, backfilling: bool, batch_lines: int) -> str:
+    """What catching up does next, from the lines waiting on the topic: ``INGEST`` a run, ``WAIT``
+    while the backfill writes until a whole batch is there (each run pays ~20 s of Airflow's
+    start and commit, so small runs behind the backfill would waste it), or ``CAUGHT_UP`` (the
+    backfill, if any, has ended and nothing waits)."""
+    if waiting >= batch_lines or (waiting > 0 and not backfilling):
+        return INGEST
+    return WAIT if backfilling else CAUGHT_UP
+
+
 def run_dag(settings: Settings, dag_id: str, timeout: float, conf: dict[str, Any] | None = None) -> str:
     run_id = airflow_ops.trigger(settings, dag_id, conf)
     print(f"           {dag_id}: run {run_id} (watch it at {airflow_ops.api_url(settings)}/dags/{dag_id})")
@@ -107,9 +127,46 @@ def start_catalog(settings: Settings, say: Callable[[str], None]) -> None:
     say(f"           catalog: run {run_id} started (users and movies; it goes on in the background)")
 
 
-def world(settings: Settings, *args: str) -> None:
-    """A `movierec world ...` command in the foreground, its progress lines passed through."""
-    subprocess.run([str(services.CLI), "world", *args], env=child_env(settings), check=True)
+def world(settings: Settings, *args: str) -> subprocess.Popen:
+    """A `movierec world ...` command started beside us, its progress lines passed through."""
+    return subprocess.Popen([str(services.CLI), "world", *args], env=child_env(settings))
+
+
+def catch_up(
+    settings: Settings,
+    timeline: Timeline,
+    backfill: subprocess.Popen | None,
+    backfill_what: str,
+    say: Callable[[str], None],
+    poll: float = 5.0,
+) -> None:
+    """``ingest_movielog`` runs until the lake has caught up with the topic, while the backfill (if
+    any) still writes: the two use a core each, so ingesting behind it takes the ingest's time off
+    the wait instead of adding it. The catalog run starts after the first ingest run (it stores
+    users as it goes, so the first retrain finds those fetched while the rest is ingested)."""
+    catalog_started = False
+    while True:
+        if backfill is not None and "backfill" not in timeline.marks and backfill.poll() is not None:
+            if backfill.returncode != 0:
+                raise subprocess.CalledProcessError(backfill.returncode, backfill.args)
+            timeline.end("backfill", backfill_what)
+        backfilling = backfill is not None and backfill.returncode is None
+        waiting = lines_waiting(settings)
+        action = next_ingest(waiting, backfilling, settings.ingest_max_lines)
+        if action == CAUGHT_UP:
+            break
+        if action == WAIT:
+            time.sleep(poll)
+            continue
+        say(f"           {waiting:,} lines to ingest" + (" (the backfill goes on)" if backfilling else ""))
+        if run_dag(settings, "ingest_movielog", timeout=3600) != "success":
+            raise airflow_ops.AirflowOpsError("an ingest_movielog run failed (its log: Airflow UI)")
+        if not catalog_started:
+            start_catalog(settings, say)
+            catalog_started = True
+    if not catalog_started:
+        with timeline.step("catalog", "catalog run"):
+            start_catalog(settings, say)
 
 
 def up(
@@ -141,25 +198,18 @@ def up(
         airflow_ops.start(settings)
         # retrain stays paused until there is data: unpaused, its schedule starts a run at once
         airflow_ops.unpause_all(settings, keep_paused=() if has_current_model(settings) else ("retrain",))
+    backfill, backfill_what = None, f"backfill of {backfill_days:g} days of history into {settings.topic}"
     if lake_is_empty(settings) and lines_waiting(settings) == 0:
-        what = f"backfill of {backfill_days:g} days of history into {settings.topic}"
-        with timeline.step("backfill", what):
-            days, sessions = f"{backfill_days:g}", str(sessions_per_day)
-            world(settings, "backfill", "--days", days, "--sessions-per-day", sessions)
-    catalog_started = False
-    with timeline.step("ingest", "ingest_movielog runs until the lake has caught up with the topic"):
-        while (waiting := lines_waiting(settings)) > 0:
-            say(f"           {waiting:,} lines to ingest")
-            if run_dag(settings, "ingest_movielog", timeout=3600) != "success":
-                raise airflow_ops.AirflowOpsError("an ingest_movielog run failed (its log: Airflow UI)")
-            if not catalog_started:
-                # from the first batch on: the catalog stores users as it goes, so the first retrain
-                # finds the demographics of those fetched while the rest is ingested
-                start_catalog(settings, say)
-                catalog_started = True
-    if not catalog_started:
-        with timeline.step("catalog", "catalog run"):
-            start_catalog(settings, say)
+        timeline.begin(backfill_what)
+        days, sessions = f"{backfill_days:g}", str(sessions_per_day)
+        backfill = world(settings, "backfill", "--days", days, "--sessions-per-day", sessions)
+    try:
+        with timeline.step("ingest", "ingest_movielog runs until the lake has caught up with the topic"):
+            catch_up(settings, timeline, backfill, backfill_what, say)
+    finally:
+        if backfill is not None and backfill.poll() is None:  # an ingest failed or we were interrupted
+            backfill.terminate()
+            backfill.wait()
     if not has_current_model(settings):
         with timeline.step("retrain", "first retrain: prepare, train, evaluate, precompute, publish"):
             state = first_retrain(settings, timeout=retrain_timeout)
