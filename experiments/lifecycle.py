@@ -11,8 +11,10 @@ status, stop, report, decide, and the retrain's canary.
                                                out if its definition says ``auto_decide``
     canary_candidate(settings, version)        the retrain DAG: the candidate whose own serving file a
                                                canary of ``version`` needs, if any
-    publish_or_canary(settings, version)       the retrain DAG: the first model is published; later
-                                               ones go out as a canary experiment against ``current``
+    publish_or_canary(settings, version)       the retrain DAG: the first model is published (and its
+                                               challenger, if another candidate, goes out as a canary
+                                               against it); later ones go out as a canary against
+                                               ``current``
 """
 
 from __future__ import annotations
@@ -139,10 +141,8 @@ def canary_definition(settings: Settings, serving_id: str) -> Definition:
 
 def canary_candidate(settings: Settings, version: str) -> str | None:
     """The candidate of ``version`` a canary will test from its own serving file: the challenger
-    evaluate named (``spark_jobs.compare.challenger``) when it is not the chosen candidate, and only
-    once a model serves (the first model is published behind the offline gate, not tested)."""
-    if registry.current_version(settings) is None:
-        return None
+    evaluate named (``spark_jobs.compare.challenger``) when it is not the chosen candidate. A first
+    model needs it too: its chosen candidate is published and its challenger tested against it."""
     return versions.challenger_of(settings, version)
 
 
@@ -152,10 +152,25 @@ def publish_or_canary(
     """The retrain's last step. With nothing current (or ``force``) the version is published behind
     the offline gate; otherwise a serving file goes out as a canary experiment against the current
     model, judged later by ``decide_experiment``: ``serving_id``, by default that of the challenger
-    evaluate named (``canary_candidate``), else the version's own."""
+    evaluate named (``canary_candidate``), else the version's own.
+
+    A first model's challenger, when it is another candidate, goes out as a canary against the
+    model just published: offline measures on a log written under the site's popularity list
+    favour that list, so the personalised challenger is judged on live traffic from the start
+    instead of waiting for the next retrain (and a newcomer sees lists that differ by user)."""
     if force or registry.current_version(settings) is None:
-        return registry.publish(settings, version, force=force).describe()
+        published = registry.publish(settings, version, force=force).describe()
+        candidate = canary_candidate(settings, version)
+        if force or candidate is None:
+            return published
+        return f"{published}; {_canary(settings, serving_file.serving_id(version, candidate))}"
     challenger = serving_id or serving_file.serving_id(version, canary_candidate(settings, version))
+    return _canary(settings, challenger)
+
+
+def _canary(settings: Settings, challenger: str) -> str:
+    """``challenger``'s serving file out as a canary against ``current``, superseding an earlier
+    canary (rolled back with that as its evidence); not started while another experiment is in force."""
     forced = control.in_force(settings)
     if forced is not None:
         previous = control.running(settings)

@@ -24,6 +24,7 @@ from movierec.models import registry, versions
 from movierec.online import compute
 from movierec.schemas import ANSWER_OUTCOME
 from server.experiment import parse_experiment
+from tests.test_registry import write_candidate_file, write_version
 from tests.test_server_store import point_current, write_serving_file
 
 INCUMBENT, CHALLENGER = "20261128T040000Z", "20261129T040000Z"
@@ -279,12 +280,49 @@ def test_a_canary_tests_the_challenger_evaluate_named_in_its_own_serving_file(
     assert state.serving == {"control": INCUMBENT, "canary": f"{newer}-als_r16"}
     assert registry.current_version(site) == INCUMBENT
 
-    # a challenger that is the chosen candidate is the version's own file; nothing current: no canary
+    # a challenger that is the chosen candidate is the version's own file
     named("popularity")
     assert lifecycle.canary_candidate(site, newer) is None
-    named("als_r16")
-    (site.serving_dir / "current").unlink()
-    assert lifecycle.canary_candidate(site, newer) is None
+
+
+def first_model(tmp_path: Path, challenger: str) -> tuple[settings_module.Settings, str]:
+    """A home with nothing published and one version whose evaluate chose popularity and named
+    ``challenger``, with the serving files the retrain would have written for both."""
+    home = settings_module.load({"MOVIEREC_HOME": str(tmp_path / "home"), "MOVIEREC_SERVER_PORT": "9"})
+    first = "20261201T000000Z"
+    write_version(home, first)
+    model = {"version": first, "model": "popularity", "candidate": "popularity", "challenger": challenger}
+    (versions.model_dir(home, first) / versions.MODEL_FILE).write_text(json.dumps(model))
+    if challenger != "popularity":
+        write_candidate_file(home, first, challenger)
+    return home, first
+
+
+def test_a_first_model_is_published_and_its_challenger_goes_out_as_a_canary_against_it(
+    tmp_path: Path,
+) -> None:
+    home, first = first_model(tmp_path, "als_r16_demo")
+    assert registry.current_version(home) is None
+    assert lifecycle.canary_candidate(home, first) == "als_r16_demo"  # precompute_challenger writes it
+
+    message = lifecycle.publish_or_canary(home, first)
+    assert registry.current_version(home) == first  # the chosen candidate serves, behind the gate
+    state = control.running(home)
+    assert state is not None and state.name == f"canary-{first}-als_r16_demo".lower()
+    assert state.serving == {"control": first, "canary": f"{first}-als_r16_demo"}
+    assert state.definition.shares == {"control": 0.7, "canary": 0.3} and state.definition.auto_decide
+    assert message.startswith(f"publish: current is {first}") and f"canary {state.name} started" in message
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_first_model_without_another_challenger_or_forced_is_only_published(
+    tmp_path: Path, force: bool
+) -> None:
+    home, first = first_model(tmp_path, "als_r16" if force else "popularity")
+    message = lifecycle.publish_or_canary(home, first, force=force)
+    assert registry.current_version(home) == first
+    assert control.running(home) is None and not home.experiment_path.exists()
+    assert "canary" not in message
 
 
 # --- the command --------------------------------------------------------------------------------

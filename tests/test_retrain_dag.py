@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from experiments import control
 from movierec.models import registry, versions
 from movierec.ops import airflow_ops
 from simulator import truth_evaluation
@@ -132,13 +133,21 @@ def test_a_cleared_run_replaces_its_version_and_publishes_a_file_for_every_user(
     chosen = json.loads((folder / versions.MODEL_FILE).read_text())["candidate"]
     report = json.loads((versions.report_dir(settings, version) / versions.REPORT_JSON).read_text())
     assert report["chosen"] == chosen
-    # the challenger a later retrain's canary would test is named beside the choice (none is
-    # precomputed for a first model: it is published, not tested)
+    # the challenger is named beside the choice; when it is another candidate it gets its own file
+    # and goes out as a canary against the first model at once
     challenger = json.loads((folder / versions.MODEL_FILE).read_text())["challenger"]
     assert report["challenger"] == challenger and challenger in report["models"]
     page = (versions.report_dir(settings, version) / versions.REPORT_MD).read_text()
     assert f"**Canary challenger: {challenger}.**" in page
-    assert not list(settings.serving_dir.glob(f"recs-{version}-*"))
+    canary = control.running(settings)
+    if challenger == chosen:
+        assert not list(settings.serving_dir.glob(f"recs-{version}-*")) and canary is None
+    else:
+        assert [p.name for p in settings.serving_dir.glob(f"recs-{version}-*")] == [
+            f"recs-{version}-{challenger}.sqlite"
+        ]
+        assert canary is not None
+        assert canary.serving == {"control": version, "canary": f"{version}-{challenger}"}
     figures = json.loads(versions.serving_report_path(settings, version, version).read_text())
     assert (
         figures["candidate"] == chosen
