@@ -15,7 +15,8 @@ Once a model serves, ``publish`` sends a new one out as a canary experiment inst
 (experiments.lifecycle.publish_or_canary), and the ``experiments`` DAG promotes or rolls it back
 from the experiment's verdict. The canary tests the challenger evaluate named (the best candidate
 on test watches no shown list started, which exposure cannot earn); when that is not the chosen
-candidate, ``precompute_challenger`` writes its own serving file first.
+candidate, ``precompute_challenger`` writes its own serving file first, and a first model's
+``publish`` sends it out as a canary against the model it just published.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ def retrain() -> None:
         from experiments import lifecycle
         from movierec import settings
 
-        # the first model is published behind the offline gate; later ones go out as a canary
-        # experiment against the current model, promoted or rolled back by the experiments DAG
+        # the first model is published behind the offline gate (its challenger, if another candidate,
+        # then goes out as a canary against it); later ones go out as a canary experiment against
+        # the current model, promoted or rolled back by the experiments DAG
         force = bool(get_current_context()["params"].get("force_publish"))
         return lifecycle.publish_or_canary(settings.load(), version, force=force)
 
