@@ -95,7 +95,7 @@ INGEST, WAIT, CAUGHT_UP = "ingest", "wait", "caught up"
 
 def next_ingest(waiting: int, backfilling: bool, batch_lines: int) -> str:
     """What catching up does next, from the lines waiting on the topic: ``INGEST`` a run, ``WAIT``
-    while the backfill writes until a whole batch is there (each run pays ~25 s beyond its batch:
+    while the backfill writes until a whole batch is there (each run pays ~30 s beyond its batch:
     Airflow's start and the DAG's later tasks, so small runs behind the backfill would waste it),
     or ``CAUGHT_UP`` (the backfill, if any, has ended and nothing waits)."""
     if waiting >= batch_lines or (waiting > 0 and not backfilling):
