@@ -5,7 +5,8 @@
 
 The candidates are ``movierec.models.candidates.default_candidates`` (popularity, popularity within
 the user's demographic group, ALS at rank 16 and at the given rank, rank 16 with demographic side
-features). Each is fitted on the training
+features; while no model serves and no rank is given, all but the ALS at the other rank, the one
+expensive fit, so that a first model comes sooner). Each is fitted on the training
 interactions (before T) into ``candidates/<name>/before_t`` and refitted on all interactions
 into ``candidates/<name>/all``, with its ``train.json`` (kind, parameters, cost); ``evaluate``
 then picks one and the refit of that one is served. Refitting every candidate costs a few cheap
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 
 from movierec import settings as settings_module
-from movierec.models import candidates, versions
+from movierec.models import candidates, registry, versions
 from movierec.settings import Settings
 from spark_jobs import files
 from spark_jobs.progress import measured, setup_logging
@@ -85,24 +86,33 @@ def train(
     return report
 
 
+def candidates_to_fit(
+    settings: Settings, rank: int | None, reg: float, alpha: float, iterations: int
+) -> list[candidates.Candidate]:
+    """The default candidates; while nothing serves, the cheap ones only, so the first model
+    comes sooner (``default_candidates``' ``first_model``)."""
+    first_model = registry.current_version(settings) is None
+    return candidates.default_candidates(
+        settings, rank=rank, reg=reg, alpha=alpha, iterations=iterations, first_model=first_model
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = settings_module.load()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", required=True, type=versions.check_version)
-    parser.add_argument("--rank", type=int, default=settings.als_rank)
+    parser.add_argument("--rank", type=int, help=f"ALS rank (default: settings, {settings.als_rank})")
     parser.add_argument("--reg", type=float, default=settings.als_reg)
     parser.add_argument("--alpha", type=float, default=settings.als_alpha)
     parser.add_argument("--iterations", type=int, default=settings.als_iterations)
     args = parser.parse_args(argv)
-    if args.rank < 1 or args.iterations < 1 or args.reg < 0 or args.alpha <= 0:
+    if (args.rank is not None and args.rank < 1) or args.iterations < 1 or args.reg < 0 or args.alpha <= 0:
         parser.error("rank and iterations must be >= 1, reg >= 0, alpha > 0")
     setup_logging()
     from movierec.ops.spark_submit import print_result
     from spark_jobs.session import build_session
 
-    fitting = candidates.default_candidates(
-        settings, rank=args.rank, reg=args.reg, alpha=args.alpha, iterations=args.iterations
-    )
+    fitting = candidates_to_fit(settings, args.rank, args.reg, args.alpha, args.iterations)
     spark = build_session(settings, "train")
     try:
         report = train(spark, settings, args.version, fitting)

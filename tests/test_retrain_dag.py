@@ -158,7 +158,8 @@ def test_a_cleared_run_replaces_its_version_and_publishes_a_file_for_every_user(
     # Evaluation only: the same version against the simulator's ground truth.
     truth = truth_evaluation.truth_report(settings, version, sample_size=300)
     candidates = {p.name for p in (folder / versions.CANDIDATES_DIR).iterdir() if (p / "train.json").exists()}
-    assert candidates == {"popularity", "group_popularity", "als_r16", "als_r64", "als_r16_demo"}
+    # a first model: the cheap candidates only (no ALS at rank 64); the next retrain fits it too
+    assert candidates == {"popularity", "group_popularity", "als_r16", "als_r16_demo"}
     assert set(truth["closeness"]) == candidates | {f"served file (recs-{version})"}
     for row in truth["closeness"].values():
         assert 0 <= row["overlap_at_20"] <= 1

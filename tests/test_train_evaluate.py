@@ -15,15 +15,17 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from movierec.models import candidates, versions
+from movierec.models import candidates, registry, versions
 from movierec.ops import spark_submit
+from movierec.settings import Settings
 from spark_jobs import evaluate as evaluate_module
 from spark_jobs import files
 from spark_jobs import ranking_metrics as metrics
 from spark_jobs.evaluate import evaluate
 from spark_jobs.prepare import prepare
-from spark_jobs.train import train
+from spark_jobs.train import candidates_to_fit, train
 from tests.learning_data import build_small_lake, learning_settings
+from tests.test_registry import write_version
 
 VERSION = "20261125T000000Z"
 
@@ -95,6 +97,35 @@ def test_the_default_candidates_are_popularities_rank_16_the_given_rank_and_rank
         "als_r16_demo": ("als_features", 16),
     }
     assert described(16) == described(64)
+
+
+def test_a_first_model_leaves_out_the_als_at_the_other_rank_unless_a_rank_is_asked_for(
+    tmp_path: Path,
+) -> None:
+    def names(settings: Settings, **asked: Any) -> list[str]:
+        return [c.name for c in candidates.default_candidates(settings, **asked)]
+
+    cheap = ["popularity", "group_popularity", "als_r16", "als_r16_demo"]
+    settings = learning_settings(tmp_path)  # rank 32 in the settings
+    assert names(settings, first_model=True) == cheap
+    assert names(settings) == ["popularity", "group_popularity", "als_r16", "als_r32", "als_r16_demo"]
+    assert names(settings, rank=64, first_model=True) == [*cheap[:3], "als_r64", "als_r16_demo"]
+    sixteen = learning_settings(tmp_path, MOVIEREC_ALS_RANK="16")  # the other rank is then 64
+    assert names(sixteen, first_model=True) == cheap
+    assert names(sixteen) == [*cheap[:3], "als_r64", "als_r16_demo"]
+
+
+def test_the_train_job_fits_the_cheap_candidates_until_a_model_serves(tmp_path: Path) -> None:
+    settings = learning_settings(tmp_path)
+
+    def fitted() -> list[str]:
+        return [c.name for c in candidates_to_fit(settings, None, 0.1, 10.0, 5)]
+
+    assert "als_r32" not in fitted() and "als_r16_demo" in fitted()
+    write_version(settings, "20261201T000000Z")
+    registry.publish(settings, "20261201T000000Z")
+    assert "als_r32" in fitted()
+    assert [c.name for c in candidates_to_fit(settings, 8, 0.1, 10.0, 5)][3] == "als_r8"
 
 
 # --- Spark ---------------------------------------------------------------------------------------

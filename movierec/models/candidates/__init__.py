@@ -67,11 +67,17 @@ def default_candidates(
     reg: float | None = None,
     alpha: float | None = None,
     iterations: int | None = None,
+    first_model: bool = False,
 ) -> list[Candidate]:
     """What the retrain compares: popularity; popularity within the user's demographic group
     (also what users without history are served, ``cold_start``); ALS at rank 16 and at the given
     rank (64 when that is 16 too); rank 16 with demographic side features. Unset values: the
-    settings'."""
+    settings'.
+
+    ``first_model`` (nothing serves yet and no rank was asked for) leaves out the ALS at the other
+    rank: it is the one expensive fit (~110 s of the 279 s train at full scale), and a newcomer
+    waits for the first model; the next retrain fits it."""
+    with_other_rank = not (first_model and rank is None)
     rank = settings.als_rank if rank is None else rank
     other = rank if rank != SMALL_RANK else 64
     common: dict[str, Any] = {
@@ -84,7 +90,7 @@ def default_candidates(
         Popularity(),
         GroupPopularity(),
         ALS(f"als_r{SMALL_RANK}", rank=SMALL_RANK, **common),
-        ALS(f"als_r{other}", rank=other, **common),
+        *([ALS(f"als_r{other}", rank=other, **common)] if with_other_rank else []),
         ALSWithFeatures(f"als_r{SMALL_RANK}_demo", rank=SMALL_RANK, **common),
     ]
 
