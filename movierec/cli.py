@@ -125,7 +125,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ValueError as exc:  # refused before anything started
         print(f"movierec: {exc}", file=sys.stderr)
         return 2
-    print(f"\nmovierec is up after {timeline.elapsed():.0f} s:")
+    print(f"\nmovierec is up after {timeline.so_far()}:")
     for line in loop.where(settings):
         print(f"  {line}")
     return 0

@@ -1,4 +1,5 @@
-"""`movierec up` ingests while the backfill writes: what its catch-up loop does next.
+"""`movierec up` ingests while the backfill writes: what its catch-up loop does next, and the
+machine's CPU seconds each step prints.
 
 The loop itself drives Airflow and the broker (measured on `make up`, README); the decision it
 takes from the lines waiting is a pure function, checked here on every case.
@@ -6,9 +7,13 @@ takes from the lines waiting is a pure function, checked here on every case.
 
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 
-from movierec.ops.loop import CAUGHT_UP, INGEST, WAIT, next_ingest
+from movierec.ops import processes
+from movierec.ops.loop import CAUGHT_UP, INGEST, WAIT, Timeline, busy_share, next_ingest
 
 BATCH = 3_000_000
 
@@ -29,3 +34,35 @@ def test_ingest_runs_take_whole_batches_while_the_backfill_writes_and_the_rest_a
     waiting: int, backfilling: bool, expected: str
 ) -> None:
     assert next_ingest(waiting, backfilling, BATCH) == expected
+
+
+def test_the_machine_busy_seconds_are_every_column_of_the_cpu_line_but_idle_and_iowait() -> None:
+    # user nice system idle iowait irq softirq steal guest guest_nice, in clock ticks
+    line = "cpu  100 20 30 5000 400 5 5 40 7 0\ncpu0 50 10 15 2500 200 2 3 20 3 0\n"
+    assert processes.busy_cpu_seconds(line) == pytest.approx(200 / os.sysconf("SC_CLK_TCK"))
+    with pytest.raises(ValueError, match="cpu line"):
+        processes.busy_cpu_seconds("intr 12345 0 0\n")
+
+
+def test_the_machine_was_busy_at_least_as_long_as_this_process() -> None:
+    before, mine_before = processes.busy_cpu_seconds(), os.times()
+    total = sum(i * i for i in range(3_000_000))  # CPU work of our own
+    after, mine_after = processes.busy_cpu_seconds(), os.times()
+    ours = (mine_after.user + mine_after.system) - (mine_before.user + mine_before.system)
+    assert total > 0 and ours > 0
+    assert after - before >= ours - 2 / os.sysconf("SC_CLK_TCK")  # ticks round each figure
+
+
+def test_each_step_prints_its_machine_cpu_seconds_and_how_busy_the_cores_were(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert busy_share(60.0, 30.0, 2) == 1.0 and busy_share(30.0, 60.0, 2) == 0.25
+    assert busy_share(5.0, 0.0, 2) == 0.0
+    timeline = Timeline()
+    with timeline.step("work", "some work"):
+        sum(i * i for i in range(1_000_000))
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].endswith("some work ...")
+    assert re.search(r"some work: done \(\d+ CPU s, \d+ cores \d+% busy\)$", printed[1])
+    assert set(timeline.marks) == set(timeline.cpu) == {"work"} and timeline.cpu["work"] >= 0
+    assert re.fullmatch(r"\d+ s \(\d+ CPU s, \d+ cores \d+% busy\)", timeline.so_far())

@@ -16,6 +16,7 @@ and one when it ends.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,19 +24,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from movierec.ops import airflow_ops, services, spark_cluster, supervisor
+from movierec.ops import airflow_ops, processes, services, spark_cluster, supervisor
 from movierec.ops.broker import broker
 from movierec.settings import Settings, child_env
 
 log = logging.getLogger(__name__)
 
 
+def busy_share(cpu_seconds: float, wall_seconds: float, cores: int) -> float:
+    """How busy the cores were over a span: 1.0 is every core all the time."""
+    return cpu_seconds / (wall_seconds * cores) if wall_seconds > 0 else 0.0
+
+
 @dataclass
 class Timeline:
-    """When each step of `movierec up` ended, in seconds from the start (for the README's figures)."""
+    """When each step of `movierec up` ended, in seconds from the start (for the README's
+    figures), and the machine's busy CPU seconds over each step (every process, not only ours):
+    near all cores busy, a step is bound by the machine, not by waiting."""
 
     began: float = field(default_factory=time.monotonic)
     marks: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+    cpu_began: float = field(default_factory=processes.busy_cpu_seconds)
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    started: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @contextmanager
     def step(self, name: str, what: str) -> Iterator[None]:
@@ -44,14 +56,27 @@ class Timeline:
         self.end(name, what)
 
     def begin(self, what: str) -> None:
+        self.started[what] = (self.elapsed(), processes.busy_cpu_seconds())
         print(f"[{self.elapsed():6.0f} s] {what} ...", flush=True)
 
     def end(self, name: str, what: str) -> None:
+        began, cpu_began = self.started.pop(what)
         self.marks[name] = self.elapsed()
-        print(f"[{self.elapsed():6.0f} s] {what}: done", flush=True)
+        self.cpu[name] = processes.busy_cpu_seconds() - cpu_began
+        spent = self.spent(self.marks[name] - began, self.cpu[name])
+        print(f"[{self.elapsed():6.0f} s] {what}: done ({spent})", flush=True)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.began
+
+    def spent(self, wall_seconds: float, cpu_seconds: float) -> str:
+        share = busy_share(cpu_seconds, wall_seconds, self.cores)
+        return f"{cpu_seconds:.0f} CPU s, {self.cores} cores {share:.0%} busy"
+
+    def so_far(self) -> str:
+        """Seconds since the start, and the machine's CPU seconds over them."""
+        elapsed = self.elapsed()
+        return f"{elapsed:.0f} s ({self.spent(elapsed, processes.busy_cpu_seconds() - self.cpu_began)})"
 
 
 def has_current_model(settings: Settings) -> bool:

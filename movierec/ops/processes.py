@@ -1,4 +1,5 @@
-"""Processes of the parts we run in the background: liveness, process trees, signals.
+"""Processes of the parts we run in the background: liveness, process trees, signals, and
+what the machine's cores have been busy with.
 
 Shared by the stop paths of supervisord's programs (movierec.ops.supervisor), Airflow's
 leftovers and the services: process trees, liveness, and signals to whole process groups,
@@ -100,6 +101,18 @@ def wait_gone(pids: set[int], timeout: float) -> set[int]:
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.2)
+
+
+def busy_cpu_seconds(stat: str | None = None) -> float:
+    """CPU seconds the whole machine has spent busy since boot, all cores together: the first
+    (``cpu``) line of /proc/stat, every column but idle and iowait (guest time is already in user)."""
+    if stat is None:
+        stat = Path("/proc/stat").read_text()
+    columns = stat.splitlines()[0].split()
+    if columns[0] != "cpu":
+        raise ValueError(f"not the /proc/stat cpu line: {columns[0]!r}")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(c) for c in columns[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def tail(path: Path, size: int = 3000) -> str:
