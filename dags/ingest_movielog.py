@@ -29,7 +29,7 @@ from movierec.ops.dag_wiring import LAKE_EVENTS, SCHEDULING, jsonable
     ),
     schedule="*/10 * * * *",
     **SCHEDULING,
-    max_active_tasks=1,
+    max_active_tasks=2,  # availability beside sessions: a run's later tasks use the second core
     default_args={
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
