@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 
 from movierec.ops import processes
-from movierec.ops.loop import CAUGHT_UP, INGEST, WAIT, Timeline, busy_share, next_ingest
+from movierec.ops.loop import CAUGHT_UP, INGEST, WAIT, Timeline, busy_share, kept_paused, next_ingest
 
 BATCH = 3_000_000
 
@@ -34,6 +35,24 @@ def test_ingest_runs_take_whole_batches_while_the_backfill_writes_and_the_rest_a
     waiting: int, backfilling: bool, expected: str
 ) -> None:
     assert next_ingest(waiting, backfilling, BATCH) == expected
+
+
+@pytest.mark.parametrize(
+    ("has_model", "backfilling", "expected"),
+    [
+        (False, True, {"retrain", "ingest_movielog"}),  # a fresh clone: both wait for their turn
+        (False, False, {"retrain"}),  # lines are waiting already: ingest's schedule may take them
+        (True, True, {"ingest_movielog"}),
+        (True, False, set()),  # a restart of a running system: every schedule on at once
+    ],
+)
+def test_up_leaves_retrain_paused_until_there_is_data_and_ingest_until_the_backfill_has_a_batch(
+    has_model: bool, backfilling: bool, expected: set[str]
+) -> None:
+    paused = kept_paused(has_model, backfilling)
+    assert set(paused) == expected
+    dags = {path.stem for path in (Path(__file__).parents[1] / "dags").glob("*.py")}
+    assert set(paused) <= dags  # the ids of real DAG files (a typo would leave nothing paused)
 
 
 def test_the_machine_busy_seconds_are_every_column_of_the_cpu_line_but_idle_and_iowait() -> None:
