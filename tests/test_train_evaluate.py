@@ -331,6 +331,17 @@ def test_spark_submit_refuses_an_unknown_job(tmp_path: Path) -> None:
         spark_submit.submit(learning_settings(tmp_path), "nope", [])
 
 
+def test_the_spark_jvms_collect_garbage_with_the_throughput_collector(spark: Any, tmp_path: Path) -> None:
+    # ParallelGC's two collectors (G1, the JVM's default, would name "G1 Young Generation", ...)
+    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    assert {bean.getName() for bean in beans} == {"PS Scavenge", "PS MarkSweep"}
+    # and a submitted job's driver and a cluster's executors get the same option
+    cmd = spark_submit.command(learning_settings(tmp_path), "prepare", ["--version", "20261201T000000Z"])
+    confs = {cmd[i + 1] for i, part in enumerate(cmd) if part == "--conf"}
+    for side in ("driver", "executor"):
+        assert f"spark.{side}.extraJavaOptions=-XX:+UseParallelGC" in confs
+
+
 def test_a_failing_job_raises_with_its_log(tmp_path: Path) -> None:
     settings = learning_settings(tmp_path)
     with pytest.raises(spark_submit.SparkJobFailed, match="exit code") as failure:
