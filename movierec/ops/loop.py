@@ -118,7 +118,7 @@ def lines_waiting(settings: Settings) -> int:
 INGEST, WAIT, CAUGHT_UP = "ingest", "wait", "caught up"
 INGEST_DAG, RETRAIN_DAG = "ingest_movielog", "retrain"
 # How often a run's state is asked for: the next step starts when it is seen to end, and the catch-up
-# waits on ~9 runs in a row (at 3 s a poll that was ~1.5 s lost per run; a GET a second costs the
+# waits on ~8 runs in a row (at 3 s a poll that was ~1.5 s lost per run; a GET a second costs the
 # API server next to nothing).
 RUN_POLL_SECONDS = 1.0
 
