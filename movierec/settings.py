@@ -162,6 +162,9 @@ class Settings:
     als_reg: float = _setting("MOVIEREC_ALS_REG", 0.05, "ALS: regularization (regParam)")
     als_alpha: float = _setting("MOVIEREC_ALS_ALPHA", 10.0, "ALS: implicit confidence scale (alpha)")
     als_iterations: int = _setting("MOVIEREC_ALS_ITERATIONS", 10, "ALS: iterations (maxIter)")
+    als_blocks: int = _setting(
+        "MOVIEREC_ALS_BLOCKS", 0, "ALS: user and item blocks (0: from the data, als.block_count)"
+    )
     test_days: int = _setting(
         "MOVIEREC_TEST_DAYS", 1, "evaluation: days after the split time T held out as the test window"
     )

@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if (args.rank is not None and args.rank < 1) or args.iterations < 1 or args.reg < 0 or args.alpha <= 0:
         parser.error("rank and iterations must be >= 1, reg >= 0, alpha > 0")
+    if settings.als_blocks < 0:
+        parser.error(
+            f"MOVIEREC_ALS_BLOCKS must be 0 (from the data) or a block count, got {settings.als_blocks}"
+        )
     setup_logging()
     from movierec.ops.spark_submit import print_result
     from spark_jobs.session import build_session

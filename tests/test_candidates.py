@@ -154,3 +154,31 @@ def test_group_popularity_without_any_catalog_user_is_global_popularity(
     assert factors.rank == 1 and np.all(matrix == 1)
     assert sorted(users.tolist()) == [1, 2, 3, 4, 5, 6, 7, 8]  # the window's users, none else
     assert factors.items()[1][:, 0] == pytest.approx(np.array([2, 3, 2, 1]) * (1 + 1 / 4))
+
+
+def test_als_blocks_are_one_per_core_on_small_data_and_spark_s_default_on_big() -> None:
+    from movierec.models.candidates.als import SMALL_DATA_ROWS, block_count
+
+    assert block_count(290_000, cores=2) == 2  # make up's first model on this box
+    assert block_count(290_000, cores=1) == 2  # never fewer than 2
+    assert block_count(290_000, cores=4) == 4
+    assert block_count(290_000, cores=64) == 10  # never more than Spark's default
+    assert block_count(SMALL_DATA_ROWS - 1, cores=2) == 2
+    assert block_count(SMALL_DATA_ROWS, cores=2) == 10  # full scale keeps Spark's default
+    assert block_count(30_000_000, cores=64) == 10
+
+
+def test_als_fits_in_the_blocks_it_is_given_or_in_block_count_s(
+    spark: Any, window: Any, tmp_path: Path
+) -> None:
+    """ALS keeps a factor partition per user block, and saves a file per non-empty one (and the
+    first): users 1..8 are hashed by id into blocks, so 10 blocks give a file per user at least,
+    3 blocks 3 files, and local[2]'s block_count (2) 2 files."""
+    assert spark.sparkContext.defaultParallelism == 2
+    common = {"rank": 3, "reg": 0.1, "alpha": 5.0, "iterations": 2, "seed": 7}
+    files = {}
+    for blocks in (0, 3, 10):
+        folder = tmp_path / f"blocks{blocks}"
+        candidates.ALS("als_r3", blocks=blocks, **common).fit(spark, window).save(folder)
+        files[blocks] = len(list((folder / "userFactors").glob("part-*.parquet")))
+    assert files[0] == 2 and files[3] == 3 and files[10] >= len(USERS)

@@ -331,6 +331,18 @@ def test_spark_submit_refuses_an_unknown_job(tmp_path: Path) -> None:
         spark_submit.submit(learning_settings(tmp_path), "nope", [])
 
 
+def test_train_refuses_a_negative_block_count_before_spark_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spark_jobs import train as train_job
+
+    monkeypatch.setenv("MOVIEREC_ALS_BLOCKS", "-2")
+    with pytest.raises(SystemExit) as stopped:
+        train_job.main(["--version", "20261201T000000Z"])
+    assert stopped.value.code == 2
+    assert "MOVIEREC_ALS_BLOCKS must be 0 (from the data) or a block count, got -2" in capsys.readouterr().err
+
+
 def test_the_spark_jvms_collect_garbage_with_the_throughput_collector(spark: Any, tmp_path: Path) -> None:
     # ParallelGC's two collectors (G1, the JVM's default, would name "G1 Young Generation", ...)
     beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()

@@ -85,6 +85,7 @@ def default_candidates(
         "alpha": settings.als_alpha if alpha is None else alpha,
         "iterations": settings.als_iterations if iterations is None else iterations,
         "seed": settings.seed,
+        "blocks": settings.als_blocks,
     }
     return [
         Popularity(),

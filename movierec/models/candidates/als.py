@@ -23,6 +23,24 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 CHECKPOINT_INTERVAL = 5  # cut the RDD lineage every 5 iterations (deep lineage overflows the stack)
+# Spark's default of 10 user and 10 item blocks is for big data. A small training set (make up's
+# first model: 0.26M rows) in 10 blocks is mostly per-iteration tasks and shuffle files with little
+# in them: one block per core (up to the 10) fitted the first model's four ALS fits in 40 s against
+# 52 s (bench/bench_als_blocks.py). From SMALL_DATA_ROWS on, Spark's default, as measured at full
+# scale (bench_als_training: 10, 4 and 2 blocks within 12%).
+SMALL_DATA_ROWS = 1_000_000
+SPARK_DEFAULT_BLOCKS = 10
+
+
+def block_count(rows: int, cores: int) -> int:
+    """ALS's user and item blocks for ``rows`` training rows on ``cores`` (the master's default
+    parallelism): one per core, at least 2 and at most Spark's 10, below ``SMALL_DATA_ROWS``;
+    Spark's 10 from there. Never more blocks than cores on small data, never fewer than 2."""
+    if rows >= SMALL_DATA_ROWS:
+        return SPARK_DEFAULT_BLOCKS
+    return max(2, min(SPARK_DEFAULT_BLOCKS, cores))
+
+
 USER_FACTORS, ITEM_FACTORS = "userFactors", "itemFactors"
 
 
@@ -35,11 +53,14 @@ def als_estimator(
     *,
     checkpoint_interval: int = CHECKPOINT_INTERVAL,
     implicit: bool = True,
+    blocks: int = SPARK_DEFAULT_BLOCKS,
 ) -> Any:
     """Spark's ALS on (uidx, iidx, strength); implicit: preference r > 0, confidence 1 + alpha * |r|."""
     from pyspark.ml.recommendation import ALS as SparkALS
 
     return SparkALS(
+        numUserBlocks=blocks,
+        numItemBlocks=blocks,
         userCol="uidx",
         itemCol="iidx",
         ratingCol="strength",
@@ -120,12 +141,17 @@ class ALS(Candidate):
     seed: int
     checkpoint_interval: int = CHECKPOINT_INTERVAL
     implicit_prefs: bool = True
+    blocks: int = 0  # user and item blocks; 0: ``block_count`` of the window's rows
 
     def training_rows(self, window: TrainingWindow) -> DataFrame:
         """What the estimator sees: (uidx, iidx, strength) of the window."""
         return window.interactions.select("uidx", "iidx", "strength")
 
     def fit(self, spark: SparkSession, window: TrainingWindow) -> FittedALS:
+        rows = self.training_rows(window)
+        # counted on the window's interactions, which train caches (the fit reads them anyway)
+        cores = spark.sparkContext.defaultParallelism
+        blocks = self.blocks or block_count(window.interactions.count(), cores)
         estimator = als_estimator(
             self.rank,
             self.reg,
@@ -134,8 +160,9 @@ class ALS(Candidate):
             self.seed,
             checkpoint_interval=self.checkpoint_interval,
             implicit=self.implicit_prefs,
+            blocks=blocks,
         )
-        model = estimator.fit(self.training_rows(window))
+        model = estimator.fit(rows)
         model.userFactors.count()  # the fit is lazy in parts: force the factors inside the fit's timing
         return FittedALS(model, window.movie_count)
 
