@@ -150,6 +150,15 @@ def test_a_task_runs_under_the_scheduler_with_our_settings(running: Settings) ->
     # max_active_runs=1: ours may queue behind the scheduled run, each a fresh task process (a
     # bound against a hang, not a speed check)
     assert airflow_ops.wait_for_run(running, "catalog", run, timeout=300, poll=1) == "success"
+    # what catching up waits on: the tasks of a run, not the whole run
+    assert airflow_ops.task_states(running, "catalog", run) == {"sync_catalog": "success"}
+    assert (
+        airflow_ops.wait_for_tasks(running, "catalog", run, ["sync_catalog"], timeout=60, poll=1) == "success"
+    )
+    # a task the run does not have never succeeds: the ended run answers instead of a wait to the timeout
+    assert (
+        airflow_ops.wait_for_tasks(running, "catalog", run, ["no_such_task"], timeout=60, poll=1) == "failed"
+    )
     with airflow_ops.api_client(running) as client:
         xcom = client.get(
             f"/api/v2/dags/catalog/dagRuns/{run}/taskInstances/sync_catalog/xcomEntries/return_value"

@@ -66,6 +66,17 @@ def test_the_dag_folder_imports_without_errors(dagbag: Any) -> None:
     assert sorted(dagbag.dag_ids) == DAG_IDS
 
 
+def test_catching_up_waits_for_the_batch_and_its_sessions_and_everything_they_need(dagbag: Any) -> None:
+    """make up moves on (next batch, first retrain) once LAKE_TASKS succeeded: they must be tasks of
+    the DAG, hold every task upstream of them, and leave drift and availability to end beside."""
+    from movierec.ops.loop import LAKE_TASKS
+
+    dag = dagbag.dags["ingest_movielog"]
+    for task_id in LAKE_TASKS:
+        assert dag.get_task(task_id).upstream_task_ids <= set(LAKE_TASKS)
+    assert set(LAKE_TASKS) == {"ingest_batch", "update_watch_sessions"}
+
+
 def test_ingest_runs_every_ten_minutes_one_run_at_a_time_without_catch_up(dagbag: Any) -> None:
     dag = dagbag.dags["ingest_movielog"]
     assert dag.timetable.expression == "*/10 * * * *"

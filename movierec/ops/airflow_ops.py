@@ -463,6 +463,54 @@ def run_state(settings: Settings, dag_id: str, run_id: str) -> str:
         return answer.json()["state"]
 
 
+def task_states(settings: Settings, dag_id: str, run_id: str) -> dict[str, str | None]:
+    """Each task of the run and its state (None: not scheduled yet)."""
+    with api_client(settings) as client:
+        answer = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        answer.raise_for_status()
+        return {ti["task_id"]: ti["state"] for ti in answer.json()["task_instances"]}
+
+
+def wait_for_tasks(
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+    task_ids: Collection[str],
+    timeout: float,
+    poll: float = 5.0,
+    report_every: float = 30.0,
+) -> str:
+    """Wait until ``task_ids`` of the run have succeeded ("success"), one of them cannot ("failed":
+    failed, upstream_failed or skipped, retries spent), or the run has ended without them (its
+    state); the run's other tasks may still be running. Progress in the log."""
+    began = time.monotonic()
+    next_report = began + report_every
+    while True:
+        states = task_states(settings, dag_id, run_id)
+        wanted = [states.get(task_id) for task_id in task_ids]
+        if all(state == "success" for state in wanted):
+            log.info(
+                "%s run %s: %s succeeded after %.0f s",
+                dag_id,
+                run_id,
+                ", ".join(task_ids),
+                time.monotonic() - began,
+            )
+            return "success"
+        if any(state in ("failed", "upstream_failed", "skipped") for state in wanted):
+            return "failed"
+        if (state := run_state(settings, dag_id, run_id)) in FINISHED_STATES:
+            return state if state != "success" else "failed"  # a run that succeeded without them
+        if time.monotonic() - began > timeout:
+            raise AirflowOpsError(
+                f"{dag_id} run {run_id}: {', '.join(task_ids)} not done after {timeout:.0f} s"
+            )
+        if time.monotonic() >= next_report:
+            log.info("%s run %s: %s (%.0f s)", dag_id, run_id, state, time.monotonic() - began)
+            next_report += report_every
+        time.sleep(poll)
+
+
 def wait_for_run(
     settings: Settings,
     dag_id: str,

@@ -116,6 +116,11 @@ def lines_waiting(settings: Settings) -> int:
 
 
 INGEST, WAIT, CAUGHT_UP = "ingest", "wait", "caught up"
+# The tasks of an ingest run that catching up waits for: the batch's files and its days' sessions,
+# what the next batch and the first retrain read. Drift and availability end beside the next run
+# (triggered now, it starts when this one ends: one run at a time) or beside the retrain's prepare,
+# ~5-7 s per run that the loop no longer waits on.
+LAKE_TASKS = ("ingest_batch", "update_watch_sessions")
 INGEST_DAG, RETRAIN_DAG = "ingest_movielog", "retrain"
 # How often a run's state is asked for: the next step starts when it is seen to end, and the catch-up
 # waits on ~8 runs in a row (at 3 s a poll that was ~1.5 s lost per run; a GET a second costs the
@@ -144,9 +149,14 @@ def next_ingest(waiting: int, backfilling: bool, batch_lines: int) -> str:
     return WAIT if backfilling else CAUGHT_UP
 
 
-def run_dag(settings: Settings, dag_id: str, timeout: float, conf: dict[str, Any] | None = None) -> str:
+def start_run(settings: Settings, dag_id: str, conf: dict[str, Any] | None = None) -> str:
     run_id = airflow_ops.trigger(settings, dag_id, conf)
     print(f"           {dag_id}: run {run_id} (watch it at {airflow_ops.api_url(settings)}/dags/{dag_id})")
+    return run_id
+
+
+def run_dag(settings: Settings, dag_id: str, timeout: float, conf: dict[str, Any] | None = None) -> str:
+    run_id = start_run(settings, dag_id, conf)
     return airflow_ops.wait_for_run(settings, dag_id, run_id, timeout=timeout, poll=RUN_POLL_SECONDS)
 
 
@@ -203,7 +213,11 @@ def catch_up(
             continue
         say(f"           {waiting:,} lines to ingest" + (" (the backfill goes on)" if backfilling else ""))
         airflow_ops.unpause(settings, INGEST_DAG)  # a paused DAG's runs wait; a no-op once on
-        if run_dag(settings, INGEST_DAG, timeout=3600) != "success":
+        run_id = start_run(settings, INGEST_DAG)
+        state = airflow_ops.wait_for_tasks(
+            settings, INGEST_DAG, run_id, LAKE_TASKS, timeout=3600, poll=RUN_POLL_SECONDS
+        )
+        if state != "success":
             raise airflow_ops.AirflowOpsError("an ingest_movielog run failed (its log: Airflow UI)")
         if not catalog_started:
             start_catalog(settings, say)
