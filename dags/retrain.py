@@ -89,7 +89,7 @@ def retrain() -> None:
     @task
     def precompute_challenger(version: str) -> dict[str, Any] | None:
         from experiments import lifecycle
-        from movierec import settings
+        from movierec import serving_file, settings
         from movierec.ops import spark_submit
 
         # the canary's own serving file, when evaluate named a challenger other than the chosen one
@@ -98,7 +98,9 @@ def retrain() -> None:
         if candidate is None:
             return None
         args = ["--version", version, "--candidate", candidate]
-        return spark_submit.submit(loaded, "precompute", args, tag=version)
+        # a log of its own, named by its serving id: the chosen one's precompute-<version>.log stays
+        tag = serving_file.serving_id(version, candidate)
+        return spark_submit.submit(loaded, "precompute", args, tag=tag)
 
     @task(retries=0)  # a refusal is the gate's answer, not a transient error
     def publish(version: str) -> str:

@@ -270,14 +270,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_precompute(args: argparse.Namespace) -> int:
+    from movierec import serving_file
     from movierec.models import versions
     from movierec.ops import spark_submit
 
     extra = ["--candidate", args.candidate] if args.candidate else []
     try:
         version = versions.check_version(args.version)
+        tag = serving_file.serving_id(version, args.candidate)  # a log per serving file
         report = spark_submit.submit(
-            settings_module.load(), "precompute", ["--version", version, *extra], tag=version
+            settings_module.load(), "precompute", ["--version", version, *extra], tag=tag
         )
     except (versions.VersionError, spark_submit.SparkJobFailed) as exc:
         print(f"movierec: {exc}", file=sys.stderr)
