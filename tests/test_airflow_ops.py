@@ -258,7 +258,8 @@ def test_the_environment_points_airflow_at_this_home_and_the_repo(tmp_path: Path
 
 class LockedAirflow(BaseHTTPRequestHandler):
     """A stand-in for Airflow's REST API (named so: a locked SQLite database cannot be made on
-    demand in the real one): logs in, then answers each trigger with the next planned status."""
+    demand in the real one): logs in, then answers each trigger or unpause with the next planned
+    status."""
 
     planned: ClassVar[list[int]] = []
     bodies: ClassVar[list[dict]] = []
@@ -277,6 +278,9 @@ class LockedAirflow(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def do_PATCH(self) -> None:
+        self.do_POST()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -319,3 +323,21 @@ def test_a_trigger_refused_for_another_reason_is_not_repeated(
     with pytest.raises(airflow_ops.AirflowOpsError, match="500"):
         airflow_ops.trigger(settings, "catalog", attempts=2)
     assert len(handler.bodies) == 3
+
+
+def test_an_unpause_that_finds_the_database_locked_is_repeated(
+    locked_airflow: tuple[Settings, type[LockedAirflow]],
+) -> None:
+    """What ended a make up of 2026-12-03: the last ingest run's tasks held the SQLite database
+    while catching up unpaused the DAG (500 after Airflow's 5 s busy timeout)."""
+    settings, handler = locked_airflow
+    handler.planned = [500, 200]
+    airflow_ops.unpause(settings, "ingest_movielog")
+    assert handler.bodies == [{"is_paused": False}] * 2
+    handler.planned = [500, 500]
+    with pytest.raises(airflow_ops.AirflowOpsError, match="unpausing ingest_movielog failed: 500"):
+        airflow_ops.unpause(settings, "ingest_movielog", attempts=2)
+    handler.planned = [404]  # not a lock: not repeated
+    with pytest.raises(airflow_ops.AirflowOpsError, match="404"):
+        airflow_ops.unpause(settings, "nope")
+    assert len(handler.bodies) == 5

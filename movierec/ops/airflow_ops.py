@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -406,9 +406,7 @@ def unpause_all(settings: Settings, timeout: float = 120.0, keep_paused: Collect
         for dag in dags:
             if Path(dag["fileloc"]).name in wanted and dag["dag_id"] not in keep_paused:
                 if dag["is_paused"]:
-                    client.patch(
-                        f"/api/v2/dags/{dag['dag_id']}", json={"is_paused": False}
-                    ).raise_for_status()
+                    _unpause(client, dag["dag_id"])
                 unpaused.append(dag["dag_id"])
     if errors:
         detail = "\n".join(f"{e['filename']}: {e['stack_trace'][-500:]}" for e in errors)
@@ -419,30 +417,59 @@ def unpause_all(settings: Settings, timeout: float = 120.0, keep_paused: Collect
 FINISHED_STATES = ("success", "failed")
 
 
-def trigger(settings: Settings, dag_id: str, conf: Mapping[str, Any] | None = None, attempts: int = 5) -> str:
-    """Start a run of ``dag_id`` now (as the UI's trigger button does); its run id.
+def _repeated_while_locked(
+    send: Callable[[], httpx.Response], what: str, attempts: int, done: Callable[[httpx.Response, int], bool]
+) -> httpx.Response:
+    """``send()`` until ``done(answer, attempt)``; repeated while Airflow answers 5xx.
 
     On SQLite a write can find the database locked by the scheduler or a task (Airflow answers 500,
-    "Database error"): the call is repeated with the same run id, so a run the first attempt did
-    create is found (409) rather than started twice."""
-    run_id = f"manual__{datetime.now(UTC).isoformat()}"
-    body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf or {})}
-    with api_client(settings) as client:
-        for attempt in range(1, attempts + 1):
-            # Airflow 3 wants logical_date in the body; null means "now, no data interval"
-            answer = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
-            if answer.status_code in (200, 201) or (answer.status_code == 409 and attempt > 1):
-                return run_id
-            if answer.status_code < 500 or attempt == attempts:
-                raise AirflowOpsError(f"triggering {dag_id} failed: {answer.status_code} {answer.text[:300]}")
-            log.warning("triggering %s: %s, attempt %d of %d", dag_id, answer.status_code, attempt, attempts)
-            time.sleep(2.0 * attempt)
+    "Database error" after its 5 s busy timeout), e.g. while a run's last tasks store their states.
+    Any other answer, or the last attempt's, is an ``AirflowOpsError``."""
+    for attempt in range(1, attempts + 1):
+        answer = send()
+        if done(answer, attempt):
+            return answer
+        if answer.status_code < 500 or attempt == attempts:
+            raise AirflowOpsError(f"{what} failed: {answer.status_code} {answer.text[:300]}")
+        log.warning("%s: %s, attempt %d of %d", what, answer.status_code, attempt, attempts)
+        time.sleep(2.0 * attempt)
     raise AssertionError("unreachable")
 
 
-def unpause(settings: Settings, dag_id: str) -> None:
+def trigger(settings: Settings, dag_id: str, conf: Mapping[str, Any] | None = None, attempts: int = 5) -> str:
+    """Start a run of ``dag_id`` now (as the UI's trigger button does); its run id.
+
+    Repeated while the database is locked, with the same run id, so a run the first attempt did
+    create is found (409) rather than started twice."""
+    run_id = f"manual__{datetime.now(UTC).isoformat()}"
+    # Airflow 3 wants logical_date in the body; null means "now, no data interval"
+    body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf or {})}
     with api_client(settings) as client:
-        client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+        _repeated_while_locked(
+            lambda: client.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body),
+            f"triggering {dag_id}",
+            attempts,
+            lambda answer, attempt: (
+                answer.status_code in (200, 201) or (answer.status_code == 409 and attempt > 1)
+            ),
+        )
+    return run_id
+
+
+def unpause(settings: Settings, dag_id: str, attempts: int = 5) -> None:
+    """Switch ``dag_id``'s schedule on."""
+    with api_client(settings) as client:
+        _unpause(client, dag_id, attempts)
+
+
+def _unpause(client: httpx.Client, dag_id: str, attempts: int = 5) -> None:
+    """Repeated while the database is locked: unpausing is idempotent."""
+    _repeated_while_locked(
+        lambda: client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}),
+        f"unpausing {dag_id}",
+        attempts,
+        lambda answer, _: answer.status_code == 200,
+    )
 
 
 def active_runs(settings: Settings, dag_id: str) -> list[str]:
