@@ -40,8 +40,9 @@ def test_ingest_runs_take_whole_batches_while_the_backfill_writes_and_the_rest_a
 @pytest.mark.parametrize(
     ("has_model", "backfilling", "expected"),
     [
-        (False, True, {"retrain", "ingest_movielog"}),  # a fresh clone: both wait for their turn
-        (False, False, {"retrain"}),  # lines are waiting already: ingest's schedule may take them
+        # a fresh clone: each waits for its turn (online metrics: until a model is published)
+        (False, True, {"retrain", "online_metrics", "ingest_movielog"}),
+        (False, False, {"retrain", "online_metrics"}),  # lines are waiting already: ingest may take them
         (True, True, {"ingest_movielog"}),
         (True, False, set()),  # a restart of a running system: every schedule on at once
     ],
