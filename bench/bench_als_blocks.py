@@ -15,19 +15,15 @@ process tree's (the launcher, the JVM, the Python driver). The figures decide ``
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from bench_spark_cluster import home_copy  # bench/ is the script's folder: the same home copy
+import side_by_side  # bench/ is the script's folder
 from bench_spark_gc import children_cpu_seconds
 
-from movierec import settings as settings_module
 from movierec.models.candidates.als import SPARK_DEFAULT_BLOCKS
 from movierec.ops import spark_submit
 from movierec.settings import Settings
@@ -71,29 +67,13 @@ def summary(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/bench-als-blocks"))
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    source = settings_module.load().home
-    if not (source / "lake").exists():
-        parser.error(f"{source} has no lake: point MOVIEREC_HOME at a home with one (make up makes one)")
-    env = {k: v for k, v in os.environ.items() if k.startswith("MOVIEREC_")}
+    args = side_by_side.parse_args(__doc__.splitlines()[0], Path("/tmp/bench-als-blocks"))
     homes = {}
     for name, blocks in SETTINGS.items():
-        home = home_copy(source, args.work / blocks)
-        homes[name] = settings_module.load(env | {"MOVIEREC_HOME": str(home), "MOVIEREC_ALS_BLOCKS": blocks})
+        homes[name] = side_by_side.home_settings(args, blocks, MOVIEREC_ALS_BLOCKS=blocks)
         spark_submit.submit(homes[name], "prepare", ["--version", VERSION], tag=VERSION)
-    rounds = []
-    for number in range(args.rounds):
-        order = list(SETTINGS) if number % 2 == 0 else list(reversed(SETTINGS))
-        rounds.append({name: run_train(homes[name]) for name in order})
-    result = summary(rounds)
-    print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    rounds = side_by_side.alternating_rounds(args.rounds, list(SETTINGS), lambda name: run_train(homes[name]))
+    side_by_side.report(summary(rounds), args.json)
 
 
 if __name__ == "__main__":

@@ -14,19 +14,15 @@ start-up included. The figures decide ``spark_submit.JAVA_OPTIONS``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 import resource
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from bench_spark_cluster import home_copy  # bench/ is the script's folder: the same home copy
+import side_by_side  # bench/ is the script's folder
 
-from movierec import settings as settings_module
 from movierec.ops import spark_submit
 from movierec.settings import Settings
 
@@ -71,28 +67,12 @@ def summary(rounds: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str, A
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/bench-spark-gc"))
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    source = settings_module.load().home
-    if not (source / "lake").exists():
-        parser.error(f"{source} has no lake: point MOVIEREC_HOME at a home with one (make up makes one)")
-    env = {k: v for k, v in os.environ.items() if k.startswith("MOVIEREC_")}
-    homes = {
-        name: settings_module.load(env | {"MOVIEREC_HOME": str(home_copy(source, args.work / name))})
-        for name in COLLECTORS
-    }
-    rounds = []
-    for number in range(args.rounds):
-        order = list(COLLECTORS) if number % 2 == 0 else list(reversed(COLLECTORS))
-        rounds.append({name: run_jobs(homes[name], COLLECTORS[name]) for name in order})
-    result = summary(rounds)
-    print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    args = side_by_side.parse_args(__doc__.splitlines()[0], Path("/tmp/bench-spark-gc"))
+    homes = {name: side_by_side.home_settings(args, name) for name in COLLECTORS}
+    rounds = side_by_side.alternating_rounds(
+        args.rounds, list(COLLECTORS), lambda name: run_jobs(homes[name], COLLECTORS[name])
+    )
+    side_by_side.report(summary(rounds), args.json)
 
 
 if __name__ == "__main__":
