@@ -274,7 +274,7 @@ def test_factor_files_are_scored_where_they_are_read_and_one_file_is_spread_firs
     user_factors.mkdir()
     pq.write_table(merged, user_factors / "part-00000.parquet")
     block_files = len(list((folder / "candidates" / CHOSEN / "all" / "userFactors").glob("*.parquet")))
-    assert block_files >= 2  # one per user block (als.block_count: 2 on local[2] and this data)
+    assert block_files >= 4
 
     lists, plans = [], []
     for version, read_tasks in ((VERSION, block_files), (one_file.name, None)):

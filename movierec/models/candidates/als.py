@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 CHECKPOINT_INTERVAL = 5  # cut the RDD lineage every 5 iterations (deep lineage overflows the stack)
 # Spark's default of 10 user and 10 item blocks is for big data. A small training set (make up's
 # first model: 0.26M rows) in 10 blocks is mostly per-iteration tasks and shuffle files with little
-# in them: one block per core (up to the 10) fitted the first model's four ALS fits in 40 s against
-# 52 s (bench/bench_als_blocks.py). From SMALL_DATA_ROWS on, Spark's default, as measured at full
-# scale (bench_als_training: 10, 4 and 2 blocks within 12%).
+# in them: one block per core (up to the 10) fitted the first model's four ALS fits in 28.7 s against
+# 39.0 s, the train job 55.5 against 69.8 s (bench/bench_als_blocks.py). From SMALL_DATA_ROWS on,
+# Spark's default, as measured at full scale (bench_als_training: 10, 4 and 2 blocks within 12%).
 SMALL_DATA_ROWS = 1_000_000
 SPARK_DEFAULT_BLOCKS = 10
 
