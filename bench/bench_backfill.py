@@ -37,8 +37,8 @@ def main() -> None:
     history = load_history(settings)
     load_seconds = time.perf_counter() - began
 
-    def timed(write: object) -> tuple[int, float]:
-        started = time.perf_counter()
+    def timed(write: object) -> tuple[int, float, float]:
+        started, cpu = time.perf_counter(), time.process_time()
         count = run_backfill(
             history,
             write,  # type: ignore[arg-type]
@@ -47,25 +47,29 @@ def main() -> None:
             days=args.days,
             sessions_per_day=DEFAULT_SESSIONS_PER_DAY,
         )
-        return count, time.perf_counter() - started
+        return count, time.perf_counter() - started, time.process_time() - cpu
 
-    generated, generate_seconds = timed(lambda line, user: None)
+    generated, generate_seconds, generate_cpu = timed(lambda line, user: None)
     broker.start(settings)
     try:
         broker.ensure_topics(settings)
         with TopicWriter(settings) as writer:
-            produced, produce_seconds = timed(writer.write)
+            produced, produce_seconds, produce_cpu = timed(writer.write)
     finally:
         broker.stop(settings)
 
     print(f"world {args.users:,} users x {args.movies:,} movies, loaded in {load_seconds:.1f} s")
     print(f"{args.days} simulated days, {DEFAULT_SESSIONS_PER_DAY:,} sessions/day")
-    print(f"{'path':<34} {'lines':>10} {'seconds':>8} {'lines/s':>10}")
-    for name, count, seconds in [
-        ("generate only", generated, generate_seconds),
-        ("generate + Kafka (acks=all)", produced, produce_seconds),
+    # CPU: this process's, librdkafka's threads included (the broker's JVM is not)
+    print(f"{'path':<34} {'lines':>10} {'seconds':>8} {'lines/s':>10} {'CPU s':>7} {'CPU us/line':>11}")
+    for name, count, seconds, cpu in [
+        ("generate only", generated, generate_seconds, generate_cpu),
+        ("generate + Kafka (acks=all)", produced, produce_seconds, produce_cpu),
     ]:
-        print(f"{name:<34} {count:>10,} {seconds:>8.1f} {count / seconds:>10,.0f}")
+        print(
+            f"{name:<34} {count:>10,} {seconds:>8.1f} {count / seconds:>10,.0f} {cpu:>7.1f}"
+            f" {1e6 * cpu / count:>11.2f}"
+        )
     print(f"Kafka share of the end-to-end time: {1 - generate_seconds / produce_seconds:.0%}")
 
 

@@ -20,6 +20,8 @@ def test_every_line_arrives_once_keyed_by_user(kafka: settings_module.Settings) 
         for line in lines:
             writer.write(line, int(line.split(",", 2)[1]))
     assert (writer.sent, writer.delivered, writer.failed) == (5_000, 5_000, 0)
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.write(lines[0], 1)  # nothing is taken that would never be sent
 
     consumer = KafkaConsumer(topic, bootstrap_servers=kafka.kafka_bootstrap, auto_offset_reset="earliest")
     try:
@@ -40,4 +42,5 @@ def test_lines_the_broker_refuses_are_reported(kafka: settings_module.Settings) 
     writer.write("2026-11-28T10:00:00,1,GET /rate/up+2009=5", 1)
     with pytest.raises(DeliveryError, match=r"unacknowledged|refused"):
         writer.flush(timeout=10)
+    assert (writer.sent, writer.delivered) == (1, 0)  # a refused line never counts as delivered
     del writer
