@@ -6,6 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+CLASS_ARCHIVE := $(VENV)/spark-classes.jsa
 # Debian's packages the monitoring stack and the dashboard test run (apt-get installs them as root)
 SYSTEM_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter chromium
 SYSTEM_COMMANDS := prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter chromium
@@ -56,7 +57,12 @@ $(DASHBOARD)/node_modules/.installed: $(DASHBOARD)/package.json $(DASHBOARD)/pac
 
 dashboard: $(DASHBOARD)/node_modules/.installed
 
-install: $(INSTALLED) system-packages dashboard
+# The Spark driver's classes, archived once per install (JDK class data sharing: each Spark job
+# starts ~3 s sooner); on local[*], with its scratch and log in the venv, not in the state folder.
+$(CLASS_ARCHIVE): $(INSTALLED) spark_jobs/class_archive.py
+	MOVIEREC_HOME=$(CURDIR)/$(VENV)/class-archive-home MOVIEREC_SPARK_MASTER='local[*]' $(BIN)/movierec spark classes
+
+install: $(INSTALLED) $(CLASS_ARCHIVE) system-packages dashboard
 
 # The whole loop: Kafka, the simulated site, Airflow, the service, a first backfill, ingest and
 # retrain, then live viewers (see README). Idempotent: a second `make up` starts what is not running.

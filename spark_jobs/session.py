@@ -13,7 +13,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from movierec.ops.spark_submit import JAVA_OPTIONS
+from movierec.ops.spark_submit import JAVA_OPTIONS, driver_options
 from movierec.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,8 +50,9 @@ def build_session(settings: Settings, app_name: str) -> SparkSession:
         .master(settings.spark_master)
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.executor.memory", settings.spark_executor_memory)  # a cluster's executors
-        # the JVMs' garbage collector (spark-submit passes the same; here for a session a test starts)
-        .config("spark.driver.extraJavaOptions", JAVA_OPTIONS)
+        # the JVMs' garbage collector and the driver's class archive (spark-submit passes the same;
+        # here for a session a test starts)
+        .config("spark.driver.extraJavaOptions", driver_options())
         .config("spark.executor.extraJavaOptions", JAVA_OPTIONS)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")  # our own progress lines instead
