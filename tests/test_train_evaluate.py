@@ -349,9 +349,9 @@ def test_the_spark_jvms_collect_garbage_with_the_throughput_collector(spark: Any
     assert {bean.getName() for bean in beans} == {"PS Scavenge", "PS MarkSweep"}
     # and a submitted job's driver and a cluster's executors get the same option
     cmd = spark_submit.command(learning_settings(tmp_path), "prepare", ["--version", "20261201T000000Z"])
-    confs = {cmd[i + 1] for i, part in enumerate(cmd) if part == "--conf"}
+    confs = dict(cmd[i + 1].split("=", 1) for i, part in enumerate(cmd) if part == "--conf")
     for side in ("driver", "executor"):
-        assert f"spark.{side}.extraJavaOptions=-XX:+UseParallelGC" in confs
+        assert "-XX:+UseParallelGC" in confs[f"spark.{side}.extraJavaOptions"].split()
 
 
 def test_a_failing_job_raises_with_its_log(tmp_path: Path) -> None:

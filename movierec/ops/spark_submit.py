@@ -155,6 +155,27 @@ def java_binary() -> str:
     return str(Path(home) / "bin" / "java") if home else "java"
 
 
+def check_class_archive(archive: Path) -> None:
+    """Raise ``SparkJobFailed`` unless a JVM starts with ``archive`` mapped (~0.1 s). A cut-short
+    archive crashes the JVM (SIGBUS); one made for other jars or another JDK is only set aside."""
+    check = subprocess.run(
+        # a crash here is the answer: no hs_err file or core dump left behind
+        [
+            java_binary(),
+            f"-XX:SharedArchiveFile={archive}",
+            "-XX:ErrorFile=/dev/null",
+            "-XX:-CreateCoredumpOnCrash",
+            "-version",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    if check.returncode != 0:
+        lines = check.stdout.decode(errors="replace").splitlines()
+        why = f"java exited {check.returncode}: " + " / ".join(line for line in lines[:6] if line.strip("# "))
+        raise SparkJobFailed(f"the class archive {archive} does not map ({why})")
+
+
 def build_class_archive(settings: Settings, archive: Path = CLASS_ARCHIVE) -> dict[str, Any]:
     """Run the ``class_archive`` job with the JVM told to archive the classes it loaded, check the
     archive maps, then move it into place (a JVM crashes on a cut-short archive, so only a whole,
@@ -173,13 +194,7 @@ def build_class_archive(settings: Settings, archive: Path = CLASS_ARCHIVE) -> di
         )
         if not partial.is_file():
             raise SparkJobFailed(f"the JVM wrote no class archive at {partial}; see {result['log']}")
-        check = subprocess.run(
-            [java_binary(), f"-XX:SharedArchiveFile={partial}", "-version"], capture_output=True, text=True
-        )
-        if check.returncode != 0:
-            raise SparkJobFailed(
-                f"the class archive does not map (java exited {check.returncode}): {check.stderr[-500:]}"
-            )
+        check_class_archive(partial)
         os.replace(partial, archive)
     finally:
         partial.unlink(missing_ok=True)
