@@ -1,5 +1,6 @@
-"""What the side-by-side Spark benches share (``bench_spark_gc.py``, ``bench_als_blocks.py``): the
-command line, one copy of a home's lake per setting, rounds in alternating order, the report.
+"""What the side-by-side Spark benches share (``bench_spark_gc.py``, ``bench_spark_classes.py``,
+``bench_als_blocks.py``): the command line, one copy of a home's lake per setting, rounds in
+alternating order, the report.
 
 Each bench compares settings of the retrain's jobs on copies of the lake ``make up`` left
 (``MOVIEREC_HOME``), the order of the settings swapped from round to round so that a drift of the
