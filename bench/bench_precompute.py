@@ -22,7 +22,9 @@ blocks of 1024, 256 and 64 users: the job's own block is one of them, so a block
 the bar; the best of 10 rounds, as one round's rate moves by a third on a shared VM):
 ``2 * users * movies * rank`` flops over the measured flop/s. No exact
 top-k can beat it, so ours / bound says how much the rest (top-k, seen mask, Spark, Parquet)
-costs; the goal is within 2x.
+costs; the goal is within 2x. Every run is printed with its ratio and its CPU by part (the
+Python workers; the JVM's JIT, collector, task threads and the rest; the driver): the session's
+first run is what a production precompute (a fresh ``spark-submit``) pays, later ones are warm.
 
 ``implicit`` (``implicit.cpu.als.AlternatingLeastSquares``) is given our float32 factors as its
 ``user_factors`` / ``item_factors`` and asked for every user's top-20 with
@@ -153,6 +155,20 @@ def time_ours(
             for user_id, line in lines
         },
     )
+
+
+def runs_table(runs: list[tuple[float, Cost]], bound: float) -> str:
+    """Each run of our job against the bound, with its CPU seconds by part: a session's first run
+    pays the JVM's compilation of its hot code (JIT) and the Python workers' start, later runs
+    do not."""
+    head = ("run", "wall", "/ bound", "workers", "JVM", "JIT", "GC", "tasks", "other", "driver")
+    lines = ["".join(f"{name:>9}" for name in head)]
+    parts = ("python_workers", "jvm", "jvm_jit", "jvm_gc", "jvm_tasks", "jvm_other", "driver")
+    for number, (seconds, cost) in enumerate(runs, 1):
+        cpu = [cost.extra.get(f"{part}_cpu_seconds", float("nan")) for part in parts]
+        figures = "".join(f"{value:>8.1f}s" for value in cpu)
+        lines.append(f"{number:>9}{seconds:>8.2f}s{seconds / bound:>8.2f}x{figures}")
+    return "each run, CPU seconds by part (JVM = JIT + GC + tasks + other):\n" + "\n".join(lines)
 
 
 GEMM_BLOCKS = (1024, 256, 64)  # users per GEMM: the bound takes the best rate of these
@@ -371,11 +387,13 @@ def main() -> None:
         f" Python workers {workers:.1f} s ({1e6 * workers / args.users:.1f} µs/user),"
         f" JVM {cost.extra['jvm_cpu_seconds']:.1f} s, driver {cost.extra['driver_cpu_seconds']:.1f} s"
     )
+    verdict = f"ours / GEMM bound: {ours / bound:.2f}x, first run {runs[0][0] / bound:.2f}x (goal: within 2x)"
+    spread += "\n" + runs_table([(seconds, run_cost) for seconds, run_cost, _ in runs], bound)
     if builtin is None:
         print(f"\nprecompute of every user's top-20, {scale}, {settings.spark_master}")
         print(f"ours {ours:.2f} s, GEMM bound {bound:.2f} s ({flops / 1e9:.1f} GFLOP/s measured)")
         print(spread)
-        print(f"ours / GEMM bound: {ours / bound:.2f}x (goal: within 2x)")
+        print(verdict)
         return
     implicit_seconds, implicit_items = time_implicit(factors, seen, args.implicit_batch)
     same, tied = compare_lists(our_lists, implicit_items, factors)
@@ -391,7 +409,7 @@ def main() -> None:
     ):
         print(f"{name:<52}{seconds:>10.2f}{1e6 * seconds / args.users:>10.1f}{seconds / ours:>7.2f}x")
     print(spread)
-    print(f"ours / GEMM bound: {ours / bound:.2f}x (goal: within 2x)")
+    print(verdict)
     print(
         f"implicit's lists equal ours as sets: {same:.4f} of {len(our_lists):,} sampled users"
         f" ({tied:.4f} more differ only by a tie at the 20th score)"

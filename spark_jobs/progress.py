@@ -4,7 +4,9 @@ Spark's ALS offers no per-iteration callback; a thread polls the status tracker 
 stages done so far, so a person watching the log sees the fit move. CPU seconds are the driver
 JVM's (utime + stime from /proc), its descendants' (the Python workers Spark forks for
 ``mapInArrow``: most of precompute's work) and this Python process's: in local mode the executors
-run inside that JVM, so this is all the work; on a cluster it is the driver's share only.
+run inside that JVM, so this is all the work; on a cluster it is the driver's share only. The
+JVM's share is split by what its threads do (``JVM_THREAD_KINDS``): a fresh JVM's first job spends
+seconds compiling its hot code, which a warm one does not.
 """
 
 from __future__ import annotations
@@ -68,6 +70,55 @@ def jvm_cpu_seconds(spark: SparkSession) -> tuple[float, float]:
     return (int(own[11]) + int(own[12])) / ticks, below / ticks
 
 
+# the JVM's threads by /proc's name for them (15 characters at most), and what they do
+JVM_THREAD_KINDS = {
+    "jit": ("C1 CompilerThre", "C2 CompilerThre"),  # the JIT compiling hot methods
+    "gc": ("GC Thread#", "G1 ", "VM Thread"),  # the collector (ParallelGC's and G1's workers)
+    "tasks": ("Executor task ",),  # Spark's tasks (idle ones renamed): reading, converting, writing
+}
+
+
+def thread_kind(name: str) -> str:
+    """The kind of a JVM thread (a key of ``JVM_THREAD_KINDS``) from its /proc name, else "other"."""
+    return next((kind for kind, prefixes in JVM_THREAD_KINDS.items() if name.startswith(prefixes)), "other")
+
+
+def jvm_thread_cpu_seconds(spark: SparkSession) -> dict[int, tuple[str, float]]:
+    """The driver JVM's live threads: thread id -> (kind, CPU seconds so far); {} without /proc.
+    Threads that have ended are not listed (the JVM retires idle compiler threads, Spark idle task
+    threads): a split over a block counts them in "other" (``jvm_split``)."""
+    pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
+    ticks = os.sysconf("SC_CLK_TCK")
+    threads = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+                name = comm.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the thread ended while being read
+        threads[int(tid)] = (thread_kind(name), (int(fields[11]) + int(fields[12])) / ticks)
+    return threads
+
+
+def jvm_split(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], jvm_seconds: float
+) -> dict[str, float]:
+    """The JVM's CPU seconds between two ``jvm_thread_cpu_seconds`` snapshots by kind of thread;
+    "other" is the rest of ``jvm_seconds`` (the whole JVM's), threads that ended included."""
+    split = dict.fromkeys(JVM_THREAD_KINDS, 0.0)
+    for tid, (kind, seconds) in after.items():
+        if kind in split:
+            split[kind] += seconds - before.get(tid, (kind, 0.0))[1]
+    split["other"] = max(0.0, jvm_seconds - sum(split.values()))
+    return split
+
+
 @dataclass
 class Cost:
     wall_seconds: float = 0.0
@@ -81,6 +132,7 @@ def measured(spark: SparkSession, label: str, every: float = 10.0) -> Iterator[C
     cost = Cost()
     stop = threading.Event()
     tracker = spark.sparkContext.statusTracker()
+    threads0 = jvm_thread_cpu_seconds(spark)
     began, (jvm0, workers0), py0 = time.monotonic(), jvm_cpu_seconds(spark), time.process_time()
 
     def report() -> None:
@@ -107,10 +159,16 @@ def measured(spark: SparkSession, label: str, every: float = 10.0) -> Iterator[C
         split = {"jvm": jvm - jvm0, "python_workers": workers - workers0, "driver": time.process_time() - py0}
         cost.extra.update({f"{part}_cpu_seconds": seconds for part, seconds in split.items()})
         cost.cpu_seconds = sum(split.values())
+        by_kind = jvm_split(threads0, jvm_thread_cpu_seconds(spark), split["jvm"])
+        cost.extra.update({f"jvm_{kind}_cpu_seconds": seconds for kind, seconds in by_kind.items()})
         log.info(
-            "%s: done in %.1f s wall, %.1f s CPU (JVM %.1f, Python workers %.1f, driver %.1f)",
+            "%s: done in %.1f s wall, %.1f s CPU (JVM %.1f, Python workers %.1f, driver %.1f;"
+            " JVM's JIT %.1f, GC %.1f, tasks %.1f)",
             label,
             cost.wall_seconds,
             cost.cpu_seconds,
             *split.values(),
+            by_kind["jit"],
+            by_kind["gc"],
+            by_kind["tasks"],
         )
