@@ -9,7 +9,11 @@ One run, same machine, same users:
    number of workers) serving one static file per sampled user; a fourth,
    ``sanic-bare`` (bench/sanic_bare.py: the same route answering a constant
    line), is the framework's ceiling on this machine: what is left for the
-   service's own work (lookup, experiment, provenance, metrics);
+   service's own work (lookup, experiment, provenance, metrics); ``sanic-lookup`` and
+   ``sanic-record`` are the ladder between the two, the same app with the service's
+   ``Model.lookup``, then also its provenance record, added (each step's CPU per answer
+   is that part's cost under load); ``sanic-batch``, the records handed to librdkafka in
+   batches instead, is the alternative to the last step;
 3. ``wrk`` (closed loop) against each: req/s, p50, p99, and the ratios; also each server's
    CPU time per answer (its process group's user + system time over the run), whose ratio
    holds on a box loaded by others where req/s does not;
@@ -39,7 +43,8 @@ for all three (nginx needs one file per user; the service and Flask look up the
 full file). Run on demand:
 
     .venv/bin/python bench/bench_serving.py [--users 1000000] [--sample 100000] [--seconds 10] \
-        [--servers movierec,movierec-bucket,movierec-nolimit,flask,nginx,sanic-bare] [--profile FILE]
+        [--servers movierec,movierec-bucket,movierec-nolimit,flask,nginx,sanic-bare,sanic-lookup,...] \
+        [--profile FILE]
 
 Needs Debian's wrk and nginx (``apt-get install -y wrk nginx``) and the bench-only
 Python packages of requirements.txt (flask, gunicorn; py-spy for ``--profile``).
@@ -71,7 +76,24 @@ from movierec.ops.broker.broker import free_port
 from movierec.settings import REPO_ROOT
 
 WORKERS = 2
-SERVERS = ("movierec", "movierec-bucket", "movierec-nolimit", "flask", "nginx", "sanic-bare")
+SERVERS = (
+    "movierec",
+    "movierec-bucket",
+    "movierec-nolimit",
+    "flask",
+    "nginx",
+    "sanic-bare",
+    "sanic-lookup",
+    "sanic-record",
+    "sanic-batch",
+)
+# bench/sanic_bare.py's factories: the framework ceiling, then the service's parts added one by one
+SANIC_LADDER = {
+    "sanic-bare": "create_app",
+    "sanic-lookup": "create_lookup_app",
+    "sanic-record": "create_recorded_app",
+    "sanic-batch": "create_batched_app",  # not a step: sanic-record's records handed over in batches
+}
 # the limit's variants of movierec serve: wrk (127.0.0.1) as the site / as a client never refused / no limit
 LIMIT_ENV = {
     "movierec": {},
@@ -395,7 +417,7 @@ def main() -> None:
     parser.add_argument("--swaps", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"of: {', '.join(SERVERS)}")
-    parser.add_argument("--ports", type=int, help="first of 11 consecutive ports to use (default: free ones)")
+    parser.add_argument("--ports", type=int, help="first of 14 consecutive ports to use (default: free ones)")
     parser.add_argument(
         "--rounds", type=int, default=1, help="closed-loop runs per server (median), orders rotated"
     )
@@ -412,7 +434,7 @@ def main() -> None:
     serving = home / "serving"
     serving.mkdir(parents=True)
     servers: list[Server] = []
-    numbers = iter(range(args.ports, args.ports + 11)) if args.ports else None
+    numbers = iter(range(args.ports, args.ports + 14)) if args.ports else None
 
     def port() -> int:
         return next(numbers) if numbers else free_port()
@@ -495,8 +517,8 @@ def main() -> None:
         swaps_seen = metric(ops_url, "movierec_model_swaps_total") - swaps_before
 
         report(results, fixed, args.rate, swapped, swaps_seen, args)
-        lookups = ", ".join(f"{case} {us:.2f} us" for case, us in lookup_cpu_us(first, sample).items())
-        print(f"in process, Model.lookup of a sampled user (CPU, best of 5 x 20,000): {lookups}")
+        lookups = ", ".join(f"{case} {us:.2f}" for case, us in lookup_cpu_us(first, sample).items())
+        print(f"in process, Model.lookup of a sampled user (CPU us, best of 5): {lookups}")
         if profile_lines:
             print("\n" + "\n".join(profile_lines))
     finally:
@@ -535,9 +557,10 @@ def start_server(
         (work / "nginx-tmp").mkdir()
         nginx = ["nginx", "-c", str(conf), "-p", str(work)]
         return start("nginx", nginx, port, work / "nginx.log", probe)
-    bare = [sys.executable, "-m", "sanic", "bench.sanic_bare:create_app", "--factory"]
+    bare = [sys.executable, "-m", "sanic", f"bench.sanic_bare:{SANIC_LADDER[name]}", "--factory"]
     bare += ["--workers", str(WORKERS), "--port", str(port), "--no-access-logs"]
-    return start("sanic-bare", bare, port, work / "sanic-bare.log", probe)
+    env = os.environ | {"BENCH_SERVING_FILE": str(first), "MOVIEREC_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap}  # type: ignore[attr-defined]
+    return start(name, bare, port, work / f"{name}.log", probe, env)
 
 
 def report(
@@ -574,6 +597,18 @@ def report(
         "run's); movierec's broker is not in it"
     )
     print("goals: >=0.5x nginx, >=5x flask; sanic-bare (a constant answer) is the framework's ceiling here")
+    steps = ("sanic-bare", "sanic-lookup", "sanic-record", "movierec")
+    ladder = [name for name in steps if results.get(name) and results[name].cpu_us]
+    if len(ladder) > 2:
+        print("the ladder, each step a part of the service added to the last (CPU us per answer, its step):")
+        for before, name in zip([None, *ladder], ladder, strict=False):
+            step = "" if before is None else f"  {results[name].cpu_us - results[before].cpu_us:+.1f}"
+            print(f"  {name:<17} {results[name].cpu_us:>7.1f}{step}")
+        batch, lookup = results.get("sanic-batch"), results.get("sanic-lookup")
+        if batch and lookup and batch.cpu_us and lookup.cpu_us:
+            step = batch.cpu_us - lookup.cpu_us
+            how = "sanic-record's records with produce_batch, no Kafka timestamps"
+            print(f"  {'sanic-batch':<17} {batch.cpu_us:>7.1f}  {step:+.1f} on sanic-lookup ({how})")
     limited = {name: results[name] for name in LIMIT_ENV if name in results}
     if len(limited) > 1:
         print("the per-client rate limit, per request (from req/s; wrk's 2 threads share the machine):")
@@ -647,22 +682,40 @@ def router_get_ns(paths: int = 50_000, repeat: int = 9) -> dict[str, float]:
     return best
 
 
-def lookup_cpu_us(path: Path, sample: list[int], lookups: int = 20_000, repeat: int = 5) -> dict[str, float]:
+def lookup_cpu_us(
+    path: Path, sample: list[int], lookups: int = 20_000, repeat: int = 5, cold_lookups: int = 2_000
+) -> dict[str, float]:
     """In-process CPU us per ``Model.lookup`` of random sampled users: the serving file read as the
     service reads it (a read() per page) and through a memory map (``PRAGMA mmap_size``, evaluated
-    and not taken: docs/architecture.md), after one pass over the sample warmed each."""
+    and not taken: docs/architecture.md), after one pass over the sample warmed each; back to back
+    (caches hot), and each lookup after a read of 16 MB (caches cold, as between two answers under
+    load: the network stack, wrk and the other worker run in between), timed one by one."""
     from server.store import open_model
 
     model = open_model(path)
     rng = random.Random(5)
-    best = {"read()": float("inf"), "mmap": float("inf")}
+    flush = bytearray(16 << 20)
+    cases = [
+        (access, size, cold) for cold in (False, True) for access, size in (("read()", 0), ("mmap", 1 << 40))
+    ]
+    best = {f"{access}{', cold' if cold else ''}": float("inf") for access, _, cold in cases}
     try:
         for _ in range(repeat):
-            for case, size in (("read()", 0), ("mmap", 1 << 40)):
+            for access, size, cold in cases:
                 model.connection.execute(f"PRAGMA mmap_size = {size}")
+                case = f"{access}{', cold' if cold else ''}"
                 if best[case] == float("inf"):
                     for user in sample:
                         model.lookup(user)
+                if cold:
+                    spent = 0
+                    for user in rng.sample(sample, cold_lookups):
+                        flush.find(b"\x01")  # reads every byte: evicts what the lookup left in the caches
+                        started = time.process_time_ns()
+                        model.lookup(user)
+                        spent += time.process_time_ns() - started
+                    best[case] = min(best[case], spent / cold_lookups / 1e3)
+                    continue
                 users = rng.sample(sample, lookups)
                 started = time.process_time()
                 for user in users:
