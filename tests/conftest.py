@@ -69,8 +69,15 @@ def dagbag() -> object:
 
 
 def broker_settings(home: Path) -> settings_module.Settings:
-    """Settings for a private embedded broker under ``home`` on free ports."""
-    return broker.private_settings(home, MOVIEREC_KAFKA_HEAP="512m")
+    """Settings for a private embedded broker under ``home`` on free ports.
+
+    Time retention of ten years: tests produce records with their data's time as the Kafka
+    timestamp (days in November 2026), and the default 14 days would let any retention check
+    (every 5 minutes) delete them mid-test once the data is that old.
+    """
+    return broker.private_settings(
+        home, MOVIEREC_KAFKA_HEAP="512m", MOVIEREC_TOPIC_RETENTION_HOURS=str(10 * 365 * 24)
+    )
 
 
 def topics_on_broker(kafka: settings_module.Settings, home: Path, **topics: str) -> settings_module.Settings:
