@@ -72,22 +72,11 @@ class BatchedRecords:
     def __init__(self, settings: Settings) -> None:
         from confluent_kafka import Producer
 
-        from server.provenance import PARTITIONER
+        from server.provenance import producer_config
 
         self.topic = settings.served_topic
         self.pending: list[dict[str, bytes]] = []
-        self.producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "acks": "all",
-                "enable.idempotence": True,
-                "partitioner": PARTITIONER,
-                "linger.ms": 50,
-                "queue.buffering.max.messages": max(1, settings.served_buffer),
-                "queue.buffering.max.kbytes": 1_048_576,
-                "delivery.report.only.error": True,
-            }
-        )
+        self.producer = Producer(producer_config(settings))
 
     def send(self, value: bytes, user_id: int, timestamp_ms: int) -> None:
         self.pending.append({"value": value, "key": str(user_id).encode()})

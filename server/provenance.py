@@ -115,6 +115,22 @@ def answer_record(
     return (text + "}").encode()
 
 
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka settings of a producer of served records (``ServedRecorder``, its benches)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": "movierec-server",
+        "acks": "all",
+        "enable.idempotence": True,
+        "partitioner": PARTITIONER,
+        "linger.ms": 50,
+        "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+        "queue.buffering.max.messages": max(1, settings.served_buffer),
+        "queue.buffering.max.kbytes": 1_048_576,  # the message count is the bound that matters
+        "delivery.report.only.error": True,  # successes are counted in poll, not called back
+    }
+
+
 class ServedRecorder:
     def __init__(
         self,
@@ -130,16 +146,7 @@ class ServedRecorder:
         self._acked = 0  # acknowledged records already reported to on_sent
         self._producer = Producer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "client.id": "movierec-server",
-                "acks": "all",
-                "enable.idempotence": True,
-                "partitioner": PARTITIONER,
-                "linger.ms": 50,
-                "message.timeout.ms": DELIVERY_TIMEOUT_MS,
-                "queue.buffering.max.messages": max(1, settings.served_buffer),
-                "queue.buffering.max.kbytes": 1_048_576,  # the message count is the bound that matters
-                "delivery.report.only.error": True,  # successes are counted in poll, not called back
+                **producer_config(settings),
                 "on_delivery": self._delivered,
             },
             logger=log,
