@@ -6,8 +6,9 @@ public one.
 Sanic's worker manager runs in this process and starts the workers (spawned
 processes, each building the app with ``create_app(settings)``); on SIGINT or
 SIGTERM it stops them gracefully (requests in flight finish, producers flush).
-A stop is honoured at any moment, also while workers are still starting
-(``StartupWatch``), and never waits for a worker that is gone. A worker that
+A stop is honoured at any moment: noted before Sanic's manager exists
+(``EarlyStop``), handled while workers are still starting (``StartupWatch``),
+and never waiting for a worker that is gone. A worker that
 dies once serving is replaced (``WorkerKeeper``) and counted in
 ``movierec_worker_replacements_total``; the process supervisor above sees only
 this main process.
@@ -72,10 +73,12 @@ def worker_app(settings: Settings) -> Sanic:
 
 def serve(settings: Settings) -> int:
     """Run the service until stopped; the exit code (1 when the workers could not start)."""
-    # Until Sanic's manager installs its own handlers, SIGTERM means what Ctrl-C means: stop now,
-    # through the normal exit path (so nothing started so far is left behind).
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Until Sanic's manager installs its own handlers, a SIGTERM or SIGINT is noted, and the start
+    # looks at the note before each step that starts something (see EarlyStop).
+    early_stop = EarlyStop()
+    early_stop.install()
     exporter = None
+    watch = None
     try:
         from server.clients import SiteClients
 
@@ -87,28 +90,49 @@ def serve(settings: Settings) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
         from server import ops
 
-        exporter = ops.start(settings, folder)  # before any worker: a busy port fails the start at once
-        watch = _serve(settings)
+        if not early_stop.requested:
+            exporter = ops.start(settings, folder)  # before any worker: a busy port fails the start at once
+            watch = _serve(settings, early_stop)
     except (ValueError, OSError) as exc:  # a bad site list, a busy port, an unwritable folder
         log.error("recommendation service not started: %s", exc)
         _stop_children()
         _stop_exporter(exporter)
         return 1
-    except KeyboardInterrupt:
-        _stopping()
-        log.info("recommendation service stopped before its workers started")
-        _stop_children()
-        _stop_exporter(exporter)
-        return 0
     _stopping()
     _stop_children()  # normally none is left; a worker that missed the stop while it started may be
     _stop_exporter(exporter)
+    if watch is None:
+        log.info("recommendation service stopped before its workers started")
+        return 0
     failure = watch.failure or (watch.keeper.failure if watch.keeper else None)
     if failure:
         log.error("recommendation service stopped: %s", failure)
         return 1
     log.info("recommendation service stopped")
     return 0
+
+
+class EarlyStop:
+    """A SIGTERM or SIGINT that arrives before Sanic's manager handles them: noted, never raised.
+
+    Raising KeyboardInterrupt from the handler (Python's SIGINT default) cannot be trusted while
+    the start imports and spawns: the exception lands on whatever bytecode runs, and inside a
+    weakref callback of the import machinery it is printed as "Exception ignored" and dropped, so
+    the stop is lost and the service starts anyway; seen in about 1 of 30 stops of this moment
+    under load, as was an exit by SIGINT (-2) instead of 0. The start reads ``requested`` before
+    the operator port, before Sanic, and once Sanic's manager exists (``StartupWatch.attach``),
+    whose own handlers take over from there.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self.note)
+        signal.signal(signal.SIGINT, self.note)
+
+    def note(self, _signum: int, _frame: object) -> None:
+        self.requested = True  # only this: a handler runs between any two bytecodes, also in logging
 
 
 def _stop_exporter(exporter: WSGIServer | None) -> None:
@@ -118,7 +142,8 @@ def _stop_exporter(exporter: WSGIServer | None) -> None:
         ops.stop(exporter)
 
 
-def _serve(settings: Settings) -> StartupWatch:
+def _serve(settings: Settings, early_stop: EarlyStop) -> StartupWatch | None:
+    """Sanic's manager and its workers until they stop; None when a stop came before the manager."""
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
@@ -133,7 +158,7 @@ def _serve(settings: Settings) -> StartupWatch:
         motd=False,
         dev=False,
     )
-    watch = StartupWatch(keeper=WorkerKeeper())
+    watch = StartupWatch(keeper=WorkerKeeper(), early_stop=early_stop)
     app.main_process_ready(watch.attach)
     log.info(
         "recommendation service on http://%s:%d (%d workers, serving %s)",
@@ -142,6 +167,8 @@ def _serve(settings: Settings) -> StartupWatch:
         workers,
         settings.serving_dir / "current",
     )
+    if early_stop.requested:
+        return None
     try:
         Sanic.serve(primary=app, app_loader=loader)
     except (TypeError, AttributeError) as exc:
@@ -168,12 +195,19 @@ class StartupWatch:
     the monitor loop, which stops the workers still alive); a worker gone or failed before it was
     ready, or none ready after ``STARTUP_SECONDS`` (then the others are stopped gracefully and
     ``failure`` says why). It never SIGKILLs the process group, as Sanic's own time-out does.
+    A stop noted by ``early_stop`` before the manager existed is handed to the monitor loop here.
     """
 
-    def __init__(self, limit: float = STARTUP_SECONDS, keeper: WorkerKeeper | None = None) -> None:
+    def __init__(
+        self,
+        limit: float = STARTUP_SECONDS,
+        keeper: WorkerKeeper | None = None,
+        early_stop: EarlyStop | None = None,
+    ) -> None:
         self.limit = limit
         self.failure: str | None = None
         self.keeper = keeper  # started once every worker is ready
+        self.early_stop = early_stop
 
     def attach(self, app: Sanic) -> None:
         """A ``main_process_ready`` listener: the manager exists, no worker has started yet."""
@@ -181,6 +215,9 @@ class StartupWatch:
         manager.wait_for_ack = partial(self.wait, manager)  # type: ignore[method-assign]
         if self.keeper is not None:
             self.keeper.watch_stops(manager)
+        if self.early_stop is not None and self.early_stop.requested:
+            log.info("stopped while Sanic's manager was set up: the workers are stopped as they start")
+            manager.monitor_publisher.send(None)  # the wait below reads it first and stops the workers
 
     def wait(self, manager: WorkerManager) -> None:
         deadline = time.monotonic() + self.limit
@@ -194,6 +231,9 @@ class StartupWatch:
                         return
                     held.append(message)
                     if message in STOP_MESSAGES:
+                        # Also the workers spawned after a stop that came before them: Sanic's
+                        # shutdown signals only the processes alive at that moment.
+                        manager.shutdown()
                         return
                     continue
                 if _all_ready(manager):

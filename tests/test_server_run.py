@@ -1,10 +1,32 @@
-"""``movierec serve``'s guard around Sanic's shutdown race: only that race is absorbed."""
+"""``movierec serve``'s guards: the stop noted before Sanic's manager, and Sanic's shutdown race."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
-from server.run import _in_worker_state_bookkeeping
+from server.run import EarlyStop, _in_worker_state_bookkeeping
+
+
+def test_a_stop_before_sanics_manager_is_noted_and_never_raised() -> None:
+    """A raised KeyboardInterrupt can land in an import's weakref callback and be dropped: never raise."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    early_stop = EarlyStop()
+    try:
+        early_stop.install()
+        assert not early_stop.requested
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(10_000))  # Python runs signal handlers between bytecodes: here at the latest
+        except KeyboardInterrupt:
+            pytest.fail("the stop was raised as KeyboardInterrupt")
+        assert early_stop.requested
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def set_state(worker_state: dict) -> None:  # named as Sanic's WorkerProcess.set_state
