@@ -15,12 +15,12 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from serve_process import serve_env, start_serve  # bench/ is the script's folder
 
 from movierec.ops.broker.broker import free_port
 
@@ -67,13 +67,9 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="bench-worker-kill-"))
     serving_file(home, args.users)
     port, ops_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "SANIC_", "PROMETHEUS_"))}
-    env |= {"MOVIEREC_HOME": str(home), "MOVIEREC_SERVER_PORT": str(port), "MOVIEREC_SERVER_WORKERS": "2",
-            "MOVIEREC_SERVER_OPS_PORT": str(ops_port), "MOVIEREC_KAFKA_BOOTSTRAP": "127.0.0.1:1"}  # fmt: skip
+    env = serve_env(home, port, ops_port)
     log = home / "serve.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "movierec.cli", "serve"], cwd=REPO, env=env,
-                                  stdout=out, stderr=out, start_new_session=True)  # fmt: skip
+    server = start_serve(env, log, own_group=True)
     try:
         while len(set(ready(log))) < 2:
             time.sleep(0.05)

@@ -15,16 +15,18 @@ interpreter, median of ``--repeat``:
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from serve_process import serve_env, start_serve  # bench/ is the script's folder
+
+from movierec.ops.broker.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,22 +38,10 @@ def import_seconds(module: str) -> float:
 
 
 def serve_to_ready_seconds(home: Path) -> float:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "SANIC_", "PROMETHEUS_"))}
-    env |= {
-        "MOVIEREC_HOME": str(home),
-        "MOVIEREC_SERVER_PORT": str(port),
-        "MOVIEREC_SERVER_WORKERS": "2",
-        "MOVIEREC_KAFKA_BOOTSTRAP": "127.0.0.1:1",  # no broker needed: provenance only queues
-    }
+    env = serve_env(home, free_port(), free_port())
     log = home / "serve.log"
     started = time.perf_counter()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "movierec.cli", "serve"], cwd=REPO, env=env, stdout=out, stderr=out
-        )
+    process = start_serve(env, log)
     try:
         while len(set(re.findall(r"Worker ready \[(\d+)\]", log.read_text(errors="replace")))) < 2:
             if process.poll() is not None or time.perf_counter() - started > 60:

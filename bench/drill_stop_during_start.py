@@ -28,10 +28,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from serve_process import serve_env, start_serve  # bench/ is the script's folder
 
-from movierec.ops.broker.broker import free_port  # noqa: E402
+from movierec.ops.broker.broker import free_port
 
 MOMENTS = {  # the log line after which the stop is sent (as in tests/test_server_live.py)
     "before_the_workers": "recommendation service on",
@@ -54,24 +53,9 @@ def group_left(pgid: int) -> int:
 
 def one_stop(home: Path, moment: str, delay_ms: float) -> tuple[str, str]:
     """Start, stop at ``moment``; the outcome and, unless clean, the log's end."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "SANIC_", "PROMETHEUS_"))}
-    env |= {
-        "MOVIEREC_HOME": str(home),
-        "MOVIEREC_SERVER_PORT": str(free_port()),
-        "MOVIEREC_SERVER_OPS_PORT": str(free_port()),
-        "MOVIEREC_SERVER_WORKERS": "2",
-        "MOVIEREC_KAFKA_BOOTSTRAP": "127.0.0.1:1",
-    }
+    env = serve_env(home, free_port(), free_port())
     log = home / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "movierec.cli", "serve"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_serve(env, log, own_group=True)
     try:
         deadline = time.monotonic() + 60
         while MOMENTS[moment] not in log.read_text(errors="replace") and process.poll() is None:

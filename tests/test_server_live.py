@@ -30,6 +30,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.serve_process import serve_env, start_serve
 from movierec import settings as settings_module
 from movierec.settings import REPO_ROOT
 from simulator.client import ask
@@ -77,28 +78,7 @@ class Running:
 
 
 def service_env(home: Path, port: int, bootstrap: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOVIEREC_", "SANIC_", "PROMETHEUS_"))}
-    return env | {
-        "MOVIEREC_HOME": str(home),
-        "MOVIEREC_SERVER_PORT": str(port),
-        "MOVIEREC_SERVER_OPS_PORT": str(free_port()),
-        "MOVIEREC_SERVER_WORKERS": "2",
-        "MOVIEREC_KAFKA_BOOTSTRAP": bootstrap,
-        **extra,
-    }
-
-
-def start_serve(env: dict[str, str], log: Path, *, own_group: bool = False) -> subprocess.Popen:
-    """``movierec serve`` with its output in ``log``; ``own_group``: in a process group of its own."""
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "movierec.cli", "serve"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=own_group,
-        )
+    return serve_env(home, port, free_port(), bootstrap, **extra)
 
 
 @contextmanager
