@@ -24,7 +24,6 @@ from serve_process import serve_env, start_serve  # bench/ is the script's folde
 
 from movierec.ops.broker.broker import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 VERSION = "20261128T040000Z"
 
 

@@ -1,7 +1,7 @@
 """A stop during the start, many times: how often ``movierec serve`` ends cleanly, fails, or hangs.
 
 ``tests/test_server_live.py`` stops the service once at each moment of its start;
-a race that loses one stop in thirty passes there most days. This drill repeats
+a race that spoils a few stops in a hundred passes there most days. This drill repeats
 one moment ``--runs`` times, with ``--load`` busy processes beside it (a shared CI
 box), and counts the outcomes: exit 0 with "recommendation service stopped" and
 no process of its group left (clean); another exit code or a process left
@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from serve_process import serve_env, start_serve  # bench/ is the script's folder
+from serve_process import group_members, serve_env, start_serve  # bench/ is the script's folder
 
 from movierec.ops.broker.broker import free_port
 
@@ -37,18 +37,6 @@ MOMENTS = {  # the log line after which the stop is sent (as in tests/test_serve
     "while_the_workers_start": "Starting worker",
 }
 PATIENCE = 30.0
-
-
-def group_left(pgid: int) -> int:
-    """How many live processes are in process group ``pgid``."""
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                count += os.getpgid(int(entry.name)) == pgid
-            except (ProcessLookupError, PermissionError):
-                continue
-    return count
 
 
 def one_stop(home: Path, moment: str, delay_ms: float) -> tuple[str, str]:
@@ -72,10 +60,10 @@ def one_stop(home: Path, moment: str, delay_ms: float) -> tuple[str, str]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     deadline = time.monotonic() + 10
-    while group_left(process.pid) and time.monotonic() < deadline:
+    while len(group_members(process.pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     text = log.read_text(errors="replace")
-    left = group_left(process.pid)
+    left = len(group_members(process.pid))
     if left:
         os.killpg(process.pid, signal.SIGKILL)
     if code == 0 and "recommendation service stopped" in text and not left:

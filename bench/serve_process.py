@@ -1,4 +1,5 @@
-"""``movierec serve`` as a child process, its output in a file: for the benches and tests that start it.
+"""``movierec serve`` as a child process, its output in a file, and what is left of its process group:
+for the benches and tests that start it.
 
 Used by bench/bench_worker_start.py, bench/bench_worker_kill.py,
 bench/drill_stop_during_start.py and tests/test_server_live.py.
@@ -43,3 +44,17 @@ def start_serve(env: dict[str, str], log: Path, *, own_group: bool = False) -> s
             stderr=subprocess.STDOUT,
             start_new_session=own_group,
         )
+
+
+def group_members(pgid: int) -> list[str]:
+    """Command lines of the live processes in process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid:
+                members.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            continue
+    return members

@@ -30,7 +30,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.serve_process import serve_env, start_serve
+from bench.serve_process import group_members, serve_env, start_serve
 from movierec import settings as settings_module
 from movierec.settings import REPO_ROOT
 from simulator.client import ask
@@ -418,20 +418,6 @@ def test_sigterm_stops_the_service_cleanly(tmp_path: Path, kafka: settings_modul
         code = stop(running)
     assert code == 0, running.log.read_text()[-2000:]
     assert "recommendation service stopped" in running.log.read_text()
-
-
-def group_members(pgid: int) -> list[str]:
-    """Command lines of the live processes in process group ``pgid``."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry.name)) == pgid:
-                members.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        except (ProcessLookupError, FileNotFoundError, PermissionError):
-            continue
-    return members
 
 
 MOMENTS = {
