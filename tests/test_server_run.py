@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from sanic.worker.manager import WorkerManager
 
-from server.run import EarlyStop, _in_worker_state_bookkeeping
+from server.run import EarlyStop, StartupWatch, _in_worker_state_bookkeeping
+
+NEVER_STOPPED = "not stopped"  # what a worker of the manager test writes if nobody stops it
 
 
 def test_a_stop_before_sanics_manager_is_noted_and_never_raised() -> None:
@@ -24,6 +31,40 @@ def test_a_stop_before_sanics_manager_is_noted_and_never_raised() -> None:
         except KeyboardInterrupt:
             pytest.fail("the stop was raised as KeyboardInterrupt")
         assert early_stop.requested
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def idle_worker(notes: str, patience: float) -> None:
+    """A server worker that never acknowledges: it idles until stopped, or notes that it was not."""
+    time.sleep(patience)
+    (Path(notes) / str(os.getpid())).write_text(NEVER_STOPPED)
+
+
+def test_a_stop_noted_before_sanics_manager_stops_the_workers_it_spawns_after(tmp_path: Path) -> None:
+    """The stop came between our start and Sanic's manager: ``attach`` hands it to the manager, whose
+    start then spawns both workers anyway; the wait must stop them (Sanic's manager, real processes)."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    early_stop = EarlyStop()
+    early_stop.requested = True  # as EarlyStop.note leaves it
+    try:
+        manager = WorkerManager(
+            2,
+            idle_worker,
+            {"notes": str(tmp_path), "patience": 60.0},
+            multiprocessing.get_context("spawn"),
+            multiprocessing.Pipe(),
+            {},
+        )
+        watch = StartupWatch(limit=120.0, early_stop=early_stop)  # beyond the workers' patience
+        watch.attach(SimpleNamespace(manager=manager))  # a stand-in app: attach reads its manager only
+        manager.run()  # start, our wait, Sanic's monitor loop, join: returns once the workers are gone
+        workers = list(manager.transient_processes)
+        assert len(workers) == 2
+        assert all(process.pid and not process.is_alive() for process in workers)
+        assert list(tmp_path.iterdir()) == [], "a worker was never stopped"
+        assert watch.failure is None  # a stop, not a start that failed
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
