@@ -4,7 +4,8 @@ model, plus the top-k step alone (blocked vs plain argpartition) in numpy.
 
     .venv/bin/python bench/bench_precompute.py [--users 1000000] [--movies 27000] [--rank 64]
         [--interactions 3000000] [--spark-sample 100000] [--numpy-sample 50000]
-        [--implicit-batch 100000] [--check-sample 2000]
+        [--implicit-batch 100000] [--check-sample 2000] [--ours-only] [--repeat N]
+        [--java-options="-XX:+UseParallelGC ..."]
 
 The model is an ALS model folder as training leaves it (``movierec/models/versions.py``) with random
 factors of the full size: a tiny ALS is fitted for its metadata, then its factor tables are
@@ -25,6 +26,8 @@ top-k can beat it, so ours / bound says how much the rest (top-k, seen mask, Spa
 costs; the goal is within 2x. Every run is printed with its ratio and its CPU by part (the
 Python workers; the JVM's JIT, collector, task threads and the rest; the driver): the session's
 first run is what a production precompute (a fresh ``spark-submit``) pays, later ones are warm.
+``--java-options`` starts the session's JVM with other options than the jobs' (``spark_submit``),
+e.g. another JIT or collector, to compare first runs in fresh processes.
 
 ``implicit`` (``implicit.cpu.als.AlternatingLeastSquares``) is given our float32 factors as its
 ``user_factors`` / ``item_factors`` and asked for every user's top-20 with
@@ -54,6 +57,7 @@ from world_scale import scale_parser  # bench/ is the script's folder
 from movierec import settings as settings_module
 from movierec.models import topk, versions
 from movierec.models.candidates.als import SavedALS
+from movierec.ops import spark_submit
 from spark_jobs import precompute
 from spark_jobs.progress import Cost, measured, setup_logging
 from spark_jobs.session import build_session
@@ -354,6 +358,11 @@ def main() -> None:
     parser.add_argument(
         "--stages", type=int, default=0, help="only time a Python worker's steps on this many users"
     )
+    parser.add_argument(
+        "--java-options",
+        default=spark_submit.JAVA_OPTIONS,
+        help="the JVM's options (default: what spark-submit gives every job)",
+    )
     args = parser.parse_args()
     setup_logging()
     factors = {
@@ -367,7 +376,7 @@ def main() -> None:
     check = np.random.default_rng(8).choice(args.users, min(args.check_sample, args.users), replace=False)
     with tempfile.TemporaryDirectory(prefix="bench-precompute-") as home:
         settings = settings_module.load({"MOVIEREC_HOME": home, "MOVIEREC_SPARK_DRIVER_MEMORY": "4g"})
-        spark = build_session(settings, "bench-precompute")
+        spark = build_session(settings, "bench-precompute", args.java_options)
         folder = build_model(spark, settings, args, factors, seen)
         precompute._ship_by_value()
         runs = [time_ours(spark, folder, args.rank, args.users, check) for _ in range(args.repeat)]
@@ -379,7 +388,7 @@ def main() -> None:
     rates = gemm_flops(args.movies, args.rank)
     flops = max(rates)
     bound = 2.0 * args.users * args.movies * args.rank / flops
-    scale = f"{args.users:,} users x {args.movies:,} movies, rank {args.rank}"
+    scale = f"{args.users:,} users x {args.movies:,} movies, rank {args.rank}, JVM {args.java_options}"
     spread = f"GEMM rounds: {min(rates) / 1e9:.0f}-{flops / 1e9:.0f} GFLOP/s, bound from the best"
     workers = cost.extra["python_workers_cpu_seconds"]
     spread += (

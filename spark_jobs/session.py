@@ -37,8 +37,10 @@ def local_dir(settings: Settings) -> str:
     return str(settings.home / "spark-local")
 
 
-def build_session(settings: Settings, app_name: str) -> SparkSession:
-    """The (shared) SparkSession of this process, with the checkpoint folder set."""
+def build_session(settings: Settings, app_name: str, java_options: str = JAVA_OPTIONS) -> SparkSession:
+    """The (shared) SparkSession of this process, with the checkpoint folder set. ``java_options``:
+    the JVMs' options when this call starts them (a session a test or bench starts; a bench compares
+    others), as ``spark_submit`` passes them to a job."""
     from pyspark.sql import SparkSession
 
     # Python workers (mapInArrow) need this venv's numpy/pyarrow, not whatever `python3` is on
@@ -52,8 +54,8 @@ def build_session(settings: Settings, app_name: str) -> SparkSession:
         .config("spark.executor.memory", settings.spark_executor_memory)  # a cluster's executors
         # the JVMs' garbage collector and the driver's class archive (spark-submit passes the same;
         # here for a session a test starts)
-        .config("spark.driver.extraJavaOptions", driver_options())
-        .config("spark.executor.extraJavaOptions", JAVA_OPTIONS)
+        .config("spark.driver.extraJavaOptions", driver_options(java_options))
+        .config("spark.executor.extraJavaOptions", java_options)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")  # our own progress lines instead
         .config("spark.local.dir", local_dir(settings))
