@@ -47,7 +47,7 @@ def test_a_stop_noted_before_sanics_manager_stops_the_workers_it_spawns_after(tm
     start then spawns both workers anyway; the wait must stop them (Sanic's manager, real processes)."""
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     early_stop = EarlyStop()
-    early_stop.requested = True  # as EarlyStop.note leaves it
+    early_stop.note(signal.SIGTERM, None)  # what the handler does when the stop arrives
     try:
         manager = WorkerManager(
             2,
