@@ -50,6 +50,7 @@ LB_IMAGE = f"localhost/movierec-loadbalancer:{PREFIX}"
 RUNTIME = ["--runtime", "runc"]
 LIMITS = ["--init", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
 USERS = range(1, 151)
+IMAGE_WORKERS = 2  # the service image's MOVIEREC_SERVER_WORKERS (Dockerfile)
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
@@ -128,6 +129,9 @@ def test_the_service_image_answers_from_a_mounted_serving_file(
     write_serving_file(serving, V1, USERS)
     point_current(serving, V1)  # published on the host, seen through the mount
     wait_for(lambda: healthy(name), "podman healthcheck run to pass once a file is current")
+    # Healthy says the worker that answered /healthz opened the file; the other notices `current`
+    # on its own poll and may answer 503 a moment longer (CI once asked it in that moment).
+    wait_for(lambda: workers_serving(name, V1) == IMAGE_WORKERS, "every worker of the image to open V1")
     assert httpx.get(f"{url}/recommend/7").text == items_of(7, V1)
     assert httpx.get(f"{url}/recommend/999999").text == FALLBACK
     assert httpx.get(f"{url}/recommend/x").status_code == 400
@@ -142,6 +146,12 @@ def test_the_service_image_answers_from_a_mounted_serving_file(
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr, path
     config = podman("image", "inspect", "--format", "{{.Config.User}} {{json .Config.Healthcheck}}", OLD)
     assert config.stdout.startswith("10001:10001 ") and "movierec-healthcheck" in config.stdout
+
+
+def workers_serving(name: str, version: str) -> int:
+    """How many of the container's workers logged opening ``version`` (server/store.py, one line each)."""
+    logs = podman("logs", name, check=False)
+    return (logs.stdout + logs.stderr).count(f"serving {version} (")
 
 
 def _status(url: str) -> int:
