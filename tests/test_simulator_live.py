@@ -137,9 +137,18 @@ def test_viewers_who_follow_lists_watch_what_they_were_shown(history: History, s
 
 
 def test_a_down_service_is_logged_as_status_0_and_viewers_still_watch(history: History) -> None:
-    lines, counts = run_for(history, f"http://127.0.0.1:{free_port()}", 2.0)
+    target = f"127.0.0.1:{free_port()}"  # nothing listens there
+    lines, counts = run_for(history, f"http://{target}", 2.0)
     parsed = [parse_line(line) for line in lines]
     recos = [p for p in parsed if isinstance(p, RecoEvent)]
-    assert recos and all(r.status == 0 and r.error and "ConnectException" in r.error for r in recos)
+    # A refusal is logged as the Java client's ConnectException. The client's 800 ms budget covers
+    # the whole exchange, connect included, so a request whose connect waited out a stall of the
+    # process (seen once in CI, on a starved box) is the client's TimeoutException, as the site's
+    # would be: both say "no answer", anything else (an answer, another error) fails the test.
+    refused = f"java.net.ConnectException: Connection refused: {target} ("
+    timed_out = f"java.util.concurrent.TimeoutException: Request timeout to {target} after 800 ms"
+    assert recos and all(r.status == 0 and r.items == () for r in recos)
+    assert all(r.error is not None and r.error.startswith((refused, timed_out)) for r in recos)
+    assert sum(r.error is not None and r.error.startswith(refused) for r in recos) > len(recos) / 2
     assert counts["reco_ok"] == 0
     assert any(isinstance(p, WatchEvent) for p in parsed)
