@@ -63,15 +63,28 @@ def service(history: History) -> Iterator[str]:
 
 
 def run_for(
-    history: History, url: str, seconds: float, follow: float = 1.0, until_recos: int | None = None
+    history: History,
+    url: str,
+    seconds: float,
+    follow: float = 1.0,
+    until_recos: int | None = None,
+    turns: list[float] | None = None,
 ) -> tuple[list[str], dict[str, int]]:
     """Live viewers for ``seconds`` of wall time, or until ``until_recos`` reco lines (a loaded
-    machine runs fewer sessions per second; the count, not the clock, is what the test needs)."""
+    machine runs fewer sessions per second; the count, not the clock, is what the test needs).
+    ``turns``, if given, gets the loop's time at each turn a 10 ms ticker got during the run."""
     lines: list[str] = []
+
+    async def tick(into: list[float]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            into.append(loop.time())
+            await asyncio.sleep(0.01)
 
     async def main() -> dict[str, int]:
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(seconds, stop.set)
+        ticker = asyncio.create_task(tick(turns)) if turns is not None else None
 
         recos = 0
 
@@ -82,18 +95,31 @@ def run_for(
             if until_recos is not None and recos >= until_recos:
                 stop.set()
 
-        return await run_live(
-            history,
-            write,
-            url,
-            seed=1,
-            lines_per_second=2_000,  # a busy site, so a few seconds show every kind of line
-            follow=follow,
-            minute_seconds=0.01,  # a watched minute passes in 10 ms
-            stop=stop,
-        )
+        try:
+            return await run_live(
+                history,
+                write,
+                url,
+                seed=1,
+                lines_per_second=2_000,  # a busy site, so a few seconds show every kind of line
+                follow=follow,
+                minute_seconds=0.01,  # a watched minute passes in 10 ms
+                stop=stop,
+            )
+        finally:
+            if ticker is not None and turns is not None:
+                ticker.cancel()
+                turns.append(asyncio.get_running_loop().time())  # a stall at the very end counts too
 
     return lines, asyncio.run(main())
+
+
+def loop_starved(turns: list[float], budget: float = 0.8, fewest: int = 10) -> bool:
+    """Whether the loop went ``budget`` seconds with fewer than ``fewest`` turns of its 10 ms
+    ticker (80 when it keeps up): the process stalled or starved, not the code under test. The
+    last turn is the run's end, so a stall there counts however few turns followed it."""
+    last = len(turns) - 1
+    return any(turns[min(i + fewest, last)] - turns[i] >= budget for i in range(len(turns)))
 
 
 def test_live_viewers_ask_the_service_then_watch(history: History, service: str) -> None:
@@ -138,17 +164,19 @@ def test_viewers_who_follow_lists_watch_what_they_were_shown(history: History, s
 
 def test_a_down_service_is_logged_as_status_0_and_viewers_still_watch(history: History) -> None:
     target = f"127.0.0.1:{free_port()}"  # nothing listens there
-    lines, counts = run_for(history, f"http://{target}", 2.0)
+    turns: list[float] = []
+    lines, counts = run_for(history, f"http://{target}", 2.0, turns=turns)
     parsed = [parse_line(line) for line in lines]
     recos = [p for p in parsed if isinstance(p, RecoEvent)]
-    # A refusal is logged as the Java client's ConnectException. The client's 800 ms budget covers
-    # the whole exchange, connect included, so a request whose connect waited out a stall of the
-    # process (seen once in CI, on a starved box) is the client's TimeoutException, as the site's
-    # would be: both say "no answer", anything else (an answer, another error) fails the test.
     refused = f"java.net.ConnectException: Connection refused: {target} ("
-    timed_out = f"java.util.concurrent.TimeoutException: Request timeout to {target} after 800 ms"
     assert recos and all(r.status == 0 and r.items == () for r in recos)
-    assert all(r.error is not None and r.error.startswith((refused, timed_out)) for r in recos)
-    assert sum(r.error is not None and r.error.startswith(refused) for r in recos) > len(recos) / 2
     assert counts["reco_ok"] == 0
     assert any(isinstance(p, WatchEvent) for p in parsed)
+    if not loop_starved(turns):
+        assert all(r.error is not None and r.error.startswith(refused) for r in recos)
+        return
+    # The client's 800 ms budget covers the connect, which takes a few turns of the loop: only a
+    # loop that stalled for most of the budget (seen once in CI, on a starved box) turns a
+    # refusal into the site's timeout, as the site's own client would log it after such a stall.
+    timed_out = f"java.util.concurrent.TimeoutException: Request timeout to {target} after 800 ms"
+    assert all(r.error is not None and r.error.startswith((refused, timed_out)) for r in recos)
