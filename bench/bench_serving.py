@@ -73,7 +73,7 @@ import httpx
 from movierec import serving_file
 from movierec.ops.broker import broker
 from movierec.ops.broker.broker import free_port
-from movierec.settings import REPO_ROOT
+from movierec.settings import REPO_ROOT, Settings
 
 WORKERS = 2
 SERVERS = (
@@ -86,6 +86,8 @@ SERVERS = (
     "sanic-lookup",
     "sanic-record",
     "sanic-batch",
+    "sanic-dict",
+    "sanic-floor",
 )
 # bench/sanic_bare.py's factories: the framework ceiling, then the service's parts added one by one
 SANIC_LADDER = {
@@ -93,6 +95,10 @@ SANIC_LADDER = {
     "sanic-lookup": "create_lookup_app",
     "sanic-record": "create_recorded_app",
     "sanic-batch": "create_batched_app",  # not a step: sanic-record's records handed over in batches
+    # not steps either: the lookup from a dict of every line in memory, then also batched records:
+    # the least a worker can spend per answer on a lookup and a record, whatever the store
+    "sanic-dict": "create_dict_app",
+    "sanic-floor": "create_floor_app",
 }
 # the limit's variants of movierec serve: wrk (127.0.0.1) as the site / as a client never refused / no limit
 LIMIT_ENV = {
@@ -289,6 +295,7 @@ class Result:
     requests: int
     failed: int  # socket errors + non-2xx answers
     cpu_us: float = 0.0  # CPU time of the server's processes per answer (0: not measured)
+    broker_us: float = 0.0  # CPU time of the private broker per answer over the same run
 
 
 def median_run(runs: list[Result]) -> Result:
@@ -381,13 +388,21 @@ def group_cpu_seconds(group: int) -> float:
     return total / ticks
 
 
-def measured_run(server: Server, script: Path, seconds: int, connections: int) -> Result:
-    """``run_wrk`` plus the server's own CPU per answer: robust to a loaded box, unlike req/s."""
-    before = group_cpu_seconds(server.process.pid)
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds so far of process ``pid``, all its threads (the broker's JVM)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_run(server: Server, script: Path, seconds: int, connections: int, broker_pid: int) -> Result:
+    """``run_wrk`` plus the server's own CPU per answer: robust to a loaded box, unlike req/s; and
+    the broker's, which shares the box's cores with the server here (in production it is elsewhere)."""
+    before, broker_before = group_cpu_seconds(server.process.pid), process_cpu_seconds(broker_pid)
     result = run_wrk(server.url, script, seconds, connections)
     spent = group_cpu_seconds(server.process.pid) - before
     if result.requests:
         result.cpu_us = spent / result.requests * 1e6
+        result.broker_us = (process_cpu_seconds(broker_pid) - broker_before) / result.requests * 1e6
     return result
 
 
@@ -417,7 +432,7 @@ def main() -> None:
     parser.add_argument("--swaps", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"of: {', '.join(SERVERS)}")
-    parser.add_argument("--ports", type=int, help="first of 14 consecutive ports to use (default: free ones)")
+    parser.add_argument("--ports", type=int, help="first of 16 consecutive ports to use (default: free ones)")
     parser.add_argument(
         "--rounds", type=int, default=1, help="closed-loop runs per server (median), orders rotated"
     )
@@ -434,7 +449,7 @@ def main() -> None:
     serving = home / "serving"
     serving.mkdir(parents=True)
     servers: list[Server] = []
-    numbers = iter(range(args.ports, args.ports + 14)) if args.ports else None
+    numbers = iter(range(args.ports, args.ports + 16)) if args.ports else None
 
     def port() -> int:
         return next(numbers) if numbers else free_port()
@@ -461,7 +476,7 @@ def main() -> None:
             write_static_files(first, sample, work / "static")
 
         progress("starting a private Kafka broker for the service's provenance records")
-        broker.start(kafka)
+        broker_pid = broker.start(kafka)
         broker.ensure_topics(kafka)
 
         ports = {name: port() for name in SERVERS}
@@ -488,7 +503,8 @@ def main() -> None:
                 spy = None
                 if args.profile and round_number == 0 and server is service:
                     spy = start_profile(server.url, args.seconds, args.profile)
-                runs[server.name].append(measured_run(server, pick, args.seconds, args.connections))
+                run = measured_run(server, pick, args.seconds, args.connections, broker_pid)
+                runs[server.name].append(run)
                 if spy is not None:
                     spy.wait(timeout=60)
                     profile_lines = profile_summary(args.profile)
@@ -519,6 +535,10 @@ def main() -> None:
         report(results, fixed, args.rate, swapped, swaps_seen, args)
         lookups = ", ".join(f"{case} {us:.2f}" for case, us in lookup_cpu_us(first, sample).items())
         print(f"in process, Model.lookup of a sampled user (CPU us, best of 5): {lookups}")
+        if {"sanic-record", "sanic-floor"} & set(chosen):
+            costs = record_cpu_us(kafka, first, sample)
+            records = ", ".join(f"{case} {us:.2f}" for case, us in costs.items())
+            print(f"in process, a served record at ~10,000/s (CPU us, best of 3): {records}")
         if profile_lines:
             print("\n" + "\n".join(profile_lines))
     finally:
@@ -579,7 +599,8 @@ def report(
         f"{args.users:,} users in the file, {args.sample:,} requested"
     )
     print(
-        f"{'server':<17} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7} {'cpu us/req':>10}  "
+        f"{'server':<17} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7} {'cpu us/req':>10} "
+        f"{'broker':>7}  "
         "movierec is (by req/s; by CPU per answer)"
     )
     for name, result in results.items():
@@ -590,11 +611,12 @@ def report(
                 ratio += f"; {result.cpu_us / ours.cpu_us:.2f}x"
         print(
             f"{name:<17} {result.requests_per_s:>10,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
-            f"{result.failed:>7} {result.cpu_us:>10.1f}  {ratio}"
+            f"{result.failed:>7} {result.cpu_us:>10.1f} {result.broker_us:>7.1f}  {ratio}"
         )
     print(
         "cpu us/req: user+system CPU of the server's process group over the run / answers (the median "
-        "run's); movierec's broker is not in it"
+        "run's); broker: the private broker's CPU over the same run / answers, not in cpu us/req: it "
+        "shares the 2 cores here"
     )
     print("goals: >=0.5x nginx, >=5x flask; sanic-bare (a constant answer) is the framework's ceiling here")
     steps = ("sanic-bare", "sanic-lookup", "sanic-record", "movierec")
@@ -609,6 +631,7 @@ def report(
             step = batch.cpu_us - lookup.cpu_us
             how = "sanic-record's records with produce_batch, no Kafka timestamps"
             print(f"  {'sanic-batch':<17} {batch.cpu_us:>7.1f}  {step:+.1f} on sanic-lookup ({how})")
+    floor_report(results)
     limited = {name: results[name] for name in LIMIT_ENV if name in results}
     if len(limited) > 1:
         print("the per-client rate limit, per request (from req/s; wrk's 2 threads share the machine):")
@@ -633,6 +656,22 @@ def report(
         f"{swapped.requests_per_s:,.0f} req/s, p99 {swapped.p99_ms:.2f} ms, "
         f"failed or non-200: {swapped.failed}  (goal: 0)"
     )
+
+
+def floor_report(results: dict[str, Result]) -> None:
+    """The in-memory rungs: each one's step, and the most a server doing their work could reach."""
+    bare, in_memory, floor = (results.get(name) for name in ("sanic-bare", "sanic-dict", "sanic-floor"))
+    if not (bare and bare.cpu_us and in_memory and in_memory.cpu_us):
+        return
+    print("in memory, beside the ladder (CPU us per answer, its step):")
+    step = in_memory.cpu_us - bare.cpu_us
+    print(f"  {'sanic-dict':<17} {in_memory.cpu_us:>7.1f}  {step:+.1f} on sanic-bare (every line in a dict)")
+    if floor and floor.cpu_us and floor.requests:
+        step = floor.cpu_us - in_memory.cpu_us
+        print(f"  {'sanic-floor':<17} {floor.cpu_us:>7.1f}  {step:+.1f} on sanic-dict (and batched records)")
+        by_cpu, by_rate = bare.cpu_us / floor.cpu_us, floor.requests_per_s / bare.requests_per_s
+        print(f"  sanic-floor is {by_cpu:.2f}x sanic-bare by CPU, {by_rate:.2f}x by req/s: the most a server")
+        print("  that looks up and records each answer could reach here, with both changes and nothing else")
 
 
 def limiter_call_ns(calls: int = 1_000_000) -> dict[str, float]:
@@ -716,13 +755,57 @@ def lookup_cpu_us(
                         spent += time.process_time_ns() - started
                     best[case] = min(best[case], spent / cold_lookups / 1e3)
                     continue
-                users = rng.sample(sample, lookups)
+                users = rng.choices(sample, k=lookups)
                 started = time.process_time()
                 for user in users:
                     model.lookup(user)
                 best[case] = min(best[case], (time.process_time() - started) / lookups * 1e6)
     finally:
         model.close()
+    return best
+
+
+def record_cpu_us(
+    kafka: Settings, path: Path, sample: list[int], seconds: float = 3.0, repeat: int = 3
+) -> dict[str, float]:
+    """In-process CPU us per served record, to set beside the ladder's record step under load:
+    ``answer_record`` alone (this thread's CPU), and ``answer_record`` + ``ServedRecorder.send``
+    to the private broker, 100 records every 10 ms as a worker under load sends them, counted as
+    the whole process's CPU (librdkafka's threads included) until the broker has acknowledged all."""
+    from server.answer import RequestIds
+    from server.provenance import AnswerTime, ServedRecorder, answer_record
+
+    ids, clock = RequestIds(), AnswerTime()
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    query = "SELECT CAST(items AS BLOB) FROM recs WHERE user_id = ?"  # the bytes the service reads
+    (line,) = connection.execute(query, sample[:1]).fetchone()
+    connection.close()
+    users = random.Random(7).choices(sample, k=100_000)
+
+    def record(user: int, now: float) -> bytes:
+        time_text = clock.format(now)
+        return answer_record(ids.next(), time_text, user, None, VERSION_A, line, False, 0.1, 200, "127.0.0.1")
+
+    best = {"answer_record": float("inf"), "answer_record + send": float("inf")}
+    for _ in range(repeat):
+        started = time.thread_time()
+        for user in users:
+            record(user, time.time())
+        best["answer_record"] = min(best["answer_record"], (time.thread_time() - started) / len(users) * 1e6)
+
+        recorder = ServedRecorder(kafka)
+        sent, started, until = 0, time.process_time(), time.monotonic() + seconds
+        while time.monotonic() < until:
+            for user in users[sent % len(users) : sent % len(users) + 100]:
+                now = time.time()
+                recorder.send(record(user, now), user, int(now * 1000))
+                sent += 1
+            recorder.poll()
+            time.sleep(0.01)
+        if recorder.close(30.0):
+            raise RuntimeError("the private broker did not acknowledge every record in 30 s")
+        spent = (time.process_time() - started) / sent * 1e6
+        best["answer_record + send"] = min(best["answer_record + send"], spent)
     return best
 
 

@@ -19,6 +19,11 @@ confluent-kafka's ``Producer.produce_batch`` (and every 0.25 s), its producer co
 ``ServedRecorder``'s. It cannot give a record the answer time as its Kafka timestamp
 (confluent-kafka 2.16 refuses timestamps in batch mode), which ``movierec explain --at`` seeks
 by: measured to know what that costs, not served (bench/README.md).
+
+And the floor under both: ``create_dict_app`` (``sanic-dict``) answers from a dict of every
+user's line read from the file at start (no SQLite per answer: ~0.5 GB per worker at full
+scale), and ``create_floor_app`` (``sanic-floor``) also hands ``sanic-batch``'s records over.
+No service could spend less per answer on a lookup and a record, whatever its store.
 """
 
 from __future__ import annotations
@@ -66,6 +71,14 @@ def create_batched_app() -> Sanic:
     return _ladder_app("sanic_batch", record=True, batched=True)
 
 
+def create_dict_app() -> Sanic:
+    return _ladder_app("sanic_dict", record=False, in_memory=True)
+
+
+def create_floor_app() -> Sanic:
+    return _ladder_app("sanic_floor", record=True, batched=True, in_memory=True)
+
+
 class BatchedRecords:
     """Records queued in Python, handed to librdkafka ``BATCH`` at a time (no Kafka timestamps)."""
 
@@ -99,7 +112,7 @@ class BatchedRecords:
         return self.producer.flush(timeout)
 
 
-def _ladder_app(name: str, record: bool, batched: bool = False) -> Sanic:
+def _ladder_app(name: str, record: bool, batched: bool = False, in_memory: bool = False) -> Sanic:
     from movierec.settings import load
     from server.answer import RequestIds
     from server.provenance import AnswerTime, ServedRecorder, answer_record
@@ -113,6 +126,10 @@ def _ladder_app(name: str, record: bool, batched: bool = False) -> Sanic:
     @app.before_server_start
     async def open_file(app: Sanic) -> None:
         app.ctx.model = open_model(Path(os.environ[SERVING_FILE_ENV]))
+        app.ctx.lookup = app.ctx.model.lookup
+        if in_memory:  # every user's line held in this worker: a lookup with no SQLite at all
+            lines = dict(app.ctx.model.connection.execute("SELECT user_id, items FROM recs"))
+            app.ctx.lookup = lines.get
         app.ctx.recorder = None
         if batched:
             app.ctx.recorder = BatchedRecords(load())
@@ -129,7 +146,7 @@ def _ladder_app(name: str, record: bool, batched: bool = False) -> Sanic:
     @app.get("/recommend/<segment>")
     async def recommend(request: Request, segment: str) -> HTTPResponse:
         user_id = int(segment)
-        line = app.ctx.model.lookup(user_id) or app.ctx.model.fallback
+        line = app.ctx.lookup(user_id) or app.ctx.model.fallback
         recorder = app.ctx.recorder
         if recorder is not None:
             now = time.time()
