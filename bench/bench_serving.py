@@ -372,37 +372,40 @@ def profile_summary(raw: Path, top: int = 12) -> list[str]:
     return lines
 
 
+def proc_stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the name: pgrp is [2], utime and stime [11] and [12]."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def cpu_seconds(fields: list[str]) -> float:
+    """User + system CPU seconds of a process (all its threads) from its ``proc_stat`` fields."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def group_cpu_seconds(group: int) -> float:
     """User + system CPU seconds so far of every live process in process group ``group`` (a server)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    total = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            fields = proc_stat(entry.name)
         except OSError:  # gone meanwhile
             continue
-        if int(fields[2]) == group:  # pgrp; then utime and stime are fields 11 and 12 after ")"
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds so far of process ``pid``, all its threads (the broker's JVM)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if int(fields[2]) == group:
+            total += cpu_seconds(fields)
+    return total
 
 
 def measured_run(server: Server, script: Path, seconds: int, connections: int, broker_pid: int) -> Result:
     """``run_wrk`` plus the server's own CPU per answer: robust to a loaded box, unlike req/s; and
     the broker's, which shares the box's cores with the server here (in production it is elsewhere)."""
-    before, broker_before = group_cpu_seconds(server.process.pid), process_cpu_seconds(broker_pid)
+    before, broker_before = group_cpu_seconds(server.process.pid), cpu_seconds(proc_stat(broker_pid))
     result = run_wrk(server.url, script, seconds, connections)
     spent = group_cpu_seconds(server.process.pid) - before
     if result.requests:
         result.cpu_us = spent / result.requests * 1e6
-        result.broker_us = (process_cpu_seconds(broker_pid) - broker_before) / result.requests * 1e6
+        result.broker_us = (cpu_seconds(proc_stat(broker_pid)) - broker_before) / result.requests * 1e6
     return result
 
 
@@ -774,12 +777,12 @@ def record_cpu_us(
     the whole process's CPU (librdkafka's threads included) until the broker has acknowledged all."""
     from server.answer import RequestIds
     from server.provenance import AnswerTime, ServedRecorder, answer_record
+    from server.store import open_model
 
     ids, clock = RequestIds(), AnswerTime()
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    query = "SELECT CAST(items AS BLOB) FROM recs WHERE user_id = ?"  # the bytes the service reads
-    (line,) = connection.execute(query, sample[:1]).fetchone()
-    connection.close()
+    model = open_model(path)
+    line = model.lookup(sample[0]) or model.fallback
+    model.close()
     users = random.Random(7).choices(sample, k=100_000)
 
     def record(user: int, now: float) -> bytes:
